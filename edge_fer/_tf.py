@@ -1,0 +1,53 @@
+"""Import TensorFlow with Keras 2 (``tf_keras``), which tensorflow-model-optimization needs.
+
+Every module that needs TensorFlow calls :func:`keras` / :func:`tf` inside its functions,
+so that ``edgefer --help`` and the on-device runner never import TensorFlow.
+"""
+
+import os
+import sys
+from contextlib import contextmanager
+
+
+def _prepare_env() -> None:
+    # Must be set before TensorFlow is first imported, or tf.keras is Keras 3.
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@contextmanager
+def _quiet_native_stderr():
+    """Hide the C++ start-up chatter (oneDNN, CUDA probing) printed on fd 2 during the first import.
+
+    Set EDGEFER_TF_LOGS=1 to see it.
+    """
+    if os.environ.get("EDGEFER_TF_LOGS") or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def tf():
+    _prepare_env()
+    with _quiet_native_stderr():
+        import tensorflow
+
+        # Device discovery logs a CUDA probe failure on machines without a GPU.
+        tensorflow.config.list_physical_devices("GPU")
+    return tensorflow
+
+
+def keras():
+    tf()
+    import tf_keras
+
+    return tf_keras

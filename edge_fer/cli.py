@@ -1,0 +1,232 @@
+"""The ``edgefer`` command line: one Click group, one function per command.
+
+    edgefer train --model mobilenetv3 --data fer2013.csv
+    edgefer evaluate                       # the latest run, on the test split
+    edgefer compare runs/cnn runs/mobilenetv3_small
+    edgefer data check fer2013.csv
+    edgefer models
+
+Library errors (:class:`edge_fer.errors.EdgeFerError`) become one line and exit code 2.
+TensorFlow is imported only inside the commands that need it, so ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import EdgeFerError
+
+log = logging.getLogger("edge_fer")
+
+
+class UserError(click.ClickException):
+    exit_code = 2
+
+
+class EdgeFerGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except EdgeFerError as e:
+            raise UserError(str(e)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; finished epochs and written files are kept", err=True)
+            sys.exit(130)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+@click.group(cls=EdgeFerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgefer")
+@click.option("-v", "--verbose", is_flag=True, help="More detail in the log.")
+def main(verbose: bool) -> None:
+    """edge_fer: facial-emotion-recognition CNNs from training to measured edge deployment.
+
+    \b
+    Typical flow:
+      edgefer data check fer2013.csv        what is in (and wrong with) your data
+      edgefer train --model mobilenetv3     train; same command again resumes
+      edgefer evaluate                      report of the latest run on the test split
+      edgefer compare runs/cnn runs/mobilenetv3_small
+
+    Data comes from --data, $EDGEFER_DATA or `data = ...` in edgefer.toml; without any,
+    the embedded FER2013 sample that ships with edge_fer is used.
+    """
+    _setup_logging(verbose)
+
+
+def _data_option(f):
+    return click.option(
+        "--data", "data", default=None, metavar="PATH",
+        help="FER2013 as Kaggle fer2013.csv, an .npz, or an image folder (train/<class>/*.jpg, test/...). "
+             "Default: $EDGEFER_DATA, `data` in edgefer.toml, else the embedded sample ('embedded').",
+    )(f)
+
+
+def _resolve_data(data: str | None) -> str | None:
+    from .data.dataset import SAMPLE_NAME, sample_provenance
+    from .settings import setting
+
+    value, source = setting("data", data)
+    if value is None or str(value) == SAMPLE_NAME:
+        n = sum(sample_provenance()["per_usage"].values())
+        log.info("data: the embedded FER2013 sample (%d faces) — for real training pass --data fer2013.csv", n)
+        return None
+    if source != "option":
+        log.info("data: %s (from %s)", value, source)
+    return str(Path(str(value)).expanduser())
+
+
+# ---------------------------------------------------------------------------------- models
+
+@main.command("models")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models_cmd(as_json: bool) -> None:
+    """List the registered architectures with parameters and MACs at 48×48×1."""
+    from .models import create_model, describe_model, get_spec, model_names
+
+    rows = []
+    for name in model_names():
+        spec = get_spec(name)
+        info = describe_model(create_model(name))
+        rows.append({"name": name, "aliases": list(spec.aliases), "params": info["params"], "macs": info["macs"],
+                     "imagenet": spec.imagenet, "description": spec.description})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'name':<20}{'params':>10}{'MACs':>10}  description")
+    for r in rows:
+        alias = f" (alias: {', '.join(r['aliases'])})" if r["aliases"] else ""
+        click.echo(f"{r['name']:<20}{r['params'] / 1e6:>9.2f}M{r['macs'] / 1e6:>9.1f}M  {r['description']}{alias}")
+
+
+# ---------------------------------------------------------------------------------- data
+
+@main.group("data")
+def data_group() -> None:
+    """Inspect FER2013 sources."""
+
+
+@data_group.command("check")
+@click.argument("path", required=False)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report as JSON to this file.")
+@click.option("--skip-bad", is_flag=True, help="Skip malformed rows/files (and count them) instead of stopping.")
+def data_check(path: str | None, json_out: Path | None, skip_bad: bool) -> None:
+    """Counts per split and class, duplicates, leakage, blank images, conflicting labels.
+
+    PATH is a fer2013.csv, an .npz or an image folder; default: the embedded sample.
+    """
+    from .data.check import check_data, format_check
+    from .runs import write_json
+
+    report = check_data(_resolve_data(path), skip_bad=skip_bad)
+    click.echo(format_check(report))
+    if json_out:
+        write_json(json_out, report)
+        click.echo(f"wrote {json_out}")
+
+
+# ---------------------------------------------------------------------------------- train
+
+@main.command("train")
+@click.option("--model", "-m", required=True, metavar="NAME",
+              help="Architecture: cnn, resnet50, vgg16, mobilenetv3_small (alias mobilenetv3), mobilenetv3_large. "
+                   "See `edgefer models`.")
+@_data_option
+@click.option("--epochs", type=int, default=45, show_default=True, help="Epochs (the study used 45).")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
+              help="mixed_bfloat16 speeds up plain conv nets on CPUs with AVX-512 BF16; it slows MobileNetV3.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run directory. Default: runs/MODEL (runs/MODEL-2, … once finished); $EDGEFER_RUNS moves runs/.")
+@click.option("--split-mode", type=click.Choice(["official", "random80"]), default="official", show_default=True,
+              help="official: Training/PublicTest/PrivateTest; random80: the study's stratified 80/20.")
+@click.option("--ferplus", type=click.Path(dir_okay=False), default=None,
+              help="FERPlus fer2013new.csv: relabel by annotator majority and drop not-a-face rows.")
+@click.option("--label-mode", type=click.Choice(["hard", "soft"]), default="hard", show_default=True,
+              help="With --ferplus: majority labels (hard) or the vote distribution (soft).")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
+@click.option("--weights", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
+              help="imagenet: start from ImageNet weights (resnet50, vgg16; needs network access once).")
+@click.option("--monitor", type=click.Choice(["val_accuracy", "val_loss", "val_f1"]), default="val_accuracy",
+              show_default=True, help="Validation metric for the best checkpoint and early stopping.")
+@click.option("--patience", type=int, default=10, show_default=True, help="Early-stopping patience; 0 disables it.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--skip-bad", is_flag=True, help="Skip malformed rows/files instead of stopping.")
+def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, ferplus, label_mode,
+              label_smoothing, no_augment, weights, monitor, patience, seed, skip_bad) -> None:
+    """Train an architecture on FER2013 (the study's recipe by default).
+
+    Selects the best epoch on the validation split (PublicTest). Killed or interrupted?
+    Run the same command again: training resumes from the last finished epoch.
+    """
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig(model=model, data=_resolve_data(data), epochs=epochs, batch_size=batch_size, lr=lr,
+                      precision=precision, split_mode=split_mode, ferplus=ferplus, label_mode=label_mode,
+                      label_smoothing=label_smoothing, augment=not no_augment,
+                      weights=None if weights == "none" else weights, monitor=monitor,
+                      early_stopping_patience=patience, seed=seed, skip_bad=skip_bad)
+    result = train(cfg, out, verbose=1 if sys.stdout.isatty() else 2)
+    best = result.best
+    click.echo(
+        f"run {result.run_dir}: {result.epochs_done} epoch(s) in {result.seconds / 60:.1f} min"
+        + (" (early stop)" if result.stopped_early else "")
+        + (f"; best epoch {best['epoch']}: val_accuracy {best.get('val_accuracy', 0):.4f}, "
+           f"val_f1 {best.get('val_f1', 0):.4f}" if best else "")
+    )
+    click.echo(f"next: edgefer evaluate {result.run_dir}")
+
+
+# ---------------------------------------------------------------------------------- evaluate
+
+@main.command("evaluate")
+@click.argument("run", required=False)
+@click.option("--split", type=click.Choice(["validation", "test"]), default="test", show_default=True,
+              help="test = PrivateTest, the split to report; validation = PublicTest, the one to choose on.")
+@click.option("--data", default=None, metavar="PATH", help="Evaluate on this data instead of the run's own.")
+def evaluate_cmd(run, split, data) -> None:
+    """Evaluation report of a run (default: the latest): metrics.json, confusion matrix, ROC, curves."""
+    from .report import evaluate_run, format_metrics
+
+    report = evaluate_run(run, split=split, data_path=data)
+    click.echo(f"{report['model']} ({report['run']}) on {split}:")
+    click.echo(format_metrics(report))
+    for p in report["outputs"]:
+        click.echo(f"wrote {p}")
+
+
+# ---------------------------------------------------------------------------------- compare
+
+@main.command("compare")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--split", type=click.Choice(["validation", "test"]), default="test", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("comparison"),
+              show_default=True, help="Folder for comparison.md, .json and .png.")
+def compare_cmd(runs, split, out) -> None:
+    """Architectures side by side: a Markdown table and a bar chart (runs are evaluated if needed)."""
+    from .report import compare_runs
+
+    result = compare_runs(list(runs), split=split, out=out)
+    click.echo(result["markdown"])
+    for p in result["outputs"]:
+        click.echo(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    main()

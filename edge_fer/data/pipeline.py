@@ -1,0 +1,111 @@
+"""tf.data input pipeline and batch augmentation.
+
+Augmentation runs on whole batches inside tf.data (never inside the model, so exported
+models carry no augmentation layers): one random affine transform per image — horizontal
+flip, small rotation, shift and zoom, applied in a single resampling — then random erasing.
+Images stay raw 0–255 float32; each model normalises inside its own graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._tf import tf as _tf
+
+tf = _tf()
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = True
+    rotation_deg: float = 10.0
+    shift: float = 0.1  # fraction of the side
+    zoom: float = 0.1  # scale in [1 - zoom, 1 + zoom]
+    erase_prob: float = 0.5
+    erase_area: tuple[float, float] = (0.02, 0.15)
+
+
+def augment_batch(images, aug: Augment):
+    """Augment a float32 batch (B, H, W, C) with per-image random parameters."""
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+
+    angle = tf.random.uniform([b], -1.0, 1.0) * (aug.rotation_deg * math.pi / 180.0)
+    scale = 1.0 + tf.random.uniform([b], -aug.zoom, aug.zoom)
+    tx = tf.random.uniform([b], -aug.shift, aug.shift) * wf
+    ty = tf.random.uniform([b], -aug.shift, aug.shift) * hf
+    flip = tf.where(tf.random.uniform([b]) < 0.5, -1.0, 1.0) if aug.flip else tf.ones([b])
+    # Output pixel p maps to input pixel M (p - c) + c + t, with M = rotation / scale · flip.
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    a0, a1 = cos * flip, -sin
+    b0, b1 = sin * flip, cos
+    cx, cy = (wf - 1.0) / 2.0, (hf - 1.0) / 2.0
+    a2 = cx - a0 * cx - a1 * cy + tx
+    b2 = cy - b0 * cx - b1 * cy + ty
+    zeros = tf.zeros([b])
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    images = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.stack([h, w]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
+    )
+
+    if aug.erase_prob > 0:
+        area = tf.random.uniform([b], aug.erase_area[0], aug.erase_area[1]) * hf * wf
+        log_ratio = tf.random.uniform([b], math.log(0.3), math.log(3.3))
+        eh = tf.minimum(tf.sqrt(area * tf.exp(log_ratio)), hf)
+        ew = tf.minimum(tf.sqrt(area / tf.exp(log_ratio)), wf)
+        y0 = tf.random.uniform([b]) * (hf - eh)
+        x0 = tf.random.uniform([b]) * (wf - ew)
+        ys = tf.range(hf)[None, :, None]
+        xs = tf.range(wf)[None, None, :]
+        inside = (
+            (ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
+            & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
+        )
+        apply = tf.random.uniform([b]) < aug.erase_prob
+        mask = inside & apply[:, None, None]
+        noise = tf.random.uniform(tf.shape(images), 0.0, 255.0)
+        images = tf.where(mask[..., None], noise, images)
+    return images
+
+
+def make_dataset(
+    x: np.ndarray,
+    targets: np.ndarray,
+    *,
+    batch_size: int,
+    training: bool,
+    augment: Augment | None = None,
+    seed: int = 0,
+    channels: int = 1,
+):
+    """A tf.data pipeline of (float32 images (B,H,W,C) in 0–255, float32 targets (B,7))."""
+    ds = tf.data.Dataset.from_tensor_slices((x, targets))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=False)
+
+    def to_float(images, y):
+        images = tf.cast(images, tf.float32)[..., None]
+        if channels != 1:
+            images = tf.repeat(images, channels, axis=-1)
+        return images, y
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and augment is not None:
+        ds = ds.map(lambda im, y: (augment_batch(im, augment), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def as_model_input(x: np.ndarray, channels: int = 1) -> np.ndarray:
+    """uint8 (N,48,48) faces → float32 (N,48,48,C) raw pixels, as every edge_fer model takes them."""
+    out = x.astype(np.float32)[..., None]
+    return np.repeat(out, channels, axis=-1) if channels != 1 else out

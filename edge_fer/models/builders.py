@@ -1,0 +1,239 @@
+"""The study's architectures as Keras 2 (tf_keras) builders, shared by training, QAT and export.
+
+Every builder takes raw 0–255 grey pixels (48×48×1 by default), normalises inside the graph,
+and ends in ``logits`` (Dense) → ``predictions`` (float32 softmax over the 7 classes). Layer
+names are fixed, so quantisation annotations and export exclusions can refer to them.
+
+    from edge_fer.models import create_model
+    model = create_model("cnn", input_shape=(48, 48, 1), width=0.5, dropout=0.4)
+"""
+
+from __future__ import annotations
+
+from .._tf import keras as _keras
+from ..errors import ConfigError
+from ..labels import IMAGE_SIZE, NUM_CLASSES
+from .registry import register_model
+
+DEFAULT_INPUT = (IMAGE_SIZE, IMAGE_SIZE, 1)
+
+
+def _check(name: str, input_shape, classes: int, dropout: float, width: float, weights, min_side: int = 16):
+    if len(tuple(input_shape)) != 3:
+        raise ConfigError(f"{name}: input_shape must be (height, width, channels), got {input_shape!r}")
+    h, w, c = input_shape
+    if min(h, w) < min_side:
+        raise ConfigError(f"{name}: input {h}x{w} is too small; this architecture needs at least {min_side}x{min_side}")
+    if c not in (1, 3):
+        raise ConfigError(f"{name}: {c} input channels; expected 1 (grey) or 3")
+    if not (isinstance(classes, int) and classes >= 2):
+        raise ConfigError(f"{name}: classes must be an integer ≥ 2, got {classes!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+    if not width > 0:
+        raise ConfigError(f"{name}: width must be > 0, got {width!r}")
+    if weights not in (None, "imagenet"):
+        raise ConfigError(f"{name}: weights must be None or 'imagenet', got {weights!r}")
+
+
+def _head(x, classes: int, dropout: float):
+    keras = _keras()
+    if dropout > 0:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    x = keras.layers.Dense(classes, name="logits")(x)
+    # float32 softmax even under a mixed-precision policy.
+    return keras.layers.Activation("softmax", dtype="float32", name="predictions")(x)
+
+
+@register_model("cnn", description="the study's traditional CNN: 4 blocks of 2×(Conv-BN-ReLU) + MaxPool, Dense head",
+                aliases=("traditional_cnn", "baseline"))
+def build_cnn(
+    input_shape=DEFAULT_INPUT,
+    classes: int = NUM_CLASSES,
+    width: float = 1.0,
+    filters: tuple[int, ...] = (32, 64, 128, 256),
+    dense_units: int = 256,
+    dropout: float = 0.4,
+    bn_momentum: float = 0.9,
+    weights=None,
+):
+    _check("cnn", input_shape, classes, dropout, width, weights)
+    if weights == "imagenet":
+        raise ConfigError("cnn: there are no ImageNet weights for the traditional CNN; use --weights none")
+    keras = _keras()
+    L = keras.layers
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = L.Rescaling(1.0 / 255.0, name="preprocess")(inputs)
+    for i, f in enumerate(filters, start=1):
+        f = max(8, int(round(f * width)))
+        for j in (1, 2):
+            x = L.Conv2D(f, 3, padding="same", use_bias=False, name=f"block{i}_conv{j}")(x)
+            x = L.BatchNormalization(momentum=bn_momentum, name=f"block{i}_bn{j}")(x)
+            x = L.ReLU(name=f"block{i}_relu{j}")(x)
+        x = L.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(max(8, int(round(dense_units * width))), use_bias=False, name="fc1")(x)
+    x = L.BatchNormalization(momentum=bn_momentum, name="fc1_bn")(x)
+    x = L.ReLU(name="fc1_relu")(x)
+    return keras.Model(inputs, _head(x, classes, dropout), name="cnn")
+
+
+def _imagenet_input(inputs, weights, mean_bgr):
+    """Grey → RGB (repeated) and ImageNet's caffe-style mean subtraction, for ImageNet weights."""
+    keras = _keras()
+    L = keras.layers
+    x = inputs
+    if inputs.shape[-1] == 1:
+        x = L.Concatenate(name="grey_to_rgb")([inputs, inputs, inputs])
+    if weights == "imagenet":
+        return L.Normalization(mean=list(mean_bgr), variance=[1.0, 1.0, 1.0], name="preprocess")(x)
+    return x
+
+
+def _application(name: str, app_fn, input_shape, classes, dropout, width, weights):
+    _check(name, input_shape, classes, dropout, width, weights, min_side=32)
+    if width != 1.0:
+        raise ConfigError(f"{name}: width is fixed at 1.0 for keras.applications models, got {width!r}")
+    keras = _keras()
+    L = keras.layers
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    if weights == "imagenet":
+        x = _imagenet_input(inputs, weights, (103.939, 116.779, 123.68))
+    else:
+        x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
+    try:
+        base = app_fn(include_top=False, weights=weights, input_tensor=x, pooling="avg")
+    except Exception as e:  # download failure offline, or a corrupt cached file
+        if weights == "imagenet":
+            raise ConfigError(
+                f"{name}: could not load ImageNet weights ({type(e).__name__}: {str(e)[:120]}); they are downloaded "
+                "on first use and need network access. Train from scratch with --weights none, or copy the "
+                "no-top weights file into ~/.keras/models/"
+            ) from None
+        raise
+    return keras.Model(inputs, _head(base.output, classes, dropout), name=name)
+
+
+@register_model("resnet50", description="ResNet-50 (keras.applications) with a 7-way head; the study's best model",
+                imagenet=True)
+def build_resnet50(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, dropout: float = 0.3,
+                   width: float = 1.0, weights=None):
+    return _application("resnet50", _keras().applications.ResNet50, input_shape, classes, dropout, width, weights)
+
+
+@register_model("vgg16", description="VGG-16 (keras.applications) with a 7-way head", imagenet=True)
+def build_vgg16(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, dropout: float = 0.3,
+                width: float = 1.0, weights=None):
+    return _application("vgg16", _keras().applications.VGG16, input_shape, classes, dropout, width, weights)
+
+
+# --- MobileNetV3, rebuilt from keras.applications' definition with quantisable activations ---
+
+def _depth(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def _activation(kind: str, name: str):
+    from .layers import HardSwish
+
+    keras = _keras()
+    return HardSwish(name=name + "hswish") if kind == "hswish" else keras.layers.ReLU(name=name + "relu")
+
+
+def _se_block(inputs, filters: int, se_ratio: float, prefix: str):
+    from .layers import HardSigmoid
+
+    L = _keras().layers
+    x = L.GlobalAveragePooling2D(keepdims=True, name=prefix + "squeeze_excite/AvgPool")(inputs)
+    x = L.Conv2D(_depth(filters * se_ratio), 1, padding="same", name=prefix + "squeeze_excite/Conv")(x)
+    x = L.ReLU(name=prefix + "squeeze_excite/Relu")(x)
+    x = L.Conv2D(filters, 1, padding="same", name=prefix + "squeeze_excite/Conv_1")(x)
+    x = HardSigmoid(name=prefix + "squeeze_excite/HardSigmoid")(x)
+    return L.Multiply(name=prefix + "squeeze_excite/Mul")([inputs, x])
+
+
+def _inverted_res_block(x, expansion, filters, kernel, stride, se_ratio, act, block_id, bn_momentum):
+    L = _keras().layers
+    shortcut = x
+    infilters = x.shape[-1]
+    prefix = f"expanded_conv_{block_id}/" if block_id else "expanded_conv/"
+    bn = dict(epsilon=1e-3, momentum=bn_momentum)
+    if block_id:
+        x = L.Conv2D(_depth(infilters * expansion), 1, padding="same", use_bias=False, name=prefix + "expand")(x)
+        x = L.BatchNormalization(name=prefix + "expand/BatchNorm", **bn)(x)
+        x = _activation(act, prefix + "expand/")(x)
+    # 'same' padding for stride 2 too (keras pads explicitly): one op fewer per block in TFLite.
+    x = L.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False, name=prefix + "depthwise")(x)
+    x = L.BatchNormalization(name=prefix + "depthwise/BatchNorm", **bn)(x)
+    x = _activation(act, prefix + "depthwise/")(x)
+    if se_ratio:
+        x = _se_block(x, _depth(infilters * expansion), se_ratio, prefix)
+    x = L.Conv2D(filters, 1, padding="same", use_bias=False, name=prefix + "project")(x)
+    x = L.BatchNormalization(name=prefix + "project/BatchNorm", **bn)(x)
+    if stride == 1 and infilters == filters:
+        x = L.Add(name=prefix + "Add")([shortcut, x])
+    return x
+
+
+# (expansion, filters, kernel or None for the stage kernel, stride, squeeze-excite, activation)
+_SMALL = [
+    (1, 16, 3, 2, True, "relu"), (72 / 16, 24, 3, 2, False, "relu"), (88 / 24, 24, 3, 1, False, "relu"),
+    (4, 40, None, 2, True, "hswish"), (6, 40, None, 1, True, "hswish"), (6, 40, None, 1, True, "hswish"),
+    (3, 48, None, 1, True, "hswish"), (3, 48, None, 1, True, "hswish"), (6, 96, None, 2, True, "hswish"),
+    (6, 96, None, 1, True, "hswish"), (6, 96, None, 1, True, "hswish"),
+]
+_LARGE = [
+    (1, 16, 3, 1, False, "relu"), (4, 24, 3, 2, False, "relu"), (3, 24, 3, 1, False, "relu"),
+    (3, 40, None, 2, True, "relu"), (3, 40, None, 1, True, "relu"), (3, 40, None, 1, True, "relu"),
+    (6, 80, 3, 2, False, "hswish"), (2.5, 80, 3, 1, False, "hswish"), (2.3, 80, 3, 1, False, "hswish"),
+    (2.3, 80, 3, 1, False, "hswish"), (6, 112, 3, 1, True, "hswish"), (6, 112, 3, 1, True, "hswish"),
+    (6, 160, None, 2, True, "hswish"), (6, 160, None, 1, True, "hswish"), (6, 160, None, 1, True, "hswish"),
+]
+
+
+def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropout, minimalistic, bn_momentum, weights):
+    _check(name, input_shape, classes, dropout, width, weights, min_side=32)
+    if weights == "imagenet":
+        raise ConfigError(
+            f"{name}: edge_fer rebuilds MobileNetV3 with quantisable hard-swish layers, so keras' ImageNet "
+            "weights do not apply; train from scratch with --weights none"
+        )
+    keras = _keras()
+    L = keras.layers
+    kernel, se_ratio = (3, None) if minimalistic else (5, 0.25)
+    act_top = "relu" if minimalistic else "hswish"
+    bn = dict(epsilon=1e-3, momentum=bn_momentum)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="conv")(x)
+    x = L.BatchNormalization(name="conv/BatchNorm", **bn)(x)
+    x = _activation(act_top, "conv/")(x)
+    for block_id, (expansion, filters, k, stride, se, act) in enumerate(stack):
+        x = _inverted_res_block(
+            x, expansion, _depth(filters * width), k or kernel, stride,
+            se_ratio if se else None, "relu" if minimalistic else act, block_id, bn_momentum,
+        )
+    x = L.Conv2D(_depth(x.shape[-1] * 6), 1, padding="same", use_bias=False, name="conv_1")(x)
+    x = L.BatchNormalization(name="conv_1/BatchNorm", **bn)(x)
+    x = _activation(act_top, "conv_1/")(x)
+    x = L.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = L.Dense(_depth(last_point_ch * width) if width > 1.0 else last_point_ch, name="conv_2")(x)
+    x = _activation(act_top, "conv_2/")(x)
+    return keras.Model(inputs, _head(x, classes, dropout), name=name)
+
+
+@register_model("mobilenetv3_small", description="MobileNetV3-Small (the study's MobileNet-V3), quantisable rebuild",
+                aliases=("mobilenetv3", "mobilenet_v3", "mobilenet_v3_small", "mobilenetv3small"))
+def build_mobilenetv3_small(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: float = 1.0,
+                            dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None):
+    return _mobilenetv3("mobilenetv3_small", _SMALL, 1024, input_shape, classes, width, dropout, minimalistic,
+                        bn_momentum, weights)
+
+
+@register_model("mobilenetv3_large", description="MobileNetV3-Large, quantisable rebuild",
+                aliases=("mobilenet_v3_large", "mobilenetv3large"))
+def build_mobilenetv3_large(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: float = 1.0,
+                            dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None):
+    return _mobilenetv3("mobilenetv3_large", _LARGE, 1280, input_shape, classes, width, dropout, minimalistic,
+                        bn_momentum, weights)

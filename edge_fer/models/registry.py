@@ -1,0 +1,72 @@
+"""The model registry: every architecture under the name users type.
+
+    from edge_fer.models import create_model, list_models
+    model = create_model("mobilenetv3_small", dropout=0.3)
+
+Builders register with :func:`register_model`; ``create_model`` resolves aliases, suggests
+close matches for unknown names and passes keyword overrides on to the builder.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable
+    description: str
+    aliases: tuple[str, ...] = ()
+    imagenet: bool = False  # whether ImageNet weights exist for this builder
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_model(name: str, *, description: str, aliases: tuple[str, ...] = (), imagenet: bool = False):
+    def wrap(fn: Callable) -> Callable:
+        if name in _REGISTRY or name in _ALIASES:
+            raise ValueError(f"model {name!r} registered twice")
+        _REGISTRY[name] = ModelSpec(name, fn, description, aliases, imagenet)
+        for a in aliases:
+            _ALIASES[a] = name
+        return fn
+
+    return wrap
+
+
+def model_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def resolve_name(name: str) -> str:
+    key = name.strip().lower().replace("-", "_")
+    if key in _REGISTRY:
+        return key
+    if key in _ALIASES:
+        return _ALIASES[key]
+    close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise ConfigError(f"unknown model {name!r}{hint} Available: {', '.join(_REGISTRY)} (see `edgefer models`)")
+
+
+def get_spec(name: str) -> ModelSpec:
+    return _REGISTRY[resolve_name(name)]
+
+
+def create_model(name: str, **overrides):
+    """Build a fresh model by registry name, with keyword overrides (input_shape, width, dropout, …)."""
+    spec = get_spec(name)
+    params = inspect.signature(spec.builder).parameters
+    unknown = [k for k in overrides if k not in params]
+    if unknown:
+        valid = ", ".join(k for k in params)
+        raise ConfigError(f"model {spec.name!r} takes no option(s) {', '.join(unknown)}; valid: {valid}")
+    return spec.builder(**overrides)

@@ -1,0 +1,51 @@
+"""Loading saved models and counting what a model costs (parameters, multiply-accumulates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._tf import keras as _keras
+from ..errors import RunError
+
+
+def load_model(path: str | Path, *, compile: bool = False):
+    """Load a ``.keras`` model saved by edge_fer (custom layers included)."""
+    from .layers import CUSTOM_OBJECTS
+
+    p = Path(path)
+    if not p.is_file():
+        raise RunError(f"{p}: no such model file; train a model first with `edgefer train`")
+    keras = _keras()
+    try:
+        return keras.models.load_model(p, custom_objects=CUSTOM_OBJECTS, compile=compile)
+    except Exception as e:  # a truncated or foreign file
+        raise RunError(f"{p}: cannot load the model ({type(e).__name__}: {str(e)[:160]}); retrain or restore it") from None
+
+
+def count_macs(model) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and dense layers; batch 1)."""
+    keras = _keras()
+    L = keras.layers
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, L.DepthwiseConv2D):
+            _, h, w, _ = layer.output_shape
+            kh, kw = layer.kernel_size
+            total += h * w * kh * kw * layer.input_shape[-1] * layer.depth_multiplier
+        elif isinstance(layer, L.Conv2D):
+            _, h, w, c_out = layer.output_shape
+            kh, kw = layer.kernel_size
+            total += h * w * kh * kw * (layer.input_shape[-1] // layer.groups) * c_out
+        elif isinstance(layer, L.Dense):
+            total += int(layer.input_shape[-1]) * layer.units
+    return int(total)
+
+
+def describe_model(model) -> dict:
+    return {
+        "name": model.name,
+        "params": int(model.count_params()),
+        "macs": count_macs(model),
+        "input_shape": list(model.input_shape[1:]),
+        "layers": len(model.layers),
+    }

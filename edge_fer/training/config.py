@@ -1,0 +1,79 @@
+"""Training defaults in one place: the study's recipe, overridable from the CLI.
+
+The resolved config is saved as ``config.json`` in every run directory, so a run can be
+resumed, evaluated, quantised and exported without repeating any option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ConfigError, RunError
+
+PRECISIONS = ("float32", "mixed_bfloat16")
+MONITORS = ("val_accuracy", "val_loss", "val_f1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    data: str | None = None  # None: the embedded sample
+    epochs: int = 45
+    batch_size: int = 64
+    lr: float = 1e-3
+    precision: str = "float32"
+    split_mode: str = "official"
+    ferplus: str | None = None
+    label_mode: str = "hard"
+    label_smoothing: float = 0.0
+    augment: bool = True
+    weights: str | None = None
+    monitor: str = "val_accuracy"  # best checkpoint and early stopping
+    early_stopping_patience: int = 10  # 0 disables early stopping
+    lr_patience: int = 3
+    lr_factor: float = 0.5
+    min_lr: float = 1e-6
+    seed: int = 0
+    skip_bad: bool = False
+    model_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"--epochs must be ≥ 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be ≥ 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr must be > 0, got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"--monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    # Settings that change what is trained; a resumed run must agree on all of them.
+    def identity(self) -> dict:
+        d = self.to_dict()
+        d.pop("skip_bad")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "TrainConfig":
+        p = Path(run_dir) / "config.json"
+        if not p.is_file():
+            raise RunError(f"{run_dir}: not a run directory (no config.json); pass a directory made by `edgefer train`")
+        try:
+            return cls.from_dict(json.loads(p.read_text()))
+        except (ValueError, TypeError) as e:
+            raise RunError(f"{p}: unreadable run config ({e}); the run directory is damaged") from None

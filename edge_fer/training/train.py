@@ -1,0 +1,213 @@
+"""``edgefer train``: train a registered architecture on FER2013, resumably.
+
+    from edge_fer.training import TrainConfig, train
+    result = train(TrainConfig(model="cnn", data="fer2013.csv", epochs=2), out="runs/cnn")
+
+At the end of every epoch the run directory gets the model with its optimizer state
+(``last-eNNN.keras``), then ``state.json`` pointing at it — each written atomically — so a
+killed run loses at most the epoch in progress. Running the same command again resumes
+from the last finished epoch, with the learning-rate schedule and early-stopping counters
+as they were.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._tf import keras as _keras
+from .._tf import tf as _tf
+from ..data import load_fer
+from ..data.pipeline import Augment, make_dataset
+from ..errors import RunError
+from ..models import create_model, describe_model, load_model, resolve_name
+from ..runs import atomic_path, next_run_dir, read_state, write_json
+from .config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+HISTORY_KEYS = ("loss", "accuracy", "precision", "recall", "auc", "f1")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    best_epoch: int
+    best: dict
+    stopped_early: bool
+    seconds: float
+
+
+def compile_model(model, cfg: TrainConfig, optimizer=None):
+    keras = _keras()
+    m = keras.metrics
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate=cfg.lr),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=[
+            m.CategoricalAccuracy(name="accuracy"),
+            m.Precision(name="precision"),
+            m.Recall(name="recall"),
+            m.AUC(name="auc"),
+            m.F1Score(average="macro", name="f1"),
+        ],
+    )
+    return model
+
+
+def prepare_run_dir(cfg: TrainConfig, out: Path | None) -> tuple[Path, dict]:
+    """Pick the run directory and say whether it resumes: returns (run_dir, state)."""
+    run_dir = Path(out) if out else next_run_dir(resolve_name(cfg.model))
+    state = read_state(run_dir)
+    if state.get("status") == "finished":
+        raise RunError(
+            f"{run_dir} holds a finished run; choose a new --out, or omit --out to get the next free run name"
+        )
+    if (run_dir / "config.json").is_file():
+        saved = TrainConfig.load(run_dir).identity()
+        diff = {k: (saved.get(k), v) for k, v in cfg.identity().items() if saved.get(k) != v}
+        if diff:
+            shown = ", ".join(f"{k}: run has {a!r}, you asked {b!r}" for k, (a, b) in diff.items())
+            raise RunError(f"{run_dir} holds an unfinished run with other settings ({shown}); "
+                           "repeat its settings to resume, or train into a new --out")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"{run_dir} exists and is not an edge_fer run; choose an empty or new --out")
+    return run_dir, state
+
+
+class _RunCheckpoint:
+    """Keras callback (built lazily, since it subclasses a TF class) writing the resumable state."""
+
+    @staticmethod
+    def make(run_dir: Path, cfg: TrainConfig, state: dict, plateau, stopper):
+        keras = _keras()
+
+        class RunCheckpoint(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.history: list[dict] = state.get("history", [])
+                self.best = state.get("best", {})
+                self.stopped_early = False
+                self.t0 = time.time() - state.get("seconds", 0.0)
+
+            def on_train_begin(self, logs=None):
+                # Runs after the Keras callbacks reset themselves: put back their counters.
+                cb = state.get("callbacks")
+                if cb:
+                    plateau.wait, plateau.best, plateau.cooldown_counter = (
+                        cb["plateau_wait"], cb["plateau_best"], cb["plateau_cooldown"])
+                    if stopper is not None:
+                        stopper.wait, stopper.best = cb["stop_wait"], cb["stop_best"]
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = {k: float(v) for k, v in (logs or {}).items()}
+                logs["lr"] = float(keras.backend.get_value(self.model.optimizer.learning_rate))
+                logs["epoch"] = epoch + 1
+                self.history.append(logs)
+                value = logs.get(cfg.monitor)
+                better = value is not None and (
+                    not self.best
+                    or (value < self.best["value"] if cfg.monitor == "val_loss" else value > self.best["value"])
+                )
+                if better:
+                    with atomic_path(run_dir / "best.keras") as tmp:
+                        self.model.save(tmp)
+                    self.best = {"epoch": epoch + 1, "monitor": cfg.monitor, "value": value,
+                                 **{k: v for k, v in logs.items() if k.startswith("val_")}}
+                self.stopped_early = bool(self.model.stop_training)
+                last = run_dir / f"last-e{epoch + 1:03d}.keras"
+                with atomic_path(last) as tmp:
+                    self.model.save(tmp)  # includes the optimizer state
+                finished = self.stopped_early or epoch + 1 >= cfg.epochs
+                self._write_state(epoch + 1, last.name, "finished" if finished else "running")
+                for old in run_dir.glob("last-e*.keras"):
+                    if old.name != last.name:
+                        old.unlink(missing_ok=True)
+                _write_history(run_dir, self.history)
+
+            def _write_state(self, epoch: int, last: str, status: str):
+                write_json(run_dir / "state.json", {
+                    "status": status,
+                    "epoch": epoch,
+                    "epochs": cfg.epochs,
+                    "last": last,
+                    "best": self.best,
+                    "stopped_early": self.stopped_early,
+                    "seconds": time.time() - self.t0,
+                    "history": self.history,
+                    "callbacks": {
+                        "plateau_wait": plateau.wait, "plateau_best": float(plateau.best),
+                        "plateau_cooldown": plateau.cooldown_counter,
+                        "stop_wait": stopper.wait if stopper else 0,
+                        "stop_best": float(stopper.best) if stopper else 0.0,
+                    },
+                })
+
+        return RunCheckpoint()
+
+
+def _write_history(run_dir: Path, history: list[dict]) -> None:
+    keys = ["epoch", *sorted({k for h in history for k in h} - {"epoch"})]
+    with atomic_path(run_dir / "history.csv") as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    write_json(run_dir / "history.json", history)
+
+
+def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, data=None) -> TrainResult:
+    """Train (or resume) a run; returns where it is and its best validation figures."""
+    keras, tf = _keras(), _tf()
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), "model": resolve_name(cfg.model)})
+    run_dir, state = prepare_run_dir(cfg, Path(out) if out else None)
+    data = data or load_fer(cfg.data, split_mode=cfg.split_mode, ferplus=cfg.ferplus,
+                            label_mode=cfg.label_mode, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    train_split, val_split = data["train"], data["validation"]
+    gpus = tf.config.list_physical_devices("GPU")
+    log.info("devices: %s", ", ".join(d.name for d in gpus) if gpus else "CPU only (no GPU visible to TensorFlow)")
+
+    keras.mixed_precision.set_global_policy(cfg.precision)
+    try:
+        keras.utils.set_random_seed(cfg.seed)
+        initial_epoch = 0
+        if state.get("last") and (run_dir / state["last"]).is_file():
+            model = load_model(run_dir / state["last"], compile=True)
+            initial_epoch = int(state["epoch"])
+            log.info("resuming %s from epoch %d of %d", run_dir, initial_epoch, cfg.epochs)
+        else:
+            state = {}
+            model = create_model(cfg.model, weights=cfg.weights, **cfg.model_options)
+            compile_model(model, cfg)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(run_dir / "config.json", cfg.to_dict())
+            write_json(run_dir / "model.json", describe_model(model))
+            write_json(run_dir / "data.json", data.summary())
+        channels = model.input_shape[-1]
+        ds_train = make_dataset(train_split.x, train_split.targets, batch_size=cfg.batch_size, training=True,
+                                augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels)
+        ds_val = make_dataset(val_split.x, val_split.targets, batch_size=256, training=False, channels=channels)
+
+        plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=cfg.lr_factor,
+                                                    patience=cfg.lr_patience, min_lr=cfg.min_lr)
+        stopper = None
+        if cfg.early_stopping_patience > 0:
+            stopper = keras.callbacks.EarlyStopping(
+                monitor=cfg.monitor, patience=cfg.early_stopping_patience,
+                mode="min" if cfg.monitor == "val_loss" else "max")
+        checkpoint = _RunCheckpoint.make(run_dir, cfg, state, plateau, stopper)
+        callbacks = [plateau, *([stopper] if stopper else []),
+                     keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), profile_batch=0, write_graph=False),
+                     checkpoint]  # last: it saves the state the others have just updated
+        if initial_epoch < cfg.epochs:
+            model.fit(ds_train, validation_data=ds_val, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, verbose=verbose)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    final = read_state(run_dir)
+    return TrainResult(run_dir=run_dir, epochs_done=final.get("epoch", 0), best_epoch=final.get("best", {}).get("epoch", 0),
+                       best=final.get("best", {}), stopped_early=final.get("stopped_early", False),
+                       seconds=final.get("seconds", 0.0))

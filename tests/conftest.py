@@ -1,0 +1,56 @@
+"""Shared fixtures. FER2013 is read from ../shared/data (beside the project), never from the repo.
+
+Set EDGEFER_SHARED_DATA to point elsewhere.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("EDGEFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def fer_npz() -> Path:
+    p = SHARED_DATA / "fer2013.npz"
+    if not p.is_file():
+        pytest.fail(f"FER2013 not found at {p}; put ../shared/data beside the project or set EDGEFER_SHARED_DATA")
+    return p
+
+
+@pytest.fixture(scope="session")
+def ferplus_csv() -> Path:
+    p = SHARED_DATA / "fer2013new.csv"
+    if not p.is_file():
+        pytest.fail(f"FERPlus labels not found at {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def fer(fer_npz):
+    with np.load(fer_npz) as d:
+        return {k: d[k] for k in ("pixels", "labels", "usage")}
+
+
+def pick_rows(fer, per_usage: int, seed: int = 0) -> np.ndarray:
+    """Row indices: ``per_usage`` random rows of each Usage, in file order."""
+    rng = np.random.default_rng(seed)
+    out = [rng.choice(np.flatnonzero(fer["usage"] == u), per_usage, replace=False)
+           for u in ("Training", "PublicTest", "PrivateTest")]
+    return np.sort(np.concatenate(out))
+
+
+def write_csv(path: Path, fer, rows, header="emotion,pixels,Usage") -> Path:
+    lines = [header]
+    for i in rows:
+        lines.append(f"{fer['labels'][i]},{' '.join(map(str, fer['pixels'][i].ravel()))},{fer['usage'][i]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_subset_npz(path: Path, fer, rows) -> Path:
+    np.savez(path, pixels=fer["pixels"][rows], labels=fer["labels"][rows], usage=fer["usage"][rows])
+    return path

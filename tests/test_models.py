@@ -1,0 +1,84 @@
+"""Every registered builder: builds, (None, 7) softmax output, fixed names, save → load identical."""
+
+import numpy as np
+import pytest
+
+from edge_fer.errors import ConfigError
+from edge_fer.models import count_macs, create_model, get_spec, load_model, model_names, resolve_name
+
+ALL = model_names()
+
+
+def test_registry_has_the_study_architectures():
+    assert {"cnn", "resnet50", "vgg16", "mobilenetv3_small", "mobilenetv3_large"} <= set(ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_builder_output_and_save_load(name, tmp_path):
+    model = create_model(name)
+    assert model.output_shape == (None, 7)
+    assert model.input_shape == (None, 48, 48, 1)
+    assert model.get_layer("image") is not None and model.get_layer("predictions").dtype == "float32"
+    assert model.get_layer("logits").units == 7
+    x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    y = model.predict(x, verbose=0)
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, atol=1e-5)
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    y2 = load_model(path).predict(x, verbose=0)
+    np.testing.assert_array_equal(y, y2)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_builder_overrides(name):
+    model = create_model(name, input_shape=(64, 64, 1), classes=5, dropout=0.1)
+    assert model.output_shape == (None, 5) and model.input_shape == (None, 64, 64, 1)
+
+
+def test_layer_names_are_fixed():
+    a, b = create_model("mobilenetv3_small"), create_model("mobilenetv3_small")
+    assert [l.name for l in a.layers] == [l.name for l in b.layers]
+    assert "expanded_conv_3/squeeze_excite/Mul" in {l.name for l in a.layers}
+
+
+def test_width_changes_cost():
+    small, full = create_model("cnn", width=0.5), create_model("cnn")
+    assert small.count_params() < full.count_params() / 3
+    assert count_macs(small) < count_macs(full) / 3
+
+
+def test_macs_of_a_known_layer():
+    from edge_fer._tf import keras
+
+    k = keras()
+    inp = k.Input((8, 8, 3))
+    m = k.Model(inp, k.layers.Dense(5)(k.layers.Flatten()(k.layers.Conv2D(4, 3, padding="same")(inp))))
+    assert count_macs(m) == 8 * 8 * 3 * 3 * 3 * 4 + 8 * 8 * 4 * 5
+
+
+def test_aliases_and_unknown_names():
+    assert resolve_name("mobilenetv3") == "mobilenetv3_small"
+    assert resolve_name("MobileNetV3-Large") == "mobilenetv3_large"
+    with pytest.raises(ConfigError, match="did you mean resnet50"):
+        resolve_name("resnet5")
+    with pytest.raises(ConfigError, match="takes no option.*depth"):
+        create_model("cnn", depth=3)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dropout": 1.5}, "dropout must be in"),
+    ({"input_shape": (48, 48)}, "input_shape must be"),
+    ({"input_shape": (48, 48, 2)}, "2 input channels"),
+    ({"classes": 1}, "classes must be"),
+])
+def test_bad_builder_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        create_model("cnn", **kwargs)
+
+
+def test_imagenet_weights_are_explained():
+    with pytest.raises(ConfigError, match="no ImageNet weights"):
+        create_model("cnn", weights="imagenet")
+    with pytest.raises(ConfigError, match="--weights none"):
+        create_model("mobilenetv3_small", weights="imagenet")
+    assert get_spec("resnet50").imagenet and not get_spec("cnn").imagenet
