@@ -16,12 +16,12 @@ def _prepare_env() -> None:
 
 
 @contextmanager
-def _quiet_native_stderr():
-    """Hide the C++ start-up chatter (oneDNN, CUDA probing) printed on fd 2 during the first import.
+def quiet_native_stderr(first_import_only: bool = False):
+    """Hide native chatter on fd 2 (oneDNN and CUDA probing at import, converter statistics).
 
-    Set EDGEFER_TF_LOGS=1 to see it.
+    Python exceptions still carry their messages. Set EDGEFER_TF_LOGS=1 to see everything.
     """
-    if os.environ.get("EDGEFER_TF_LOGS") or "tensorflow" in sys.modules:
+    if os.environ.get("EDGEFER_TF_LOGS") or (first_import_only and "tensorflow" in sys.modules):
         yield
         return
     sys.stderr.flush()
@@ -38,7 +38,7 @@ def _quiet_native_stderr():
 
 def tf():
     _prepare_env()
-    with _quiet_native_stderr():
+    with quiet_native_stderr(first_import_only=True):
         import tensorflow
 
         # Device discovery logs a CUDA probe failure on machines without a GPU.

@@ -228,5 +228,103 @@ def compare_cmd(runs, split, out) -> None:
         click.echo(f"wrote {p}")
 
 
+# ---------------------------------------------------------------------------------- qat
+
+@main.command("qat")
+@click.argument("run", required=False)
+@click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs (0: warm-up only).")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--warmup-batches", type=int, default=50, show_default=True,
+              help="Batches that set the fake-quant ranges before fine-tuning.")
+def qat_cmd(run, epochs, lr, batch_size, warmup_batches) -> None:
+    """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
+
+    The best epoch on validation is kept. Then: edgefer export RUN --int8
+    """
+    from .quantization import qat_run
+
+    r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
+                verbose=1 if sys.stdout.isatty() else 2)
+    click.echo(f"{r.run_dir}: float val acc {r.float_val_accuracy:.4f}; QAT after warm-up {r.qat_val_accuracy_before:.4f} "
+               f"(agreement {r.agreement_before:.2%}); best QAT {r.qat_val_accuracy:.4f} at epoch {r.best_epoch}")
+    click.echo(f"wrote {r.model_path}")
+    click.echo(f"next: edgefer export {r.run_dir} --int8")
+
+
+# ---------------------------------------------------------------------------------- export
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@main.command("export")
+@click.argument("run", required=False)
+@click.option("--int8", "int8_only", is_flag=True, help="Only the int8 artefacts (same as --precisions int8).")
+@click.option("--precisions", default="float32,float16,dynamic,int8", show_default=True,
+              help="Comma-separated: float32, float16, dynamic, int8 (ONNX: float32 and int8).")
+@click.option("--formats", default="tflite,onnx", show_default=True, help="Comma-separated: tflite, onnx.")
+@click.option("--from", "source", type=click.Choice(["auto", "qat", "ptq"]), default="auto", show_default=True,
+              help="int8 source: the QAT model, or post-training quantisation; auto = qat when RUN/qat exists.")
+@click.option("--io", type=click.Choice(["int8", "uint8", "float"]), default="int8", show_default=True,
+              help="Input/output type of int8 TFLite models.")
+@click.option("--calib-size", type=int, default=256, show_default=True,
+              help="Calibration faces (class-balanced sample of the training split).")
+@click.option("--calib-data", type=click.Path(file_okay=False), default=None,
+              help="Calibrate on this folder of face images instead of the training split.")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="ONNX Runtime calibration method for PTQ int8 ONNX.")
+@click.option("--threshold", type=float, default=0.98, show_default=True,
+              help="Minimum top-1 agreement with the Keras source on validation; below it nothing is written.")
+@click.option("--force", is_flag=True, help="Write artefacts even when they fall below --threshold.")
+@click.option("--batch", type=int, default=None, help="Fixed batch size (GPU delegates need one); default dynamic.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder; default RUN/export.")
+def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, calib_data, calib_method, threshold,
+               force, batch, out) -> None:
+    """Export a run (default: the latest) to TFLite and ONNX, each verified against its Keras source.
+
+    \b
+    Examples:
+      edgefer export --int8                      int8 TFLite + ONNX of the latest run
+      edgefer export runs/cnn --formats tflite   every TFLite precision
+    """
+    from .export import export_run
+
+    click.echo(f"{'artefact':<34}{'size':>12}{'time':>8}  verification on the validation split")
+    results = export_run(run, formats=_csv(formats), precisions=["int8"] if int8_only else _csv(precisions),
+                         source=source, io=io, calib_size=calib_size, calib_data=calib_data,
+                         calib_method=calib_method, threshold=threshold, force=force, out=out, batch=batch,
+                         on_result=lambda r: click.echo(r.line()))
+    click.echo(f"wrote {len(results)} artefact(s) with .json metadata to {Path(results[0].file).parent}/ "
+               "(export_report.json)")
+
+
+# ---------------------------------------------------------------------------------- calibrate
+
+@main.command("calibrate")
+@click.argument("run", required=False)
+@click.option("--sizes", default="64,256,1024", show_default=True, help="Calibration-set sizes to try.")
+@click.option("--methods", default="minmax,entropy,percentile", show_default=True,
+              help="ONNX Runtime calibration methods (TFLite always uses min/max).")
+@click.option("--calib-data", type=click.Path(file_okay=False), default=None,
+              help="A folder of face images instead of the training split.")
+def calibrate_cmd(run, sizes, methods, calib_data) -> None:
+    """int8 validation accuracy by calibration size and method: table + plot in RUN/calibration/."""
+    from .report.calibration import calibration_report
+
+    try:
+        size_list = [int(s) for s in _csv(sizes)]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {sizes!r}", param_hint="--sizes")
+    click.echo(f"{'runtime':<8}{'method':<12}{'size':>6}{'accuracy':>10}{'agreement':>11}")
+    report = calibration_report(run, sizes=size_list, methods=_csv(methods), calib_data=calib_data,
+                                on_row=lambda r: click.echo(f"{r['runtime']:<8}{r['method']:<12}{r['size']:>6}"
+                                                            f"{r['accuracy']:>10.4f}{r['agreement']:>11.2%}"))
+    click.echo(f"float32 validation accuracy {report['float_accuracy']:.4f}")
+    for p in report["outputs"]:
+        click.echo(f"wrote {p}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,126 @@
+"""Converters: Keras → TFLite (TFLiteConverter), Keras → ONNX (tf2onnx), ONNX → int8 QDQ (onnxruntime).
+
+Each returns the serialised model as bytes; nothing here writes the final file (the exporter
+verifies first, then writes atomically).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from io import StringIO
+import logging
+import tempfile
+from pathlib import Path
+
+from .._tf import tf as _tf
+from ..calibration import CalibrationMethod, CalibrationSet
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+IO_TYPES = ("int8", "uint8", "float")
+ONNX_OPSET = 17
+
+
+def _fixed_batch_function(model, batch: int | None):
+    """A concrete function of ``model`` with a fixed (or dynamic) batch dimension."""
+    tf = _tf()
+    spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name="image")
+    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    return fn.get_concrete_function()
+
+
+def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io: str = "int8",
+              batch: int | None = None) -> bytes:
+    """Convert a Keras (float or QAT) model. ``io`` applies to int8 models: their input/output type."""
+    tf = _tf()
+    if io not in IO_TYPES:
+        raise ConfigError(f"unknown int8 I/O type {io!r}; expected {', '.join(IO_TYPES)}")
+    if batch is None:
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    else:
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([_fixed_batch_function(model, batch)], model)
+    if precision == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "dynamic":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        # tflite-runtime 2.14 (common on Raspberry Pi) cannot run per-channel dense layers
+        # ("FULLY_CONNECTED version 12") that TF 2.21 emits by default.
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    elif precision == "int8":
+        if calib is None:
+            raise ConfigError("int8 conversion needs a calibration set")
+        calib.check_model_input(model.input_shape)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = calib.tflite_dataset
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[io]
+        conv.inference_input_type = io_type
+        conv.inference_output_type = io_type
+    elif precision != "float32":
+        raise ConfigError(f"unknown TFLite precision {precision!r}")
+    return conv.convert()
+
+
+def to_onnx_float(model, *, batch: int | None = None) -> bytes:
+    tf = _tf()
+    import tf2onnx
+
+    spec = (tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name="image"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET)
+    return proto.SerializeToString()
+
+
+def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
+                         method: CalibrationMethod = CalibrationMethod.MINMAX) -> bytes:
+    """Post-training static quantisation with ONNX Runtime: QDQ, per-channel, int8 weights and activations."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, create_calibrator, quantize_static
+    from onnxruntime.quantization.calibrate import save_tensors_data
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="edgefer-onnx-") as d:
+        src, pre, out = Path(d) / "float.onnx", Path(d) / "pre.onnx", Path(d) / "int8.onnx"
+        src.write_bytes(float_onnx)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        input_name = onnx.load(str(pre)).graph.input[0].name
+        # The ranges are computed here rather than inside quantize_static, because quantize_static
+        # does not pass histogram sizes on: its entropy calibration uses 128 bins for a 128-level
+        # search, which can only pick the full range — i.e. it silently equals min/max.
+        calibrator = create_calibrator(
+            pre, [], augmented_model_path=str(Path(d) / "augmented.onnx"),
+            calibrate_method=method.ort(), extra_options=_HISTOGRAM_OPTIONS[method],
+        )
+        with contextlib.redirect_stdout(StringIO()):  # ORT prints histogram progress
+            calibrator.collect_data(calib.ort_reader(input_name))
+            ranges = calibrator.compute_data()
+        cache = Path(d) / "ranges.json"
+        save_tensors_data(ranges, cache)
+        del calibrator
+        quantize_static(
+            str(pre), str(out), None,
+            quant_format=QuantFormat.QDQ, per_channel=True,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            calibrate_method=method.ort(), calibration_cache_path=str(cache),
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+        return out.read_bytes()
+
+
+_HISTOGRAM_OPTIONS = {
+    CalibrationMethod.MINMAX: {},
+    CalibrationMethod.ENTROPY: {"num_bins": 2048, "num_quantized_bins": 128},
+    CalibrationMethod.PERCENTILE: {"num_bins": 2048, "percentile": 99.999},
+}
+
+
+def onnx_from_tflite(tflite_bytes: bytes) -> bytes:
+    """tf2onnx from an int8 TFLite model: a QDQ ONNX that keeps the TFLite (e.g. QAT) ranges."""
+    import tf2onnx
+
+    with tempfile.TemporaryDirectory(prefix="edgefer-onnx-") as d:
+        src = Path(d) / "model.tflite"
+        src.write_bytes(tflite_bytes)
+        proto, _ = tf2onnx.convert.from_tflite(str(src), opset=ONNX_OPSET)
+        return proto.SerializeToString()

@@ -1,0 +1,232 @@
+"""``edgefer export``: verified TFLite and ONNX artefacts of a trained (or QAT) run.
+
+    from edge_fer.export import export_run
+    results = export_run("runs/cnn", precisions=["int8"])       # RUN/export/cnn_int8*.tflite|onnx
+
+Every artefact is converted in memory, written to a temporary folder, run with its real
+runtime on the validation split and compared with its Keras source (accuracy delta, top-1
+agreement, max probability difference). Only when every artefact passes the agreement
+threshold are they moved into place, each with a metadata sidecar, and ``export_report.json``
+updated; otherwise nothing is written unless ``force``.
+
+Int8 sources: ``qat`` uses the run's quantisation-aware model (RUN/qat/best.h5); ``ptq``
+quantises the float model post-training with the calibration set. ONNX int8 from PTQ is ONNX
+Runtime static quantisation (QDQ, per-channel; its calibration method is selectable); from QAT
+it is tf2onnx from the int8 TFLite, so it keeps the ranges QAT learned instead of recalibrating.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .._tf import quiet_native_stderr
+from ..calibration import CalibrationMethod, CalibrationSet
+from ..errors import ConfigError, EdgeFerError
+from ..runs import atomic_path, resolve_run, write_json
+from . import convert
+from .formats import ExportFormat, artefact_name, select_formats
+from .metadata import base_metadata, embed_onnx, embed_tflite, sha256
+from .runtimes import open_runner
+
+log = logging.getLogger(__name__)
+
+SOURCES = ("auto", "qat", "ptq")
+# Ops that legitimately touch float in an int8 graph with float I/O.
+_BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+class ExportRefused(EdgeFerError):
+    """An artefact disagreed with its source more than allowed; nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    file: str
+    format: str
+    precision: str
+    source: str
+    size_bytes: int
+    seconds: float
+    verification: dict
+    float_ops: list = field(default_factory=list)
+    status: str = "ok"
+
+    def line(self) -> str:
+        v = self.verification
+        warn = f"  {len(self.float_ops)} float op(s)" if self.float_ops else ""
+        return (f"{Path(self.file).name:<34}{self.size_bytes / 1024:>9.1f} KB{self.seconds:>7.1f} s  "
+                f"val acc {v['accuracy']:.4f} (Δ {v['accuracy_delta']:+.4f})  agreement {v['agreement']:.2%}  "
+                f"max Δp {v['max_prob_diff']:.4f}  {self.status}{warn}")
+
+
+def float_ops(runner) -> list[str]:
+    """Ops of an int8 TFLite graph that still compute in float (beyond input/output conversion)."""
+    out = []
+    for op in runner.ops():
+        if op["op"] in _BOUNDARY_OPS:
+            continue
+        if "float32" in op["inputs"] or "float32" in op["outputs"]:
+            out.append(op["op"])
+    return out
+
+
+def _verify(path: Path, x_val: np.ndarray, y_val: np.ndarray, p_source: np.ndarray) -> dict:
+    p = open_runner(path).predict(x_val)
+    return {
+        "split": "validation",
+        "n": int(len(y_val)),
+        "accuracy": float((p.argmax(1) == y_val).mean()),
+        "source_accuracy": float((p_source.argmax(1) == y_val).mean()),
+        "accuracy_delta": float((p.argmax(1) == y_val).mean() - (p_source.argmax(1) == y_val).mean()),
+        "agreement": float((p.argmax(1) == p_source.argmax(1)).mean()),
+        "max_prob_diff": float(np.abs(p - p_source).max()),
+    }
+
+
+def export_run(
+    run: str | Path | None,
+    *,
+    formats: list[str] = ("tflite", "onnx"),
+    precisions: list[str] = ("float32", "float16", "dynamic", "int8"),
+    source: str = "auto",
+    io: str = "int8",
+    calib_size: int = 256,
+    calib_data: str | Path | None = None,
+    calib_method: str = "minmax",
+    threshold: float = 0.98,
+    force: bool = False,
+    out: str | Path | None = None,
+    batch: int | None = None,
+    data=None,
+    on_result=None,
+) -> list[ExportResult]:
+    from ..data import load_fer
+    from ..data.pipeline import as_model_input
+    from ..quantization import load_float_model, load_qat_model
+    from ..quantization.qat import QAT_DIR
+
+    if source not in SOURCES:
+        raise ConfigError(f"--from must be one of {', '.join(SOURCES)}, got {source!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold must be in [0, 1], got {threshold}")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch must be ≥ 1, got {batch}")
+    chosen = select_formats(list(formats), list(precisions))
+    method = CalibrationMethod.parse(calib_method)
+    run_dir = resolve_run(run)
+    out_dir = Path(out) if out else run_dir / "export"
+
+    float_model, cfg = load_float_model(run_dir)
+    qat_path = run_dir / QAT_DIR / "best.h5"
+    if source == "auto":
+        source = "qat" if qat_path.is_file() else "ptq"
+        if any(f.precision == "int8" for f in chosen):
+            log.info("int8 from %s%s", source, "" if source == "qat" else
+                     f" (no {qat_path.relative_to(run_dir)}; run `edgefer qat {run_dir}` for quantisation-aware int8)")
+    qat_model = load_qat_model(qat_path) if source == "qat" and any(f.precision == "int8" for f in chosen) else None
+
+    data = data or load_fer(cfg.data, split_mode=cfg.split_mode, ferplus=cfg.ferplus, label_mode=cfg.label_mode,
+                            skip_bad=cfg.skip_bad, seed=cfg.seed)
+    val = data["validation"]
+    channels = float_model.input_shape[-1]
+    x_val = as_model_input(val.x, channels)
+    p_float = float_model.predict(x_val, batch_size=256, verbose=0)
+    p_qat = qat_model.predict(x_val, batch_size=256, verbose=0) if qat_model is not None else None
+
+    calib = None
+    if any(f.needs_calibration for f in chosen):
+        calib = (CalibrationSet.from_folder(calib_data, size=calib_size, seed=cfg.seed, channels=channels)
+                 if calib_data else CalibrationSet.from_split(data["train"], size=calib_size, seed=cfg.seed,
+                                                              channels=channels))
+        calib.check_model_input(float_model.input_shape)
+    calib_info = {"source": calib.source, "size": len(calib), "method_onnx": method.value,
+                  "method_tflite": "minmax"} if calib else None
+
+    input_shape = [batch, *float_model.input_shape[1:]]
+    results: list[ExportResult] = []
+    staged: list[tuple[Path, Path, dict]] = []
+    with tempfile.TemporaryDirectory(prefix="edgefer-export-") as tmp_root:
+        tmp = Path(tmp_root)
+        float_onnx = None
+        for fmt in chosen:
+            src = source if fmt.precision == "int8" else "float"
+            name = artefact_name(cfg.model, fmt.precision, src, fmt.suffix)
+            t0 = time.time()
+            with warnings.catch_warnings(), quiet_native_stderr():
+                warnings.simplefilter("ignore")
+                blob, float_onnx = _convert(fmt, float_model, qat_model, calib, method, io, batch, float_onnx)
+            meta = base_metadata(model_name=cfg.model, input_shape=input_shape, fmt=fmt.format,
+                                 precision=fmt.precision, source=src, run_dir=run_dir, train_config=cfg.to_dict(),
+                                 io=io if (fmt.format == "tflite" and fmt.precision == "int8") else "float",
+                                 calibration=calib_info if fmt.needs_calibration else None)
+            path = tmp / name
+            path.write_bytes(blob)
+            runner = open_runner(path)
+            if fmt.format == "tflite":
+                meta["input"]["quantization"] = list(map(float, runner.input_quantization))
+                meta["output_quantization"] = list(map(float, runner.output_quantization))
+            verification = _verify(path, x_val, val.y, p_qat if src == "qat" else p_float)
+            ops = float_ops(runner) if fmt.format == "tflite" and fmt.precision == "int8" else []
+            meta["verification"] = verification
+            blob = embed_tflite(blob, meta) if fmt.format == "tflite" else embed_onnx(blob, meta)
+            path.write_bytes(blob)
+            ok = verification["agreement"] >= threshold
+            r = ExportResult(file=str(out_dir / name), format=fmt.format, precision=fmt.precision, source=src,
+                             size_bytes=len(blob), seconds=time.time() - t0, verification=verification,
+                             float_ops=ops, status="ok" if ok else ("forced" if force else "refused"))
+            if ops:
+                log.warning("%s: %d op(s) left in float: %s", name, len(ops), ", ".join(sorted(set(ops))))
+            meta.update(sha256=sha256(path), size_bytes=r.size_bytes, file=name)
+            results.append(r)
+            staged.append((path, out_dir / name, meta))
+            if on_result:
+                on_result(r)
+
+        refused = [r for r in results if r.status == "refused"]
+        if refused:
+            names = ", ".join(f"{Path(r.file).name} ({r.verification['agreement']:.2%})" for r in refused)
+            raise ExportRefused(
+                f"agreement with the Keras source below {threshold:.0%} for {names}; nothing was written. "
+                "Try `edgefer qat RUN` then export --from qat, a larger --calib-size, or pass --force to write anyway"
+            )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for src_path, dst, meta in staged:
+            with atomic_path(dst) as t:
+                shutil.copyfile(src_path, t)
+            write_json(Path(str(dst) + ".json"), {**meta, "status": next(r.status for r in results if r.file == str(dst))})
+    _update_report(out_dir, results, threshold)
+    return results
+
+
+def _convert(fmt: ExportFormat, float_model, qat_model, calib, method, io, batch, float_onnx):
+    """Returns (model bytes, the float ONNX bytes cached for the int8 ONNX route)."""
+    if fmt.format == "tflite":
+        model = qat_model if (fmt.precision == "int8" and qat_model is not None) else float_model
+        return convert.to_tflite(model, fmt.precision, calib=calib, io=io, batch=batch), float_onnx
+    if fmt.precision == "float32":
+        blob = convert.to_onnx_float(float_model, batch=batch)
+        return blob, blob
+    if qat_model is not None:  # keep QAT's learned ranges
+        return convert.onnx_from_tflite(convert.to_tflite(qat_model, "int8", calib=calib, io="float", batch=batch)), float_onnx
+    float_onnx = float_onnx or convert.to_onnx_float(float_model, batch=batch)
+    return convert.onnx_int8_from_float(float_onnx, calib, method), float_onnx
+
+
+def _update_report(out_dir: Path, results: list[ExportResult], threshold: float) -> None:
+    path = out_dir / "export_report.json"
+    report = json.loads(path.read_text()) if path.is_file() else {"artefacts": {}}
+    for r in results:
+        report["artefacts"][Path(r.file).name] = asdict(r)
+    report["threshold"] = threshold
+    report["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    write_json(path, report)

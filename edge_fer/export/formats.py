@@ -1,0 +1,47 @@
+"""The one table of export formats, read by the exporter and the benchmarks alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    format: str  # "tflite" | "onnx"
+    precision: str  # "float32" | "float16" | "dynamic" | "int8"
+    suffix: str
+    needs_calibration: bool
+    description: str
+
+
+FORMATS: tuple[ExportFormat, ...] = (
+    ExportFormat("tflite", "float32", ".tflite", False, "TFLite float32"),
+    ExportFormat("tflite", "float16", ".tflite", False, "TFLite float16 weights (float compute)"),
+    ExportFormat("tflite", "dynamic", ".tflite", False, "TFLite dynamic-range: int8 weights, float activations"),
+    ExportFormat("tflite", "int8", ".tflite", True, "TFLite full-integer int8"),
+    ExportFormat("onnx", "float32", ".onnx", False, "ONNX float32 (tf2onnx)"),
+    ExportFormat("onnx", "int8", ".onnx", True, "ONNX int8, QDQ format"),
+)
+FORMAT_NAMES = ("tflite", "onnx")
+PRECISIONS = ("float32", "float16", "dynamic", "int8")
+
+
+def select_formats(formats: list[str], precisions: list[str]) -> list[ExportFormat]:
+    bad_f = [f for f in formats if f not in FORMAT_NAMES]
+    if bad_f:
+        raise ConfigError(f"unknown format(s) {', '.join(bad_f)}; expected {', '.join(FORMAT_NAMES)}")
+    bad_p = [p for p in precisions if p not in PRECISIONS]
+    if bad_p:
+        raise ConfigError(f"unknown precision(s) {', '.join(bad_p)}; expected {', '.join(PRECISIONS)}")
+    chosen = [f for f in FORMATS if f.format in formats and f.precision in precisions]
+    if not chosen:
+        raise ConfigError(f"no export matches formats {formats} and precisions {precisions}; "
+                          "ONNX has float32 and int8 only")
+    return chosen
+
+
+def artefact_name(model: str, precision: str, source: str, suffix: str) -> str:
+    """``{model}_{precision}.{ext}``; int8 from quantisation-aware training gets ``_qat``."""
+    return f"{model}_{precision}{'_qat' if source == 'qat' else ''}{suffix}"
