@@ -11,28 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_subset_npz
 from edge_fer.errors import RunError
 from edge_fer.report import compare_runs, evaluate_run
 from edge_fer.training import TrainConfig, train
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def subset(fer, tmp_path_factory):
-    """6,000 Training, 1,000 PublicTest and 500 PrivateTest faces, drawn at random."""
-    rng = np.random.default_rng(0)
-    parts = [rng.choice(np.flatnonzero(fer["usage"] == u), n, replace=False)
-             for u, n in (("Training", 6000), ("PublicTest", 1000), ("PrivateTest", 500))]
-    return write_subset_npz(tmp_path_factory.mktemp("data") / "subset.npz", fer, np.sort(np.concatenate(parts)))
-
-
-@pytest.fixture(scope="module")
-def trained(subset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "cnn"
-    cfg = TrainConfig(model="cnn", data=str(subset), epochs=4, augment=False, model_options={"width": 0.5})
-    return train(cfg, out, verbose=0)
 
 
 def test_short_training_beats_chance(trained):

@@ -1,0 +1,232 @@
+"""QAT, calibration and export on real runtimes: parity, agreement, metadata, refusal, atomicity."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_fer.calibration import CalibrationMethod, CalibrationSet
+from edge_fer.cli import main
+from edge_fer.data import load_fer
+from edge_fer.errors import ConfigError, DataError, RunError
+from edge_fer.export import ExportRefused, export_run, open_runner
+from edge_fer.export import convert
+from edge_fer.export.metadata import read_onnx_metadata, read_tflite_metadata, sha256
+from edge_fer.quantization import load_float_model, load_qat_model, qat_run
+from edge_fer.runs import atomic_path
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(subset):
+    return load_fer(subset)
+
+
+@pytest.fixture(scope="module")
+def float_model(trained):
+    return load_float_model(trained.run_dir)[0]
+
+
+@pytest.fixture(scope="module")
+def val_batch(data):
+    return data["validation"].x[:64]
+
+
+def test_tflite_float32_parity(trained, float_model, val_batch, tmp_path):
+    export_run(trained.run_dir, formats=["tflite"], precisions=["float32"], out=tmp_path)
+    got = open_runner(tmp_path / "cnn_float32.tflite").predict(val_batch)
+    want = float_model.predict(val_batch[..., None].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_onnx_float32_parity(trained, float_model, val_batch, tmp_path):
+    export_run(trained.run_dir, formats=["onnx"], precisions=["float32"], out=tmp_path)
+    got = open_runner(tmp_path / "cnn_float32.onnx").predict(val_batch)
+    want = float_model.predict(val_batch[..., None].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_every_format_and_precision(trained, tmp_path):
+    results = export_run(trained.run_dir, source="ptq", threshold=0.9, out=tmp_path)
+    by_name = {r.file.split("/")[-1]: r for r in results}
+    assert set(by_name) == {"cnn_float32.tflite", "cnn_float16.tflite", "cnn_dynamic.tflite", "cnn_int8.tflite",
+                            "cnn_float32.onnx", "cnn_int8.onnx"}
+    for name, r in by_name.items():
+        floor = 0.999 if "float32" in name else (0.98 if name.endswith(("float16.tflite", "dynamic.tflite")) else 0.9)
+        assert r.verification["agreement"] >= floor, (name, r.verification)
+        assert (tmp_path / name).stat().st_size == r.size_bytes
+    size = lambda n: by_name[n].size_bytes
+    assert size("cnn_int8.tflite") < 0.3 * size("cnn_float32.tflite")
+    assert size("cnn_float16.tflite") < 0.55 * size("cnn_float32.tflite")
+    # int8 TFLite with int8 I/O: raw 0–255 pixels map onto int8 with scale 1, zero point -128
+    runner = open_runner(tmp_path / "cnn_int8.tflite")
+    assert runner.input_dtype == np.int8
+    scale, zp = runner.input_quantization
+    assert scale == pytest.approx(1.0) and zp == -128
+    report = json.loads((tmp_path / "export_report.json").read_text())
+    assert set(report["artefacts"]) == set(by_name)
+
+
+def test_metadata_sidecar_and_embedded(trained, tmp_path):
+    export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["int8"], source="ptq", threshold=0.9,
+               out=tmp_path)
+    for name, reader in (("cnn_int8.tflite", read_tflite_metadata), ("cnn_int8.onnx", read_onnx_metadata)):
+        side = json.loads((tmp_path / f"{name}.json").read_text())
+        assert side["classes"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+        assert side["input"]["shape"] == [-1, 48, 48, 1] and side["input"]["color"] == "grey"
+        assert side["sha256"] == sha256(tmp_path / name)
+        assert side["source"] == "ptq" and side["calibration"]["size"] == 256
+        assert side["train_config"]["model"] == "cnn" and "tensorflow" in side["tools"]
+        assert 0.0 < side["verification"]["agreement"] <= 1.0
+        embedded = reader(tmp_path / name)
+        assert embedded["classes"] == side["classes"] and embedded["precision"] == "int8"
+    side = json.loads((tmp_path / "cnn_int8.tflite.json").read_text())
+    assert side["input"]["io_type"] == "int8" and side["input"]["quantization"][1] == -128
+
+
+def test_refusal_writes_nothing(trained, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(ExportRefused, match="nothing was written.*--force"):
+        export_run(trained.run_dir, formats=["tflite"], precisions=["float16", "int8"], source="ptq",
+                   threshold=1.0, out=out)
+    assert not out.exists()
+    results = export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="ptq", threshold=1.0,
+                         force=True, out=out)
+    assert results[0].status == "forced" and (out / "cnn_int8.tflite").is_file()
+
+
+def test_interrupted_export_leaves_no_partial_files(trained, tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert, "to_onnx_float", boom)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["float32"], out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_atomic_path_keeps_old_file_on_failure(tmp_path):
+    target = tmp_path / "model.tflite"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tflite"]
+
+
+@pytest.fixture(scope="module")
+def qat(trained):
+    return qat_run(trained.run_dir, epochs=1, verbose=0)
+
+
+def test_qat_warm_up_and_fine_tune(qat, trained):
+    assert qat.agreement_before >= 0.95, qat  # without the range warm-up this is ~10–20%
+    assert qat.qat_val_accuracy >= qat.float_val_accuracy - 0.02
+    model = load_qat_model(qat.model_path)
+    assert any("quant" in l.name for l in model.layers)
+    saved = json.loads((trained.run_dir / "qat" / "qat.json").read_text())
+    assert saved["selected_on"] == "validation" and saved["epochs"] == 1
+
+
+def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data):
+    results = export_run(trained.run_dir, precisions=["int8"], source="qat", out=tmp_path)
+    assert [r.file.split("/")[-1] for r in results] == ["cnn_int8_qat.tflite", "cnn_int8_qat.onnx"]
+    for r in results:
+        assert r.verification["agreement"] >= 0.98 and r.status == "ok"
+        assert r.float_ops == []
+    x = data["validation"].x[:200]
+    a = open_runner(tmp_path / "cnn_int8_qat.tflite").predict(x)
+    b = open_runner(tmp_path / "cnn_int8_qat.onnx").predict(x)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
+
+
+def test_cli_qat_then_export_int8_latest_run(qat, trained, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEFER_RUNS", str(trained.run_dir.parent))
+    r = CliRunner().invoke(main, ["export", "--int8", "--out", str(tmp_path)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "cnn_int8_qat.tflite" in r.output and "agreement" in r.output
+    assert (tmp_path / "cnn_int8_qat.onnx").is_file()
+
+
+def test_calibration_sets(data, tmp_path):
+    calib = CalibrationSet.from_split(data["train"], size=70, seed=1)
+    counts = np.bincount(data["train"].y[np.isin(data["train"].x.reshape(len(data["train"]), -1).sum(1),
+                                                 calib.x.reshape(70, -1).sum(1))], minlength=7)
+    assert len(calib) == 70 and calib.x.shape == (70, 48, 48, 1)
+    assert counts.max() - counts.min() <= 4  # class-balanced
+    assert sum(1 for _ in calib.tflite_dataset()) == 70
+    reader = calib.ort_reader("image", batch=32)
+    shapes = []
+    while (batch := reader.get_next()) is not None:
+        shapes.append(batch["image"].shape[0])
+    assert shapes == [32, 32, 6]
+
+
+def test_calibration_bad_inputs(data, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no images"):
+        CalibrationSet.from_folder(empty)
+    with pytest.raises(ConfigError, match="too small"):
+        CalibrationSet.from_split(data["train"], size=2)
+    with pytest.raises(DataError, match="empty"):
+        CalibrationSet(np.zeros((0, 48, 48, 1), np.float32), "test")
+    with pytest.raises(DataError, match="shape"):
+        CalibrationSet(np.zeros((10, 48, 48), np.float32), "test")
+    with pytest.raises(DataError, match="model takes"):
+        CalibrationSet(np.zeros((10, 32, 32, 1), np.float32), "test").check_model_input((None, 48, 48, 1))
+    with pytest.raises(ConfigError, match="unknown calibration method"):
+        CalibrationMethod.parse("kl")
+
+
+def test_calibration_from_folder(tmp_path, data):
+    from PIL import Image
+
+    for i in range(12):
+        Image.fromarray(np.repeat(data["train"].x[i][..., None], 3, -1)).resize((96, 96)).save(tmp_path / f"{i}.jpg")
+    calib = CalibrationSet.from_folder(tmp_path, size=10)
+    assert calib.x.shape == (10, 48, 48, 1) and calib.x.max() > 100
+
+
+def test_onnx_calibration_methods_differ(float_model, data):
+    calib = CalibrationSet.from_split(data["train"], size=64)
+    float_onnx = convert.to_onnx_float(float_model)
+    blobs = {m: convert.onnx_int8_from_float(float_onnx, calib, m) for m in CalibrationMethod}
+    assert len(set(blobs.values())) == 3  # entropy is not min/max in disguise
+
+
+def test_calibrate_report(trained):
+    from edge_fer.report.calibration import calibration_report
+
+    report = calibration_report(trained.run_dir, sizes=[16, 64], methods=["minmax", "percentile"])
+    assert len(report["rows"]) == 2 * 3
+    assert all(0.2 < r["accuracy"] < 0.7 and r["agreement"] > 0.8 for r in report["rows"])
+    assert (trained.run_dir / "calibration" / "calibration.png").stat().st_size > 1000
+    assert "| onnx | percentile | 64 |" in (trained.run_dir / "calibration" / "calibration.md").read_text()
+
+
+def test_missing_and_corrupt_runs(tmp_path, trained):
+    with pytest.raises(RunError, match="no such run"):
+        export_run(tmp_path / "nope")
+    broken = tmp_path / "broken"
+    shutil.copytree(trained.run_dir, broken, ignore=shutil.ignore_patterns("qat", "export", "eval", "tb"))
+    (broken / "best.keras").write_bytes(b"garbage")
+    with pytest.raises(RunError, match="cannot load the model"):
+        export_run(broken)
+    (broken / "best.keras").unlink()
+    with pytest.raises(RunError, match="no best.keras"):
+        export_run(broken)
+    with pytest.raises(RunError, match="no QAT model"):
+        load_qat_model(broken / "qat" / "best.h5")
+
+
+def test_bad_export_options(trained):
+    with pytest.raises(ConfigError, match="ONNX has float32 and int8 only"):
+        export_run(trained.run_dir, formats=["onnx"], precisions=["float16"])
+    with pytest.raises(ConfigError, match="unknown format"):
+        export_run(trained.run_dir, formats=["coreml"])
