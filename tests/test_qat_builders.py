@@ -46,3 +46,22 @@ def test_qat_every_builder(name, faces, tmp_path):
     assert float_ops(runner) == [], f"{name}: ops left in float"
     assert runner.predict(x.astype(np.uint8)[..., 0]).shape == (8, 7)
     keras().backend.clear_session()
+
+
+@pytest.mark.parametrize("hard_swish, partitions", [("split", 1), ("fused", None)])
+def test_mobilenetv3_int8_graph_is_one_xnnpack_partition(hard_swish, partitions, faces, tmp_path):
+    """XNNPACK has no int8 HARD_SWISH: a fused hard-swish splits the int8 graph at every activation.
+
+    The split form (x · hard_sigmoid(x), each with its own QAT range) converts to ops XNNPACK runs
+    in int8, so the whole graph is one delegate partition.
+    """
+    import collections
+
+    qat = quantize_model(create_model("mobilenetv3_small", hard_swish=hard_swish))
+    warm_up_ranges(qat, [faces[:48], faces[48:]])
+    (tmp_path / "m.tflite").write_bytes(convert.to_tflite(qat, "int8", calib=CalibrationSet(faces, "s"), batch=1))
+    ops = collections.Counter(o["op"] for o in TFLiteRunner(tmp_path / "m.tflite").ops())
+    if partitions is None:
+        assert ops["DELEGATE"] > 10 and ops["HARD_SWISH"] > 0
+    else:
+        assert ops["DELEGATE"] == partitions and ops["HARD_SWISH"] == 0

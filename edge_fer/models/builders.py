@@ -135,10 +135,18 @@ def _depth(v: float, divisor: int = 8) -> int:
 
 
 def _activation(kind: str, name: str):
-    from .layers import HardSwish
+    """A callable applying ReLU or hard-swish under fixed layer names."""
+    from .layers import HardSigmoid, HardSwish
 
-    keras = _keras()
-    return HardSwish(name=name + "hswish") if kind == "hswish" else keras.layers.ReLU(name=name + "relu")
+    L = _keras().layers
+    if kind == "relu":
+        return L.ReLU(name=name + "relu")
+    if kind == "hswish":
+        return HardSwish(name=name + "hswish")
+    # "hswish_split": x · hard_sigmoid(x) as two layers. After QAT each has its own int8 range, so the
+    # converter emits MUL + a fused conv activation, which XNNPACK runs in int8, instead of an int8
+    # HARD_SWISH, which XNNPACK does not support and which splits the graph into many partitions.
+    return lambda x: L.Multiply(name=name + "hswish")([x, HardSigmoid(name=name + "hsigmoid")(x)])
 
 
 def _se_block(inputs, filters: int, se_ratio: float, prefix: str):
@@ -176,6 +184,8 @@ def _inverted_res_block(x, expansion, filters, kernel, stride, se_ratio, act, bl
     return x
 
 
+HARD_SWISH_MODES = ("split", "fused")
+
 # (expansion, filters, kernel or None for the stage kernel, stride, squeeze-excite, activation)
 _SMALL = [
     (1, 16, 3, 2, True, "relu"), (72 / 16, 24, 3, 2, False, "relu"), (88 / 24, 24, 3, 1, False, "relu"),
@@ -192,8 +202,11 @@ _LARGE = [
 ]
 
 
-def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropout, minimalistic, bn_momentum, weights):
+def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropout, minimalistic, bn_momentum, weights,
+                 hard_swish):
     _check(name, input_shape, classes, dropout, width, weights, min_side=32)
+    if hard_swish not in HARD_SWISH_MODES:
+        raise ConfigError(f"{name}: hard_swish must be one of {', '.join(HARD_SWISH_MODES)}, got {hard_swish!r}")
     if weights == "imagenet":
         raise ConfigError(
             f"{name}: edge_fer rebuilds MobileNetV3 with quantisable hard-swish layers, so keras' ImageNet "
@@ -202,7 +215,8 @@ def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropou
     keras = _keras()
     L = keras.layers
     kernel, se_ratio = (3, None) if minimalistic else (5, 0.25)
-    act_top = "relu" if minimalistic else "hswish"
+    hswish = "hswish" if hard_swish == "fused" else "hswish_split"
+    act_top = "relu" if minimalistic else hswish
     bn = dict(epsilon=1e-3, momentum=bn_momentum)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
@@ -212,7 +226,7 @@ def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropou
     for block_id, (expansion, filters, k, stride, se, act) in enumerate(stack):
         x = _inverted_res_block(
             x, expansion, _depth(filters * width), k or kernel, stride,
-            se_ratio if se else None, "relu" if minimalistic else act, block_id, bn_momentum,
+            se_ratio if se else None, "relu" if (minimalistic or act == "relu") else hswish, block_id, bn_momentum,
         )
     x = L.Conv2D(_depth(x.shape[-1] * 6), 1, padding="same", use_bias=False, name="conv_1")(x)
     x = L.BatchNormalization(name="conv_1/BatchNorm", **bn)(x)
@@ -226,14 +240,16 @@ def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropou
 @register_model("mobilenetv3_small", description="MobileNetV3-Small (the study's MobileNet-V3), quantisable rebuild",
                 aliases=("mobilenetv3", "mobilenet_v3", "mobilenet_v3_small", "mobilenetv3small"))
 def build_mobilenetv3_small(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: float = 1.0,
-                            dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None):
+                            dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None,
+                            hard_swish: str = "split"):
     return _mobilenetv3("mobilenetv3_small", _SMALL, 1024, input_shape, classes, width, dropout, minimalistic,
-                        bn_momentum, weights)
+                        bn_momentum, weights, hard_swish)
 
 
 @register_model("mobilenetv3_large", description="MobileNetV3-Large, quantisable rebuild",
                 aliases=("mobilenet_v3_large", "mobilenetv3large"))
 def build_mobilenetv3_large(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: float = 1.0,
-                            dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None):
+                            dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None,
+                            hard_swish: str = "split"):
     return _mobilenetv3("mobilenetv3_large", _LARGE, 1280, input_shape, classes, width, dropout, minimalistic,
-                        bn_momentum, weights)
+                        bn_momentum, weights, hard_swish)
