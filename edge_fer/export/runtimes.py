@@ -53,7 +53,26 @@ def to_input(x: np.ndarray, shape) -> np.ndarray:
     return x.astype(np.float32)
 
 
-class TFLiteRunner:
+class Runner:
+    """What every runner offers: prepare (raw pixels → input tensor), invoke, postprocess, predict."""
+
+    static_batch: int | None = None
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Probabilities (N, classes) for raw pixels, in batches (padded for a fixed-batch model)."""
+        prepared = self.prepare(x)
+        step = self.static_batch or batch_size
+        outs = []
+        for i in range(0, len(prepared), step):
+            chunk = prepared[i:i + step]
+            n = len(chunk)
+            if self.static_batch and n < step:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            outs.append(self.postprocess(self.invoke(chunk))[:n])
+        return np.concatenate(outs)
+
+
+class TFLiteRunner(Runner):
     kind = "tflite"
 
     def __init__(self, path: str | Path, *, threads: int | None = None, xnnpack: bool = True):
@@ -112,18 +131,6 @@ class TFLiteRunner:
             return dequantize(out, scale, zp)
         return out.astype(np.float32)
 
-    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        prepared = self.prepare(x)
-        step = self.static_batch or batch_size
-        outs = []
-        for i in range(0, len(prepared), step):
-            chunk = prepared[i:i + step]
-            n = len(chunk)
-            if self.static_batch and n < step:  # pad the last batch of a fixed-batch model
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-            outs.append(self.postprocess(self.invoke(chunk))[:n])
-        return np.concatenate(outs)
-
     def ops(self) -> list[dict]:
         """Every op of the graph with the dtypes of its inputs and outputs."""
         tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
@@ -134,7 +141,7 @@ class TFLiteRunner:
         return out
 
 
-class OnnxRunner:
+class OnnxRunner(Runner):
     kind = "onnx"
 
     def __init__(self, path: str | Path, *, threads: int | None = None, providers=None):
@@ -164,18 +171,6 @@ class OnnxRunner:
 
     def postprocess(self, out):
         return out.astype(np.float32)
-
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        prepared = self.prepare(x)
-        step = self.static_batch or batch_size
-        outs = []
-        for i in range(0, len(prepared), step):
-            chunk = prepared[i:i + step]
-            n = len(chunk)
-            if self.static_batch and n < step:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-            outs.append(self.postprocess(self.invoke(chunk))[:n])
-        return np.concatenate(outs)
 
 
 def open_runner(path: str | Path, **kwargs):

@@ -1,0 +1,78 @@
+"""Float vs PTQ-int8 vs QAT-int8 for trained runs: accuracy, agreement, size and TFLite latency.
+
+    python -m edge_fer.report.quant_bench RUN [RUN ...] --out docs/quantization.json --md docs/quantization.md
+
+For each run (which must already have ``RUN/qat/best.h5`` from ``edgefer qat``): exports float32,
+PTQ-int8 and QAT-int8 TFLite models with a fixed batch of 1 into ``RUN/bench/`` (written even
+below the agreement threshold, so failures are measured, not hidden), evaluates each on the
+validation split, and times batch-1 inference with the TFLite runtime (XNNPACK) on 1 and 2 threads.
+Run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ..runs import resolve_run, write_json
+
+
+def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
+    from ..device_bench.latency import measure
+    from ..export import export_run, open_runner
+
+    from ..data import load_fer
+
+    run_dir = resolve_run(run)
+    out = run_dir / "bench"
+    face = load_fer(None)["validation"].x[:1]  # latency does not depend on which face
+    rows = []
+    for source, precisions in (("ptq", ["float32", "int8"]), ("qat", ["int8"])):
+        results = export_run(run_dir, formats=["tflite"], precisions=precisions, source=source, force=True,
+                             out=out, batch=1)
+        for r in results:
+            row = {"artefact": Path(r.file).name, "precision": r.precision, "source": r.source,
+                   "size_bytes": r.size_bytes, "float_ops": len(r.float_ops), **r.verification}
+            for t in threads:
+                runner = open_runner(r.file, threads=t)
+                prepared = runner.prepare(face)
+                row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
+            rows.append(row)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    state = json.loads((run_dir / "state.json").read_text())
+    return {"run": str(run_dir), "model": cfg["model"], "epochs": state.get("epoch"), "rows": rows}
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["| model | epochs | artefact | val accuracy | Δ vs float | agreement | size KB | p50 ms 1 thread | p50 ms 2 threads |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        float_acc = next(r["accuracy"] for r in res["rows"] if r["precision"] == "float32")
+        for r in res["rows"]:
+            lines.append(
+                f"| {res['model']} | {res['epochs']} | {r['artefact']} | {r['accuracy']:.4f} | "
+                f"{100 * (r['accuracy'] - float_acc):+.2f} pt | {r['agreement']:.2%} | {r['size_bytes'] / 1024:.0f} | "
+                f"{r.get('p50_ms_1t', float('nan')):.3f} | {r.get('p50_ms_2t', float('nan')):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--out", default=None, help="JSON results file")
+    ap.add_argument("--md", default=None, help="Markdown table file")
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    a = ap.parse_args(argv)
+    results = [bench_run(r, min_seconds=a.min_seconds) for r in a.runs]
+    table = markdown(results)
+    print(table)
+    if a.out:
+        write_json(Path(a.out), {"cpu_count": os.cpu_count(), "results": results})
+    if a.md:
+        Path(a.md).write_text(table)
+
+
+if __name__ == "__main__":
+    main()
