@@ -82,3 +82,16 @@ def test_imagenet_weights_are_explained():
     with pytest.raises(ConfigError, match="--weights none"):
         create_model("mobilenetv3_small", weights="imagenet")
     assert get_spec("resnet50").imagenet and not get_spec("cnn").imagenet
+
+
+def test_imagenet_download_failure_is_one_clear_error(monkeypatch):
+    """Offline, keras cannot fetch the weights; the user gets the reason and the fix, not a traceback."""
+    from edge_fer._tf import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: network unreachable")
+
+    monkeypatch.setattr(keras().utils, "get_file", offline)
+    monkeypatch.setattr("tf_keras.src.applications.resnet.data_utils.get_file", offline)
+    with pytest.raises(ConfigError, match="could not load ImageNet weights.*--weights none"):
+        create_model("resnet50", weights="imagenet")
