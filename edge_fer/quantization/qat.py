@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -175,6 +176,12 @@ def load_float_model(run_dir: Path):
     return model, cfg
 
 
+def _save_h5(model, path: Path) -> None:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "HDF5 is legacy": it is the format that reloads
+        model.save(tmp)
+
+
 @dataclass
 class QATResult:
     run_dir: Path
@@ -229,8 +236,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     # HDF5: tf_keras' .keras format cannot reload tfmot's QuantizeLayer variables (5 expected, 3 saved).
     best_path = out / "best.h5"
     best = {"epoch": 0, "val_accuracy": before_acc}
-    with atomic_path(best_path) as tmp:
-        qat_model.save(tmp)
+    _save_h5(qat_model, best_path)
     history = []
     if epochs > 0:
         compile_model(qat_model, cfg, optimizer=keras.optimizers.Adam(learning_rate=lr))
@@ -244,8 +250,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
                 history.append({"epoch": epoch + 1, **logs})
                 if logs["val_accuracy"] > best["val_accuracy"]:
                     best.update(epoch=epoch + 1, val_accuracy=logs["val_accuracy"])
-                    with atomic_path(best_path) as tmp:
-                        self.model.save(tmp)
+                    _save_h5(self.model, best_path)
 
         qat_model.fit(ds_train, validation_data=ds_val, epochs=epochs, callbacks=[KeepBest()], verbose=verbose)
 
