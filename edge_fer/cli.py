@@ -86,7 +86,7 @@ def _resolve_data(data: str | None) -> str | None:
         return None
     if source != "option":
         log.info("data: %s (from %s)", value, source)
-    return str(Path(str(value)).expanduser())
+    return str(Path(str(value)).expanduser().resolve())  # absolute: runs are evaluated from anywhere
 
 
 # ---------------------------------------------------------------------------------- models
@@ -316,7 +316,7 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
     try:
         size_list = [int(s) for s in _csv(sizes)]
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {sizes!r}", param_hint="--sizes")
+        raise click.BadParameter(f"expected comma-separated integers, got {sizes!r}", param_hint="--sizes") from None
     click.echo(f"{'runtime':<8}{'method':<12}{'size':>6}{'accuracy':>10}{'agreement':>11}")
     report = calibration_report(run, sizes=size_list, methods=_csv(methods), calib_data=calib_data,
                                 on_row=lambda r: click.echo(f"{r['runtime']:<8}{r['method']:<12}{r['size']:>6}"

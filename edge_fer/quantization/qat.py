@@ -203,7 +203,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     from ..data.pipeline import Augment, as_model_input, make_dataset
     from ..training.train import compile_model
 
-    keras, tf = _keras(), _tf()
+    keras = _keras()
     run_dir = resolve_run(run)
     if epochs < 0:
         raise RunError(f"--epochs must be ≥ 0, got {epochs}")

@@ -42,8 +42,8 @@ def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entrop
         for size in sizes:
             calib = (CalibrationSet.from_folder(calib_data, size=size, seed=seed, channels=channels) if calib_data
                      else CalibrationSet.from_split(data["train"], size=size, seed=seed, channels=channels))
-            candidates = [("tflite", "minmax", lambda: convert.to_tflite(model, "int8", calib=calib), ".tflite")]
-            candidates += [("onnx", m.value, lambda m=m: convert.onnx_int8_from_float(float_onnx, calib, m), ".onnx")
+            candidates = [("tflite", "minmax", lambda c=calib: convert.to_tflite(model, "int8", calib=c), ".tflite")]
+            candidates += [("onnx", m.value, lambda m=m, c=calib: convert.onnx_int8_from_float(float_onnx, c, m), ".onnx")
                            for m in methods]
             for runtime, method, make, suffix in candidates:
                 path = Path(d) / f"m{suffix}"

@@ -17,7 +17,6 @@ import os
 import platform
 import time
 
-import numpy as np
 
 FER_TRAIN_IMAGES = 28709
 
