@@ -326,5 +326,62 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
         click.echo(f"wrote {p}")
 
 
+# ---------------------------------------------------------------------------------- bench
+
+@main.command("bench")
+@click.argument("models", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--device", type=click.Choice(["cpu", "gpu", "rpi"]), default="cpu", show_default=True,
+              help="cpu: this machine (XNNPACK on); gpu: a GPU delegate; rpi: a Raspberry Pi over SSH.")
+@click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts to sweep.")
+@_data_option
+@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
+              help="Labelled faces for accuracy and F1.")
+@click.option("--no-xnnpack", is_flag=True, help="TFLite without the XNNPACK delegate, for comparison.")
+@click.option("--min-seconds", type=float, default=2.0, show_default=True,
+              help="Minimum timed duration per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
+@click.option("--host", default=None, help="rpi: user@address of the Pi; default $EDGEFER_RPI_HOST or [rpi] host "
+                                           "in edgefer.toml.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the records (one per model × device × threads) to this JSON file.")
+def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, host, json_out) -> None:
+    """Accuracy, F1 and latency of exported models (default: the latest run's export/ folder).
+
+    \b
+    Examples:
+      edgefer bench                                     every model of the latest run's export, on this CPU
+      edgefer bench runs/cnn/export/*.tflite --threads 1,2,4
+      edgefer bench --device rpi --host pi@192.0.2.10   on a Raspberry Pi over SSH
+    """
+    from .device_bench.bench import bench_models, format_table
+    from .runs import write_json
+    from .settings import setting
+
+    if device == "rpi":
+        host, _ = setting("host", host, section="rpi")
+        if not host:
+            raise UserError("no Raspberry Pi address: pass --host user@pi, set EDGEFER_RPI_HOST, "
+                            "or add [rpi] host = \"user@pi\" to edgefer.toml")
+    try:
+        thread_list = [int(t) for t in _csv(threads)]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {threads!r}", param_hint="--threads") from None
+    click.echo(f"device {device}; threads {thread_list}; XNNPACK {'off' if no_xnnpack else 'on'}; "
+               f"≥ {min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {split}")
+    records = bench_models(list(models), device=device, threads=thread_list, data=_resolve_data(data), split=split,
+                           xnnpack=not no_xnnpack, min_seconds=min_seconds,
+                           on_record=lambda r: click.echo(f"  {r['model']} × {r['threads']} thread(s): "
+                                                          f"p50 {r['latency']['p50_ms']:.3f} ms, acc {r['accuracy']:.4f}"))
+    ok = [r for r in records if r["status"] == "ok"]
+    if ok:
+        m = ok[0]["machine"]
+        click.echo(f"{m.get('cpu', m['machine'])}, {m['cores']} cores; {ok[0]['runtime']} {ok[0]['runtime_version']}")
+    click.echo(format_table(records))
+    if json_out:
+        write_json(json_out, records)
+        click.echo(f"wrote {json_out}")
+    if not ok:
+        raise UserError("no model ran; see the status column")
+
+
 if __name__ == "__main__":
     main()

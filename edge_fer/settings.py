@@ -5,6 +5,9 @@ The config file is TOML, found at ``$EDGEFER_CONFIG``, else ``./edgefer.toml``, 
 
     data = "~/datasets/fer2013.csv"     # default --data
     runs = "~/edgefer-runs"             # where runs go (like $EDGEFER_RUNS)
+
+    [rpi]
+    host = "pi@raspberrypi.local"       # default --host of `edgefer bench --device rpi`
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-ENV = {"data": "EDGEFER_DATA", "runs": "EDGEFER_RUNS"}
+ENV = {"data": "EDGEFER_DATA", "runs": "EDGEFER_RUNS", "rpi.host": "EDGEFER_RPI_HOST"}
 
 
 def config_path() -> Path | None:

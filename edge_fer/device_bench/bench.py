@@ -1,0 +1,151 @@
+"""``edgefer bench``: accuracy, F1 and latency of exported models on a target device.
+
+    from edge_fer.device_bench.bench import bench_models
+    records = bench_models(["runs/cnn/export/cnn_int8_qat.tflite"], device="cpu", threads=[1, 2])
+
+Each model × thread count gives one record with a status (ok / unavailable / failed and why).
+The measurement itself is :mod:`edge_fer.device_bench.runner`, a standalone script run in a
+fresh process (here for ``cpu``), so memory and crashes are its own and the numbers are those
+the same file produces on a device. Quality metrics are computed here, with scikit-learn, from
+the labels the runner predicted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, EdgeFerError
+from ..labels import CLASSES
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("cpu", "gpu", "rpi")
+RUNNER_FILES = ("runner.py", "latency.py")
+
+
+def artefact_info(path: Path) -> dict:
+    """Metadata of an exported model (sidecar); the bench never guesses preprocessing or labels."""
+    side = Path(str(path) + ".json")
+    if not side.is_file():
+        raise EdgeFerError(f"{path}: no metadata sidecar {side.name}; benchmark models made by `edgefer export`")
+    meta = json.loads(side.read_text())
+    if meta.get("classes") != list(CLASSES):
+        raise EdgeFerError(f"{path}: classes {meta.get('classes')} differ from edge_fer's {list(CLASSES)}")
+    return meta
+
+
+def default_models() -> list[Path]:
+    from ..runs import latest_run
+
+    run = latest_run()
+    models = sorted(p for p in (run / "export").glob("*") if p.suffix in (".tflite", ".onnx"))
+    if not models:
+        raise EdgeFerError(f"{run}/export has no models; run `edgefer export {run}` first, or name model files")
+    return models
+
+
+def faces_file(data_path, split: str, directory: Path, size: int) -> tuple[Path, np.ndarray, str]:
+    from ..data import load_fer
+
+    data = load_fer(data_path)
+    s = data[split]
+    if tuple(s.x.shape[1:]) != (size, size):
+        raise ConfigError(f"the models take {size}x{size} faces, the data has {s.x.shape[1:]}")
+    path = directory / "faces.npz"
+    np.savez(path, x=s.x, y=s.y)
+    return path, s.y, f"{data.source} [{split}, {len(s)} faces]"
+
+
+def _runner_cmd(python: str, runner_dir: Path, model: Path, faces: Path, threads, xnnpack: bool,
+                min_seconds: float) -> list[str]:
+    cmd = [python, str(runner_dir / "runner.py"), "--model", str(model), "--data", str(faces),
+           "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds)]
+    return cmd + ([] if xnnpack else ["--no-xnnpack"])
+
+
+def _record(model: Path, meta: dict, device: str, **extra) -> dict:
+    return {"model": model.name, "path": str(model), "architecture": meta.get("model"), "format": meta.get("format"),
+            "precision": meta.get("precision"), "source": meta.get("source"), "device": device,
+            "size_bytes": model.stat().st_size, **extra}
+
+
+def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
+                 xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, on_record=None) -> list[dict]:
+    from ..report.metrics import classification_metrics
+
+    if device not in DEVICES:
+        raise ConfigError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    if device != "cpu":
+        raise EdgeFerError(f"--device {device}: this target is not available in this version yet; use --device cpu")
+    models = [Path(m) for m in models] if models else default_models()
+    metas = {m: artefact_info(m) for m in models}
+    sizes = {int(meta["input"]["shape"][1]) for meta in metas.values()}
+    if len(sizes) != 1:
+        raise ConfigError(f"models take different input sizes {sorted(sizes)}; benchmark them separately")
+    records = []
+    with tempfile.TemporaryDirectory(prefix="edgefer-bench-") as d:
+        d = Path(d)
+        faces, y_true, data_desc = faces_file(data, split, d, sizes.pop())
+        runner_dir = Path(__file__).parent
+        for model in models:
+            meta = metas[model]
+            cmd = _runner_cmd(sys.executable, runner_dir, model, faces, threads, xnnpack, min_seconds)
+            t0 = time.time()
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                                      env={**os.environ, "PYTHONPATH": ""})
+            except subprocess.TimeoutExpired:
+                records.append(_record(model, meta, device, status="failed", reason=f"timed out after {timeout:.0f} s"))
+                continue
+            result = _last_json(proc.stdout)
+            if proc.returncode != 0 or result is None or "error" in result:
+                why = (result or {}).get("error") or proc.stderr.strip().splitlines()[-1:] or ["no output"]
+                status = "unavailable" if str(why).startswith("missing-runtime") else "failed"
+                records.append(_record(model, meta, device, status=status, reason=str(why if isinstance(why, str) else why[0])))
+                continue
+            for r in result["results"]:
+                metrics = classification_metrics(y_true, y_pred=np.asarray(r["predictions"]))
+                rec = _record(model, meta, device, status="ok", threads=r["threads"], runtime=result["runtime"],
+                              runtime_version=result["runtime_version"], xnnpack=result["xnnpack"],
+                              machine=result["machine"], data=data_desc, init_ms=r["init_ms"], latency=r["latency"],
+                              throughput_img_s=r.get("throughput_img_s"), throughput_batch=r.get("throughput_batch"),
+                              peak_rss_mb=r["peak_rss_mb"], accuracy=metrics["accuracy"],
+                              macro_f1=metrics["macro"]["f1"], weighted_f1=metrics["weighted"]["f1"],
+                              per_class=metrics["per_class"], confusion_matrix=metrics["confusion_matrix"],
+                              seconds=time.time() - t0)
+                records.append(rec)
+                if on_record:
+                    on_record(rec)
+    return records
+
+
+def _last_json(stdout: str):
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def format_table(records: list[dict]) -> str:
+    head = f"{'model':<34}{'dev':<5}{'thr':>4}{'acc':>8}{'mF1':>8}{'p50 ms':>9}{'p90 ms':>9}{'KB':>9}  status"
+    lines = [head]
+    for r in records:
+        if r["status"] == "ok":
+            lat = r["latency"]
+            lines.append(f"{r['model']:<34}{r['device']:<5}{r['threads']:>4}{r['accuracy']:>8.4f}{r['macro_f1']:>8.4f}"
+                         f"{lat['p50_ms']:>9.3f}{lat['p90_ms']:>9.3f}{r['size_bytes'] / 1024:>9.0f}  ok")
+        else:
+            lines.append(f"{r['model']:<34}{r['device']:<5}{'':>4}{'':>8}{'':>8}{'':>9}{'':>9}"
+                         f"{r['size_bytes'] / 1024:>9.0f}  {r['status']}: {r['reason']}")
+    return "\n".join(lines)

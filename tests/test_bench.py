@@ -1,0 +1,93 @@
+"""device_bench: latency statistics, the standalone runner, CPU records, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edge_fer.cli import main
+from edge_fer.device_bench import latency_stats, measure
+from edge_fer.device_bench.bench import bench_models, format_table
+from edge_fer.errors import EdgeFerError
+
+
+def test_latency_stats_on_synthetic_samples():
+    ns = np.array([1, 2, 3, 4, 100], dtype=np.int64) * 1_000_000
+    s = latency_stats(ns)
+    assert s["runs"] == 5 and s["min_ms"] == 1 and s["max_ms"] == 100 and s["p50_ms"] == 3
+    assert s["mean_ms"] == pytest.approx(22.0) and s["p90_ms"] == pytest.approx(61.6)
+    with pytest.raises(ValueError):
+        latency_stats([])
+
+
+def test_measure_honours_min_runs_and_min_time():
+    calls = []
+    s = measure(lambda x: calls.append(x), 0, warmup=5, min_runs=50, min_seconds=0.05)
+    assert s["runs"] >= 50 and len(calls) == 1 + 5 + s["runs"]
+    assert s["first_inference_ms"] >= 0 and s["p99_ms"] >= s["p50_ms"] >= s["min_ms"]
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    from edge_fer.export import export_run
+
+    out = tmp_path_factory.mktemp("exported")
+    export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["float32", "int8"], source="ptq",
+               force=True, out=out)
+    return out
+
+
+@pytest.mark.slow
+def test_bench_cpu_records(exported, subset):
+    models = [exported / "cnn_int8.tflite", exported / "cnn_float32.onnx"]
+    records = bench_models(models, threads=[1, 2], data=str(subset), split="test", min_seconds=0.2)
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    for r in records:
+        assert r["latency"]["runs"] >= 200 and 0 < r["latency"]["p50_ms"] < 50
+        assert 0.3 < r["accuracy"] < 0.7 and 0 < r["macro_f1"] <= r["accuracy"] + 0.2
+        assert np.array(r["confusion_matrix"]).sum() == 500
+        assert r["peak_rss_mb"] > 10 and r["init_ms"] > 0 and r["throughput_img_s"] > 0
+    tfl = [r for r in records if r["model"] == "cnn_int8.tflite"]
+    assert {r["threads"] for r in tfl} == {1, 2} and tfl[0]["runtime"] == "ai-edge-litert"
+    # the same predictions whatever the thread count
+    assert tfl[0]["accuracy"] == tfl[1]["accuracy"]
+    assert "cnn_int8.tflite" in format_table(records)
+
+
+@pytest.mark.slow
+def test_bench_failed_model_is_a_record_not_a_crash(exported, subset, tmp_path):
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"not a model")
+    (tmp_path / "broken.tflite.json").write_text((exported / "cnn_int8.tflite.json").read_text())
+    records = bench_models([bad], threads=[1], data=str(subset), min_seconds=0.1)
+    assert records[0]["status"] == "failed" and records[0]["reason"]
+
+
+def test_bench_needs_metadata(tmp_path):
+    m = tmp_path / "m.tflite"
+    m.write_bytes(b"x")
+    with pytest.raises(EdgeFerError, match="no metadata sidecar"):
+        bench_models([m])
+
+
+def test_rpi_without_host_is_one_clear_line(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("EDGEFER_RPI_HOST", raising=False)
+    monkeypatch.delenv("EDGEFER_CONFIG", raising=False)
+    r = CliRunner().invoke(main, ["bench", "--device", "rpi"])
+    assert r.exit_code == 2
+    assert "no Raspberry Pi address: pass --host user@pi, set EDGEFER_RPI_HOST" in r.output
+    (tmp_path / "edgefer.toml").write_text('[rpi]\nhost = "pi@127.0.0.1"\n')
+    r = CliRunner().invoke(main, ["bench", "--device", "rpi"])
+    assert "no Raspberry Pi address" not in r.output
+
+
+@pytest.mark.slow
+def test_cli_bench_json(exported, subset, tmp_path):
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["bench", str(exported / "cnn_int8.tflite"), "--threads", "1", "--data", str(subset),
+                                  "--min-seconds", "0.1", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "threads [1]" in r.output.splitlines()[0]
+    assert json.loads(out.read_text())[0]["status"] == "ok"
