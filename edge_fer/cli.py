@@ -341,9 +341,18 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
               help="Minimum timed duration per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
 @click.option("--host", default=None, help="rpi: user@address of the Pi; default $EDGEFER_RPI_HOST or [rpi] host "
                                            "in edgefer.toml.")
+@click.option("--port", type=int, default=22, show_default=True, help="rpi: SSH port.")
+@click.option("--identity", type=click.Path(dir_okay=False), default=None, help="rpi: SSH private key file.")
+@click.option("--remote-python", default="python3", show_default=True,
+              help="rpi: Python on the device (with numpy and ai-edge-litert or tflite-runtime).")
+@click.option("--known-hosts", type=click.Path(dir_okay=False), default=None,
+              help="rpi: known_hosts file checked for the device's key (default ~/.ssh/known_hosts).")
+@click.option("--trust-new-host", is_flag=True, help="rpi: accept and save an unknown host key (a changed key is "
+                                                     "always refused).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the records (one per model × device × threads) to this JSON file.")
-def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, host, json_out) -> None:
+def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, host, port, identity, remote_python,
+              known_hosts, trust_new_host, json_out) -> None:
     """Accuracy, F1 and latency of exported models (default: the latest run's export/ folder).
 
     \b
@@ -352,25 +361,44 @@ def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, hos
       edgefer bench runs/cnn/export/*.tflite --threads 1,2,4
       edgefer bench --device rpi --host pi@192.0.2.10   on a Raspberry Pi over SSH
     """
+    from contextlib import nullcontext
+
     from .device_bench.bench import bench_models, format_table
     from .runs import write_json
     from .settings import setting
 
+    target = nullcontext()
     if device == "rpi":
+        from .device_bench.remote import RemoteTarget
+
         host, _ = setting("host", host, section="rpi")
         if not host:
             raise UserError("no Raspberry Pi address: pass --host user@pi, set EDGEFER_RPI_HOST, "
                             "or add [rpi] host = \"user@pi\" to edgefer.toml")
+        target = RemoteTarget(str(host), port=port, identity=identity, remote_python=remote_python,
+                              known_hosts=known_hosts, trust_new_host=trust_new_host)
     try:
         thread_list = [int(t) for t in _csv(threads)]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {threads!r}", param_hint="--threads") from None
     click.echo(f"device {device}; threads {thread_list}; XNNPACK {'off' if no_xnnpack else 'on'}; "
                f"≥ {min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {split}")
-    records = bench_models(list(models), device=device, threads=thread_list, data=_resolve_data(data), split=split,
-                           xnnpack=not no_xnnpack, min_seconds=min_seconds,
-                           on_record=lambda r: click.echo(f"  {r['model']} × {r['threads']} thread(s): "
-                                                          f"p50 {r['latency']['p50_ms']:.3f} ms, acc {r['accuracy']:.4f}"))
+    def progress(r):
+        if r["status"] == "ok":
+            click.echo(f"  {r['model']} × {r['threads']} thread(s): p50 {r['latency']['p50_ms']:.3f} ms, "
+                       f"acc {r['accuracy']:.4f}")
+        else:
+            click.echo(f"  {r['model']}: {r['status']}: {r['reason']}")
+
+    with target as connected:
+        if connected is not None:
+            info = connected.probe()
+            click.echo(f"{host}: {info.get('model') or 'unknown model'}, {info.get('arch')}, {info.get('cores')} cores, "
+                       f"governor {info.get('governor') or '?'}, {info.get('temp') or 'no vcgencmd'}, "
+                       f"Python {info.get('python') or '?'}")
+        records = bench_models(list(models), device=device, threads=thread_list, data=_resolve_data(data),
+                               split=split, xnnpack=not no_xnnpack, min_seconds=min_seconds, target=connected,
+                               on_record=progress)
     ok = [r for r in records if r["status"] == "ok"]
     if ok:
         m = ok[0]["machine"]

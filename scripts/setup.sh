@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the test suite uses (installed only when missing; needs root or sudo).
-APT_PACKAGES=()
+APT_PACKAGES=(openssh-server)  # a real sshd on loopback for the rpi target tests
 PY=${PYTHON:-python3}
 
 need_apt=()

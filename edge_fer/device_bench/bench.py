@@ -25,11 +25,11 @@ import numpy as np
 
 from ..errors import ConfigError, EdgeFerError
 from ..labels import CLASSES
+from .remote import RemoteError, last_json
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("cpu", "gpu", "rpi")
-RUNNER_FILES = ("runner.py", "latency.py")
 
 
 def artefact_info(path: Path) -> dict:
@@ -65,76 +65,81 @@ def faces_file(data_path, split: str, directory: Path, size: int) -> tuple[Path,
     return path, s.y, f"{data.source} [{split}, {len(s)} faces]"
 
 
-def _runner_cmd(python: str, runner_dir: Path, model: Path, faces: Path, threads, xnnpack: bool,
-                min_seconds: float) -> list[str]:
-    cmd = [python, str(runner_dir / "runner.py"), "--model", str(model), "--data", str(faces),
-           "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds)]
-    return cmd + ([] if xnnpack else ["--no-xnnpack"])
-
-
 def _record(model: Path, meta: dict, device: str, **extra) -> dict:
     return {"model": model.name, "path": str(model), "architecture": meta.get("model"), "format": meta.get("format"),
             "precision": meta.get("precision"), "source": meta.get("source"), "device": device,
             "size_bytes": model.stat().st_size, **extra}
 
 
+def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: float, timeout: float) -> dict:
+    """The runner in a fresh local process, exactly as it runs on a device."""
+    cmd = [sys.executable, str(Path(__file__).parent / "runner.py"), "--model", str(model), "--data", str(faces),
+           "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds)]
+    if not xnnpack:
+        cmd.append("--no-xnnpack")
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ""})
+    except subprocess.TimeoutExpired:
+        raise RemoteError(f"timed out after {timeout:.0f} s") from None
+    result = last_json(proc.stdout)
+    if result and "error" in result:
+        status = "unavailable" if result["error"].startswith("missing-runtime") else "failed"
+        raise RemoteError(result["error"], status=status)
+    if proc.returncode != 0 or result is None:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RemoteError(f"runner exited with code {proc.returncode}: {last}")
+    return result
+
+
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
-                 xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, on_record=None) -> list[dict]:
+                 xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, target=None,
+                 on_record=None) -> list[dict]:
+    """One record per model × thread count. ``target``: a connected RemoteTarget for ``rpi``."""
     from ..report.metrics import classification_metrics
 
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    if device != "cpu":
-        raise EdgeFerError(f"--device {device}: this target is not available in this version yet; use --device cpu")
+    if device == "gpu":
+        raise EdgeFerError("--device gpu: this target is not available in this version yet; use --device cpu or rpi")
+    if device == "rpi" and target is None:
+        raise ConfigError("--device rpi needs a target (a connected RemoteTarget)")
     models = [Path(m) for m in models] if models else default_models()
     metas = {m: artefact_info(m) for m in models}
     sizes = {int(meta["input"]["shape"][1]) for meta in metas.values()}
     if len(sizes) != 1:
         raise ConfigError(f"models take different input sizes {sorted(sizes)}; benchmark them separately")
+    probe = target.probe() if target is not None else None
     records = []
     with tempfile.TemporaryDirectory(prefix="edgefer-bench-") as d:
-        d = Path(d)
-        faces, y_true, data_desc = faces_file(data, split, d, sizes.pop())
-        runner_dir = Path(__file__).parent
+        faces, y_true, data_desc = faces_file(data, split, Path(d), sizes.pop())
         for model in models:
             meta = metas[model]
-            cmd = _runner_cmd(sys.executable, runner_dir, model, faces, threads, xnnpack, min_seconds)
             t0 = time.time()
             try:
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                                      env={**os.environ, "PYTHONPATH": ""})
-            except subprocess.TimeoutExpired:
-                records.append(_record(model, meta, device, status="failed", reason=f"timed out after {timeout:.0f} s"))
-                continue
-            result = _last_json(proc.stdout)
-            if proc.returncode != 0 or result is None or "error" in result:
-                why = (result or {}).get("error") or proc.stderr.strip().splitlines()[-1:] or ["no output"]
-                status = "unavailable" if str(why).startswith("missing-runtime") else "failed"
-                records.append(_record(model, meta, device, status=status, reason=str(why if isinstance(why, str) else why[0])))
+                if target is not None:
+                    result = target.run_runner(model, faces, threads=threads, xnnpack=xnnpack,
+                                               min_seconds=min_seconds, timeout=timeout)
+                else:
+                    result = _run_local(model, faces, threads, xnnpack, min_seconds, timeout)
+            except RemoteError as e:
+                records.append(_record(model, meta, device, status=e.status, reason=str(e), device_info=probe))
+                if on_record:
+                    on_record(records[-1])
                 continue
             for r in result["results"]:
                 metrics = classification_metrics(y_true, y_pred=np.asarray(r["predictions"]))
                 rec = _record(model, meta, device, status="ok", threads=r["threads"], runtime=result["runtime"],
                               runtime_version=result["runtime_version"], xnnpack=result["xnnpack"],
-                              machine=result["machine"], data=data_desc, init_ms=r["init_ms"], latency=r["latency"],
-                              throughput_img_s=r.get("throughput_img_s"), throughput_batch=r.get("throughput_batch"),
-                              peak_rss_mb=r["peak_rss_mb"], accuracy=metrics["accuracy"],
-                              macro_f1=metrics["macro"]["f1"], weighted_f1=metrics["weighted"]["f1"],
-                              per_class=metrics["per_class"], confusion_matrix=metrics["confusion_matrix"],
-                              seconds=time.time() - t0)
+                              machine=result["machine"], device_info=probe, data=data_desc, init_ms=r["init_ms"],
+                              latency=r["latency"], throughput_img_s=r.get("throughput_img_s"),
+                              throughput_batch=r.get("throughput_batch"), peak_rss_mb=r["peak_rss_mb"],
+                              accuracy=metrics["accuracy"], macro_f1=metrics["macro"]["f1"],
+                              weighted_f1=metrics["weighted"]["f1"], per_class=metrics["per_class"],
+                              confusion_matrix=metrics["confusion_matrix"], seconds=time.time() - t0)
                 records.append(rec)
                 if on_record:
                     on_record(rec)
     return records
-
-
-def _last_json(stdout: str):
-    for line in reversed(stdout.strip().splitlines()):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return None
 
 
 def format_table(records: list[dict]) -> str:

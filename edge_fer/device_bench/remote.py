@@ -1,0 +1,189 @@
+"""A Raspberry Pi (or any SSH host) as a benchmark target, over paramiko.
+
+    with RemoteTarget("pi@192.0.2.10", identity="~/.ssh/id_ed25519") as pi:
+        print(pi.probe())
+        result = pi.run_runner(Path("m.tflite"), Path("faces.npz"), threads=[1, 4])
+
+Host keys are checked against known_hosts: an unknown key is refused unless ``trust_new_host``
+(then it is saved), a changed key always. Each run copies the runner, the model and the faces
+into a fresh ``mktemp -d`` directory, runs with a timeout, reads the JSON on the last stdout
+line and removes the directory in every case. Every remote path and argument is shell-quoted.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import time
+from pathlib import Path
+
+from ..errors import EdgeFerError
+
+RUNNER_FILES = ("runner.py", "latency.py")
+PIP_FIX = "pip install ai-edge-litert numpy (64-bit OS) or pip install tflite-runtime 'numpy<2' (older systems)"
+
+
+class RemoteError(EdgeFerError):
+    """The device was reached but the run failed; ``status`` is 'unavailable' or 'failed'."""
+
+    def __init__(self, message: str, status: str = "failed"):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_host(host: str) -> tuple[str | None, str]:
+    user, _, address = host.rpartition("@")
+    if not address:
+        raise EdgeFerError(f"--host {host!r}: expected user@address or address")
+    return (user or None), address
+
+
+class RemoteTarget:
+    def __init__(self, host: str, *, port: int = 22, identity: str | None = None, remote_python: str = "python3",
+                 known_hosts: str | Path | None = None, trust_new_host: bool = False, connect_timeout: float = 10.0):
+        self.host, self.port = host, port
+        self.user, self.address = parse_host(host)
+        self.identity = str(Path(identity).expanduser()) if identity else None
+        self.remote_python = remote_python
+        self.known_hosts = Path(known_hosts).expanduser() if known_hosts else Path.home() / ".ssh" / "known_hosts"
+        self.trust_new_host = trust_new_host
+        self.connect_timeout = connect_timeout
+        self.client = None
+
+    # -- connection -------------------------------------------------------------------------
+    def __enter__(self):
+        self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def connect(self) -> None:
+        import paramiko
+
+        where = f"{self.host}:{self.port}"
+        client = paramiko.SSHClient()
+        if self.known_hosts.is_file():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy() if self.trust_new_host else paramiko.RejectPolicy())
+        try:
+            client.connect(self.address, port=self.port, username=self.user, key_filename=self.identity,
+                           timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                           auth_timeout=self.connect_timeout, look_for_keys=self.identity is None, allow_agent=False)
+        except paramiko.BadHostKeyException:
+            raise EdgeFerError(f"{where}: the host key has CHANGED from the one in {self.known_hosts}; this may be "
+                               "an attack or a reinstalled device. Check it, then remove the old entry "
+                               f"(ssh-keygen -R '[{self.address}]:{self.port}' -f {self.known_hosts})") from None
+        except paramiko.AuthenticationException:
+            raise EdgeFerError(f"{where}: authentication failed for user {self.user or '(default)'}; "
+                               "pass --identity KEYFILE or install your public key on the device") from None
+        except paramiko.SSHException as e:
+            if "not found in known_hosts" in str(e):
+                raise EdgeFerError(f"{where}: unknown host key (not in {self.known_hosts}); verify the device and "
+                                   "pass --trust-new-host to accept and save it") from None
+            raise EdgeFerError(f"{where}: SSH failed ({e})") from None
+        except (OSError, socket.timeout) as e:
+            raise EdgeFerError(f"{where}: unreachable ({e.strerror or e}); check the address, the port and that "
+                               "sshd runs on the device") from None
+        if self.trust_new_host:
+            self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+            client.save_host_keys(str(self.known_hosts))
+        self.client = client
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    # -- commands -----------------------------------------------------------------------------
+    def run(self, command: str, *, timeout: float = 60.0) -> tuple[int, str, str]:
+        """Run a shell command; returns (exit code, stdout, stderr); raises RemoteError on timeout."""
+        chan = self.client.get_transport().open_session()
+        chan.exec_command(command)
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            while chan.recv_ready():
+                out += chan.recv(65536)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            if time.monotonic() > deadline:
+                chan.close()
+                raise RemoteError(f"{self.host}: timed out after {timeout:.0f} s")
+            time.sleep(0.02)
+        return chan.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
+
+    def probe(self) -> dict:
+        """What the device is: model, CPU, cores, governor, temperature and throttling, Python."""
+        script = (
+            "printf 'model=%s\\n' \"$(tr -d '\\0' < /proc/device-tree/model 2>/dev/null)\"; "
+            "printf 'arch=%s\\n' \"$(uname -m)\"; printf 'cores=%s\\n' \"$(nproc 2>/dev/null)\"; "
+            "printf 'governor=%s\\n' \"$(cat /sys/devices/system/cpu/cpu0/cpufreq/scaling_governor 2>/dev/null)\"; "
+            "printf 'temp=%s\\n' \"$(vcgencmd measure_temp 2>/dev/null)\"; "
+            "printf 'throttled=%s\\n' \"$(vcgencmd get_throttled 2>/dev/null)\"; "
+            f"printf 'python=%s\\n' \"$(timeout 10 {shlex.quote(self.remote_python)} -c 'import platform; "
+            "print(platform.python_version())' 2>/dev/null)\""
+        )
+        try:
+            code, out, _ = self.run(script, timeout=30)
+        except RemoteError as e:
+            return {"error": str(e)}
+        info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return {k: v.strip() for k, v in info.items()}
+
+    def run_runner(self, model: Path, faces: Path, *, threads, xnnpack: bool = True, min_seconds: float = 2.0,
+                   timeout: float = 900.0) -> dict:
+        """Copy runner + model + faces to a fresh temp dir, run, parse the JSON, always clean up."""
+        code, out, err = self.run("mktemp -d /tmp/edgefer-bench.XXXXXX", timeout=30)
+        remote_dir = out.strip()
+        if code != 0 or not remote_dir.startswith("/tmp/edgefer-bench."):
+            raise RemoteError(f"{self.host}: cannot create a temporary directory ({err.strip() or out.strip()})")
+        try:
+            sftp = self.client.open_sftp()
+            try:
+                here = Path(__file__).parent
+                for name in RUNNER_FILES:
+                    sftp.put(str(here / name), f"{remote_dir}/{name}")
+                sftp.put(str(model), f"{remote_dir}/{model.name}")
+                sftp.put(str(faces), f"{remote_dir}/faces.npz")
+            finally:
+                sftp.close()
+            q = shlex.quote
+            cmd = " ".join([
+                "cd", q(remote_dir), "&&", q(self.remote_python), "runner.py", "--model", q(model.name),
+                "--data", "faces.npz", "--threads", q(",".join(map(str, threads))), "--min-seconds", q(str(min_seconds)),
+                *([] if xnnpack else ["--no-xnnpack"]),
+            ])
+            code, out, err = self.run(cmd, timeout=timeout)
+        finally:
+            try:
+                self.run(f"rm -rf -- {shlex.quote(remote_dir)}", timeout=30)
+            except Exception:
+                pass
+        result = last_json(out)
+        if result and "error" in result:
+            if result["error"].startswith("missing-runtime"):
+                raise RemoteError(f"{self.host}: {result['error'].split(': ', 1)[-1]}; on the device: {PIP_FIX}",
+                                  status="unavailable")
+            raise RemoteError(f"{self.host}: {result['error']}")
+        if code == 127 or "No such file or directory" in err and code != 0 and not out.strip():
+            raise RemoteError(f"{self.host}: remote python {self.remote_python!r} not found; pass --remote-python",
+                              status="unavailable")
+        if code != 0 or result is None:
+            last = (err.strip().splitlines() or ["no output"])[-1]
+            if "ModuleNotFoundError" in err and "numpy" in err:
+                raise RemoteError(f"{self.host}: numpy is missing on the device; {PIP_FIX}", status="unavailable")
+            raise RemoteError(f"{self.host}: the runner exited with code {code}: {last}")
+        return result
+
+
+def last_json(stdout: str):
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None

@@ -1,0 +1,182 @@
+"""The rpi target against a real OpenSSH server on loopback (started here, throwaway keys).
+
+The "Pi" is this machine: the remote python is this venv's python behind sshd, so the whole
+path — host-key checks, SFTP copies, quoting, the runner, clean-up — is real; only the CPU is
+not a Pi's. (An emulated aarch64 Pi under qemu-user is a separate, later test.)
+"""
+
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from edge_fer.device_bench.bench import bench_models
+from edge_fer.device_bench.remote import RemoteTarget
+from edge_fer.errors import EdgeFerError
+
+pytestmark = pytest.mark.slow
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _keygen(path: Path) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    if not Path(SSHD).exists():
+        pytest.fail("openssh-server is not installed; run scripts/setup.sh (make test does)")
+    d = tmp_path_factory.mktemp("sshd")
+    for name in ("host_key", "client_key", "other_key"):
+        _keygen(d / name)
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\n")
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH-"):
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"sshd did not start: {proc.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    known = d / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{port} {(d / 'host_key.pub').read_text().split(' ')[0]} "
+                     f"{(d / 'host_key.pub').read_text().split(' ')[1]}\n")
+    # A remote python behind a path with a space and a quote, to prove every argument is quoted.
+    pydir = d / "py dir's"
+    pydir.mkdir()
+    python = pydir / "python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    yield SimpleNamespace(port=port, dir=d, known_hosts=known, key=d / "client_key", python=str(python),
+                          host=f"{getpass.getuser()}@127.0.0.1")
+    proc.terminate()
+    proc.wait(5)
+
+
+def _target(sshd, **kw):
+    args = dict(port=sshd.port, identity=str(sshd.key), known_hosts=sshd.known_hosts, remote_python=sshd.python)
+    return RemoteTarget(sshd.host, **{**args, **kw})
+
+
+@pytest.fixture(scope="module")
+def model(trained, tmp_path_factory):
+    from edge_fer.export import export_run
+
+    out = tmp_path_factory.mktemp("rpi models")
+    export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="ptq", force=True, out=out)
+    return out / "cnn_int8.tflite"
+
+
+def _remote_dirs():
+    return set(Path("/tmp").glob("edgefer-bench.*"))
+
+
+def test_full_rpi_path_matches_cpu(sshd, model, subset):
+    before = _remote_dirs()
+    with _target(sshd) as pi:
+        info = pi.probe()
+        assert info["arch"] == os.uname().machine and int(info["cores"]) >= 1 and info["python"]
+        remote = bench_models([model], device="rpi", threads=[1, 2], data=str(subset), min_seconds=0.2, target=pi)
+    local = bench_models([model], device="cpu", threads=[1], data=str(subset), min_seconds=0.2)
+    assert [r["status"] for r in remote] == ["ok", "ok"] and remote[0]["device"] == "rpi"
+    assert remote[0]["accuracy"] == local[0]["accuracy"] and remote[0]["confusion_matrix"] == local[0]["confusion_matrix"]
+    assert remote[0]["device_info"]["arch"] == info["arch"]
+    assert _remote_dirs() == before  # the temporary directory is gone
+
+
+def test_wrong_key_is_an_auth_failure(sshd):
+    with pytest.raises(EdgeFerError, match="authentication failed"):
+        _target(sshd, identity=str(sshd.dir / "other_key")).connect()
+
+
+def test_unknown_host_key_refused_unless_trusted(sshd, tmp_path):
+    empty = tmp_path / "known_hosts"
+    with pytest.raises(EdgeFerError, match="unknown host key.*--trust-new-host"):
+        _target(sshd, known_hosts=empty).connect()
+    with _target(sshd, known_hosts=empty, trust_new_host=True) as pi:
+        assert pi.run("echo ok")[1].strip() == "ok"
+    assert f"[127.0.0.1]:{sshd.port}" in empty.read_text()
+    with _target(sshd, known_hosts=empty) as pi:  # now known
+        assert pi.run("true")[0] == 0
+
+
+def test_changed_host_key_always_refused(sshd, tmp_path):
+    other = (sshd.dir / "other_key.pub").read_text().split(" ")
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{sshd.port} {other[0]} {other[1]}\n")
+    for trust in (False, True):
+        with pytest.raises(EdgeFerError, match="CHANGED"):
+            _target(sshd, known_hosts=kh, trust_new_host=trust).connect()
+
+
+def test_unreachable_host(sshd):
+    with pytest.raises(EdgeFerError, match="unreachable"):
+        _target(sshd, port=_free_port()).connect()
+
+
+def _wrapper(sshd, name: str, body: str) -> str:
+    p = sshd.dir / name
+    p.write_text("#!/bin/sh\n" + body + "\n")
+    p.chmod(0o755)
+    return str(p)
+
+
+def test_missing_runtime_says_how_to_fix(sshd, model, subset):
+    py = _wrapper(sshd, "py-no-runtime", f"exec {sys.executable} -c \"import runpy, sys; "
+                  "sys.modules['ai_edge_litert'] = None; sys.modules['tflite_runtime'] = None; "
+                  "sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__')\" \"$@\"")
+    with _target(sshd, remote_python=py) as pi:
+        [r] = bench_models([model], device="rpi", data=str(subset), min_seconds=0.1, target=pi)
+    assert r["status"] == "unavailable" and "pip install ai-edge-litert" in r["reason"]
+
+
+def test_timeout_and_non_zero_exit(sshd, model, subset):
+    with _target(sshd, remote_python=_wrapper(sshd, "py-slow", "sleep 30")) as pi:
+        [r] = bench_models([model], device="rpi", data=str(subset), timeout=1.0, target=pi)
+    assert r["status"] == "failed" and "timed out after 1 s" in r["reason"]
+    with _target(sshd, remote_python=_wrapper(sshd, "py-fail", "echo boom >&2; exit 3")) as pi:
+        [r] = bench_models([model], device="rpi", data=str(subset), target=pi)
+    assert r["status"] == "failed" and "exited with code 3: boom" in r["reason"]
+
+
+def test_cli_bench_rpi(sshd, model, subset):
+    from click.testing import CliRunner
+
+    from edge_fer.cli import main
+
+    r = CliRunner().invoke(main, [
+        "bench", str(model), "--device", "rpi", "--host", sshd.host, "--port", str(sshd.port), "--identity",
+        str(sshd.key), "--known-hosts", str(sshd.known_hosts), "--remote-python", sshd.python, "--threads", "1",
+        "--data", str(subset), "--min-seconds", "0.1"])
+    assert r.exit_code == 0, r.output
+    assert f"{sshd.host}: " in r.output and "cores" in r.output
+    assert "cnn_int8.tflite" in r.output and " rpi " in r.output
+    bad = CliRunner().invoke(main, ["bench", str(model), "--device", "rpi", "--host", sshd.host, "--port",
+                                    str(sshd.port), "--identity", str(sshd.dir / "other_key"), "--known-hosts",
+                                    str(sshd.known_hosts), "--data", str(subset)])
+    assert bad.exit_code == 2 and "authentication failed" in bad.output and "Traceback" not in bad.output
