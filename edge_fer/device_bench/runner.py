@@ -8,6 +8,9 @@ onnxruntime), so it can be copied to a Raspberry Pi next to ``latency.py`` and r
 ``faces.npz`` holds ``x`` uint8 (N,H,W) faces and ``y`` labels. The last line of stdout is
 one JSON object: runtime, versions, machine, and per thread count the predicted labels, the
 latency statistics, init time, throughput at a larger batch and peak memory.
+
+It repeats a few lines of :mod:`edge_fer.export.runtimes` (input quantisation, batching) on
+purpose: edge_fer itself is not installed on the device.
 """
 
 from __future__ import annotations
