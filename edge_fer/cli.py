@@ -383,6 +383,7 @@ def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, hos
         raise click.BadParameter(f"expected comma-separated integers, got {threads!r}", param_hint="--threads") from None
     click.echo(f"device {device}; threads {thread_list}; XNNPACK {'off' if no_xnnpack else 'on'}; "
                f"≥ {min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {split}")
+
     def progress(r):
         if r["status"] == "ok":
             click.echo(f"  {r['model']} × {r['threads']} thread(s): p50 {r['latency']['p50_ms']:.3f} ms, "

@@ -114,6 +114,13 @@ class CalibrationSet:
             x = np.repeat(x, channels, axis=-1)
         return cls(x, str(root))
 
+    @classmethod
+    def from_source(cls, folder, split, *, size: int = 256, seed: int = 0, channels: int = 1) -> "CalibrationSet":
+        """The user's folder of faces when given, else a class-balanced sample of ``split``."""
+        if folder:
+            return cls.from_folder(folder, size=size, seed=seed, channels=channels)
+        return cls.from_split(split, size=size, seed=seed, channels=channels)
+
     def check_model_input(self, shape) -> None:
         if tuple(self.x.shape[1:]) != tuple(int(s) for s in shape[1:]):
             raise DataError(f"calibration images are {self.x.shape[1:]} but the model takes {tuple(shape[1:])}; "

@@ -1,4 +1,4 @@
-"""Benchmarks of exported models on devices: latency measurement (more to come: targets, SSH)."""
+"""Benchmarks of exported models on devices: latency measurement, the standalone runner, targets."""
 
 from .latency import latency_stats, measure
 

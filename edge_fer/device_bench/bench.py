@@ -12,8 +12,6 @@ the labels the runner predicted.
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import subprocess
 import sys
@@ -25,19 +23,16 @@ import numpy as np
 
 from ..errors import ConfigError, EdgeFerError
 from ..labels import CLASSES
-from .remote import RemoteError, last_json
-
-log = logging.getLogger(__name__)
+from .remote import RemoteError, runner_result
 
 DEVICES = ("cpu", "gpu", "rpi")
 
 
 def artefact_info(path: Path) -> dict:
     """Metadata of an exported model (sidecar); the bench never guesses preprocessing or labels."""
-    side = Path(str(path) + ".json")
-    if not side.is_file():
-        raise EdgeFerError(f"{path}: no metadata sidecar {side.name}; benchmark models made by `edgefer export`")
-    meta = json.loads(side.read_text())
+    from ..export.metadata import read_sidecar
+
+    meta = read_sidecar(path)
     if meta.get("classes") != list(CLASSES):
         raise EdgeFerError(f"{path}: classes {meta.get('classes')} differ from edge_fer's {list(CLASSES)}")
     return meta
@@ -81,14 +76,7 @@ def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: fl
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ""})
     except subprocess.TimeoutExpired:
         raise RemoteError(f"timed out after {timeout:.0f} s") from None
-    result = last_json(proc.stdout)
-    if result and "error" in result:
-        status = "unavailable" if result["error"].startswith("missing-runtime") else "failed"
-        raise RemoteError(result["error"], status=status)
-    if proc.returncode != 0 or result is None:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RemoteError(f"runner exited with code {proc.returncode}: {last}")
-    return result
+    return runner_result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",

@@ -50,6 +50,7 @@ class RemoteTarget:
         self.trust_new_host = trust_new_host
         self.connect_timeout = connect_timeout
         self.client = None
+        self._info: dict | None = None
 
     # -- connection -------------------------------------------------------------------------
     def __enter__(self):
@@ -117,7 +118,12 @@ class RemoteTarget:
         return chan.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
 
     def probe(self) -> dict:
-        """What the device is: model, CPU, cores, governor, temperature and throttling, Python."""
+        """What the device is: model, CPU, cores, governor, temperature and throttling, Python (asked once)."""
+        if self._info is None:
+            self._info = self._probe()
+        return self._info
+
+    def _probe(self) -> dict:
         script = (
             "printf 'model=%s\\n' \"$(tr -d '\\0' < /proc/device-tree/model 2>/dev/null)\"; "
             "printf 'arch=%s\\n' \"$(uname -m)\"; printf 'cores=%s\\n' \"$(nproc 2>/dev/null)\"; "
@@ -163,21 +169,25 @@ class RemoteTarget:
                 self.run(f"rm -rf -- {shlex.quote(remote_dir)}", timeout=30)
             except Exception:
                 pass
-        result = last_json(out)
-        if result and "error" in result:
-            if result["error"].startswith("missing-runtime"):
-                raise RemoteError(f"{self.host}: {result['error'].split(': ', 1)[-1]}; on the device: {PIP_FIX}",
-                                  status="unavailable")
-            raise RemoteError(f"{self.host}: {result['error']}")
-        if code == 127 or "No such file or directory" in err and code != 0 and not out.strip():
-            raise RemoteError(f"{self.host}: remote python {self.remote_python!r} not found; pass --remote-python",
-                              status="unavailable")
-        if code != 0 or result is None:
-            last = (err.strip().splitlines() or ["no output"])[-1]
-            if "ModuleNotFoundError" in err and "numpy" in err:
-                raise RemoteError(f"{self.host}: numpy is missing on the device; {PIP_FIX}", status="unavailable")
-            raise RemoteError(f"{self.host}: the runner exited with code {code}: {last}")
-        return result
+        return runner_result(code, out, err, where=self.host, python=self.remote_python)
+
+
+def runner_result(code: int, out: str, err: str, *, where: str = "", python: str = "python3") -> dict:
+    """Interpret a run of runner.py, local or remote: its JSON result, or RemoteError saying why not."""
+    prefix = f"{where}: " if where else ""
+    result = last_json(out)
+    if result and "error" in result:
+        if result["error"].startswith("missing-runtime"):
+            raise RemoteError(f"{prefix}{result['error'].split(': ', 1)[-1]}; {PIP_FIX}", status="unavailable")
+        raise RemoteError(prefix + result["error"])
+    if code == 127 or ("No such file or directory" in err and code != 0 and not out.strip()):
+        raise RemoteError(f"{prefix}python {python!r} not found; pass --remote-python", status="unavailable")
+    if code != 0 or result is None:
+        if "ModuleNotFoundError" in err and "numpy" in err:
+            raise RemoteError(f"{prefix}numpy is missing; {PIP_FIX}", status="unavailable")
+        last = (err.strip().splitlines() or ["no output"])[-1]
+        raise RemoteError(f"{prefix}the runner exited with code {code}: {last}")
+    return result
 
 
 def last_json(stdout: str):

@@ -7,16 +7,13 @@ verifies first, then writes atomically).
 from __future__ import annotations
 
 import contextlib
-from io import StringIO
-import logging
 import tempfile
+from io import StringIO
 from pathlib import Path
 
 from .._tf import tf as _tf
 from ..calibration import CalibrationMethod, CalibrationSet
 from ..errors import ConfigError
-
-log = logging.getLogger(__name__)
 
 IO_TYPES = ("int8", "uint8", "float")
 ONNX_OPSET = 17

@@ -109,7 +109,6 @@ def export_run(
     data=None,
     on_result=None,
 ) -> list[ExportResult]:
-    from ..data import load_fer
     from ..data.pipeline import as_model_input
     from ..quantization import load_float_model, load_qat_model
     from ..quantization.qat import QAT_DIR
@@ -134,8 +133,7 @@ def export_run(
                      f" (no {qat_path.relative_to(run_dir)}; run `edgefer qat {run_dir}` for quantisation-aware int8)")
     qat_model = load_qat_model(qat_path) if source == "qat" and any(f.precision == "int8" for f in chosen) else None
 
-    data = data or load_fer(cfg.data, split_mode=cfg.split_mode, ferplus=cfg.ferplus, label_mode=cfg.label_mode,
-                            skip_bad=cfg.skip_bad, seed=cfg.seed)
+    data = data or cfg.load_data()
     val = data["validation"]
     channels = float_model.input_shape[-1]
     x_val = as_model_input(val.x, channels)
@@ -144,9 +142,8 @@ def export_run(
 
     calib = None
     if any(f.needs_calibration for f in chosen):
-        calib = (CalibrationSet.from_folder(calib_data, size=calib_size, seed=cfg.seed, channels=channels)
-                 if calib_data else CalibrationSet.from_split(data["train"], size=calib_size, seed=cfg.seed,
-                                                              channels=channels))
+        calib = CalibrationSet.from_source(calib_data, data["train"], size=calib_size, seed=cfg.seed,
+                                           channels=channels)
         calib.check_model_input(float_model.input_shape)
     calib_info = {"source": calib.source, "size": len(calib), "method_onnx": method.value,
                   "method_tflite": "minmax"} if calib else None
@@ -185,7 +182,7 @@ def export_run(
                              float_ops=ops, status="ok" if ok else ("forced" if force else "refused"))
             if ops:
                 log.warning("%s: %d op(s) left in float: %s", name, len(ops), ", ".join(sorted(set(ops))))
-            meta.update(sha256=sha256(path), size_bytes=r.size_bytes, file=name)
+            meta.update(sha256=sha256(path), size_bytes=r.size_bytes, file=name, status=r.status)
             results.append(r)
             staged.append((path, out_dir / name, meta))
             if on_result:
@@ -202,7 +199,7 @@ def export_run(
         for src_path, dst, meta in staged:
             with atomic_path(dst) as t:
                 shutil.copyfile(src_path, t)
-            write_json(Path(str(dst) + ".json"), {**meta, "status": next(r.status for r in results if r.file == str(dst))})
+            write_json(Path(str(dst) + ".json"), meta)
     _update_report(out_dir, results, threshold)
     return results
 

@@ -73,8 +73,6 @@ class Runner:
 
 
 class TFLiteRunner(Runner):
-    kind = "tflite"
-
     def __init__(self, path: str | Path, *, threads: int | None = None, xnnpack: bool = True):
         Interpreter, self.runtime = _interpreter_class()
         kwargs = {"model_path": str(path), "num_threads": threads}
@@ -142,8 +140,6 @@ class TFLiteRunner(Runner):
 
 
 class OnnxRunner(Runner):
-    kind = "onnx"
-
     def __init__(self, path: str | Path, *, threads: int | None = None, providers=None):
         import onnxruntime as ort
 

@@ -199,7 +199,6 @@ class QATResult:
 def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
             warmup_batches: int = 50, data=None, verbose: int = 2) -> QATResult:
     """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/."""
-    from ..data import load_fer
     from ..data.pipeline import Augment, as_model_input, make_dataset
     from ..training.train import compile_model
 
@@ -209,8 +208,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
         raise RunError(f"--epochs must be ≥ 0, got {epochs}")
     t0 = time.time()
     float_model, cfg = load_float_model(run_dir)
-    data = data or load_fer(cfg.data, split_mode=cfg.split_mode, ferplus=cfg.ferplus, label_mode=cfg.label_mode,
-                            skip_bad=cfg.skip_bad, seed=cfg.seed)
+    data = data or cfg.load_data()
     tr, va = data["train"], data["validation"]
     keras.utils.set_random_seed(cfg.seed)
     channels = float_model.input_shape[-1]

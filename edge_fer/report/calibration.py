@@ -21,7 +21,6 @@ from ..runs import atomic_path, resolve_run, write_json
 
 def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entropy", "percentile"),
                        calib_data=None, seed: int = 0, data=None, on_row=None) -> dict:
-    from ..data import load_fer
     from ..data.pipeline import as_model_input
     from ..export import convert
     from ..export.runtimes import open_runner
@@ -30,8 +29,7 @@ def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entrop
     run_dir = resolve_run(run)
     model, cfg = load_float_model(run_dir)
     methods = [CalibrationMethod.parse(m) for m in methods]
-    data = data or load_fer(cfg.data, split_mode=cfg.split_mode, ferplus=cfg.ferplus, label_mode=cfg.label_mode,
-                            skip_bad=cfg.skip_bad, seed=cfg.seed)
+    data = data or cfg.load_data()
     val, channels = data["validation"], model.input_shape[-1]
     p_float = model.predict(as_model_input(val.x, channels), batch_size=256, verbose=0)
     float_acc = float((p_float.argmax(1) == val.y).mean())
@@ -40,8 +38,7 @@ def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entrop
         warnings.simplefilter("ignore")
         float_onnx = convert.to_onnx_float(model)
         for size in sizes:
-            calib = (CalibrationSet.from_folder(calib_data, size=size, seed=seed, channels=channels) if calib_data
-                     else CalibrationSet.from_split(data["train"], size=size, seed=seed, channels=channels))
+            calib = CalibrationSet.from_source(calib_data, data["train"], size=size, seed=seed, channels=channels)
             candidates = [("tflite", "minmax", lambda c=calib: convert.to_tflite(model, "int8", calib=c), ".tflite")]
             candidates += [("onnx", m.value, lambda m=m, c=calib: convert.onnx_int8_from_float(float_onnx, c, m), ".onnx")
                            for m in methods]

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import load_fer
 from ..data.pipeline import as_model_input
 from ..errors import RunError
 from ..labels import CLASSES
@@ -45,8 +44,7 @@ def evaluate_run(run: str | Path | None, *, split: str = "test", data_path: str 
     run_dir = resolve_run(run)
     cfg = TrainConfig.load(run_dir)
     model = load_model(best_model_path(run_dir))
-    data = data or load_fer(data_path or cfg.data, split_mode=cfg.split_mode, ferplus=cfg.ferplus,
-                            label_mode=cfg.label_mode, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    data = data or cfg.load_data(data_path)
     s = data[split]
     probs = predict_keras(model, s.x)
     metrics = classification_metrics(s.y, probs)

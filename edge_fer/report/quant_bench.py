@@ -12,11 +12,11 @@ Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
-from ..runs import resolve_run, write_json
+from ..runs import read_state, resolve_run, write_json
+from ..training.config import TrainConfig
 
 
 def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
@@ -40,9 +40,8 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
                 prepared = runner.prepare(face)
                 row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    state = json.loads((run_dir / "state.json").read_text())
-    return {"run": str(run_dir), "model": cfg["model"], "epochs": state.get("epoch"), "rows": rows}
+    return {"run": str(run_dir), "model": TrainConfig.load(run_dir).model, "epochs": read_state(run_dir).get("epoch"),
+            "rows": rows}
 
 
 def markdown(results: list[dict]) -> str:

@@ -63,6 +63,13 @@ class TrainConfig:
         d.pop("skip_bad")
         return d
 
+    def load_data(self, path: str | None = None):
+        """The run's data, split as it was for training (``path`` overrides where it is read from)."""
+        from ..data import load_fer
+
+        return load_fer(path or self.data, split_mode=self.split_mode, ferplus=self.ferplus,
+                        label_mode=self.label_mode, skip_bad=self.skip_bad, seed=self.seed)
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}

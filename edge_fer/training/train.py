@@ -20,7 +20,6 @@ from pathlib import Path
 
 from .._tf import keras as _keras
 from .._tf import tf as _tf
-from ..data import load_fer
 from ..data.pipeline import Augment, make_dataset
 from ..errors import RunError
 from ..models import create_model, describe_model, load_model, resolve_name
@@ -164,8 +163,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
     keras, tf = _keras(), _tf()
     cfg = TrainConfig.from_dict({**cfg.to_dict(), "model": resolve_name(cfg.model)})
     run_dir, state = prepare_run_dir(cfg, Path(out) if out else None)
-    data = data or load_fer(cfg.data, split_mode=cfg.split_mode, ferplus=cfg.ferplus,
-                            label_mode=cfg.label_mode, skip_bad=cfg.skip_bad, seed=cfg.seed)
+    data = data or cfg.load_data()
     train_split, val_split = data["train"], data["validation"]
     gpus = tf.config.list_physical_devices("GPU")
     log.info("devices: %s", ", ".join(d.name for d in gpus) if gpus else "CPU only (no GPU visible to TensorFlow)")
