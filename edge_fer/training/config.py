@@ -59,8 +59,13 @@ class TrainConfig:
 
     # Settings that change what is trained; a resumed run must agree on all of them.
     def identity(self) -> dict:
+        """The settings a resumed run must repeat (paths compared resolved: runs made before paths
+        were stored absolute hold them relative to where training was started)."""
         d = self.to_dict()
         d.pop("skip_bad")
+        for key in ("data", "ferplus"):
+            if d.get(key):
+                d[key] = str(Path(d[key]).expanduser().resolve())
         return d
 
     def load_data(self, path: str | None = None):
