@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import EdgeFerError
+from .errors import ConfigError, EdgeFerError
 
 log = logging.getLogger("edge_fer")
 
@@ -214,15 +214,33 @@ def evaluate_cmd(run, split, data) -> None:
 # ---------------------------------------------------------------------------------- compare
 
 @main.command("compare")
-@click.argument("runs", nargs=-1, required=True)
-@click.option("--split", type=click.Choice(["validation", "test"]), default="test", show_default=True)
+@click.argument("inputs", nargs=-1, required=True, metavar="RUN... | RESULTS.json...")
+@click.option("--split", type=click.Choice(["validation", "test"]), default="test", show_default=True,
+              help="Runs only: the split to compare on.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("comparison"),
-              show_default=True, help="Folder for comparison.md, .json and .png.")
-def compare_cmd(runs, split, out) -> None:
-    """Architectures side by side: a Markdown table and a bar chart (runs are evaluated if needed)."""
-    from .report import compare_runs
+              show_default=True, help="Folder for the tables and plots.")
+def compare_cmd(inputs, split, out) -> None:
+    """Architectures side by side, from training runs or from `edgefer bench` results.
 
-    result = compare_runs(list(runs), split=split, out=out)
+    \b
+    Runs (directories): evaluated if needed → comparison.md/.json and a bar chart.
+      edgefer compare runs/cnn runs/mobilenetv3_small
+    Bench results (JSON files from `edgefer bench --json`): every record, failed ones included →
+    bench_comparison.md/.csv/.json and a Pareto plot per device (accuracy vs p50 latency,
+    marker area = file size, the front drawn).
+      edgefer compare cpu.json rpi.json --out comparison
+    """
+    files = [Path(i).suffix.lower() == ".json" for i in inputs]
+    if any(files) and not all(files):
+        raise ConfigError("compare takes either run directories or bench RESULTS.json files, not both")
+    if all(files):
+        from .report.bench_compare import compare_bench
+
+        result = compare_bench(inputs, out=out)
+    else:
+        from .report import compare_runs
+
+        result = compare_runs(list(inputs), split=split, out=out)
     click.echo(result["markdown"])
     for p in result["outputs"]:
         click.echo(f"wrote {p}")
@@ -331,7 +349,8 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
 @main.command("bench")
 @click.argument("models", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--device", type=click.Choice(["cpu", "gpu", "rpi"]), default="cpu", show_default=True,
-              help="cpu: this machine (XNNPACK on); gpu: a GPU delegate; rpi: a Raspberry Pi over SSH.")
+              help="cpu: this machine (XNNPACK on); gpu: LiteRT's GPU accelerator / a TFLite delegate / ONNX Runtime "
+                   "GPU providers; rpi: Raspberry Pis over SSH.")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts to sweep.")
 @_data_option
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
@@ -339,8 +358,12 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
 @click.option("--no-xnnpack", is_flag=True, help="TFLite without the XNNPACK delegate, for comparison.")
 @click.option("--min-seconds", type=float, default=2.0, show_default=True,
               help="Minimum timed duration per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
-@click.option("--host", default=None, help="rpi: user@address of the Pi; default $EDGEFER_RPI_HOST or [rpi] host "
-                                           "in edgefer.toml.")
+@click.option("--allow-cpu-fallback", is_flag=True,
+              help="gpu: run ops the GPU cannot on the CPU (recorded as not fully accelerated); default GPU only.")
+@click.option("--delegate", type=click.Path(dir_okay=False), default=None,
+              help="gpu: a TFLite GPU delegate library (.so) built for your board, loaded with load_delegate.")
+@click.option("--host", "hosts", multiple=True, help="rpi: user@address of a Pi; repeat for a fleet (benchmarked "
+              "concurrently). Default $EDGEFER_RPI_HOST (comma-separated) or [rpi] host in edgefer.toml.")
 @click.option("--port", type=int, default=22, show_default=True, help="rpi: SSH port.")
 @click.option("--identity", type=click.Path(dir_okay=False), default=None, help="rpi: SSH private key file.")
 @click.option("--remote-python", default="python3", show_default=True,
@@ -351,55 +374,63 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
                                                      "always refused).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the records (one per model × device × threads) to this JSON file.")
-def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, host, port, identity, remote_python,
-              known_hosts, trust_new_host, json_out) -> None:
+def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, allow_cpu_fallback, delegate, hosts, port,
+              identity, remote_python, known_hosts, trust_new_host, json_out) -> None:
     """Accuracy, F1 and latency of exported models (default: the latest run's export/ folder).
 
     \b
     Examples:
       edgefer bench                                     every model of the latest run's export, on this CPU
       edgefer bench runs/cnn/export/*.tflite --threads 1,2,4
+      edgefer bench --device gpu runs/cnn/export/cnn_int8_qat.tflite     GPU only; exits non-zero if nothing ran
       edgefer bench --device rpi --host pi@192.0.2.10   on a Raspberry Pi over SSH
+      edgefer bench --device rpi --host pi@pi4 --host pi@pi5 --json fleet.json   several Pis at once
     """
-    from contextlib import nullcontext
-
     from .device_bench.bench import bench_models, format_table
     from .runs import write_json
-    from .settings import setting
 
-    target = nullcontext()
-    if device == "rpi":
-        from .device_bench.remote import RemoteTarget
-
-        host, _ = setting("host", host, section="rpi")
-        if not host:
-            raise UserError("no Raspberry Pi address: pass --host user@pi, set EDGEFER_RPI_HOST, "
-                            "or add [rpi] host = \"user@pi\" to edgefer.toml")
-        target = RemoteTarget(str(host), port=port, identity=identity, remote_python=remote_python,
-                              known_hosts=known_hosts, trust_new_host=trust_new_host)
     try:
         thread_list = [int(t) for t in _csv(threads)]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {threads!r}", param_hint="--threads") from None
-    click.echo(f"device {device}; threads {thread_list}; XNNPACK {'off' if no_xnnpack else 'on'}; "
+    click.echo(f"device {device}; threads {thread_list if device != 'gpu' else '-'}; "
+               f"XNNPACK {'off' if no_xnnpack or device == 'gpu' else 'on'}; "
                f"≥ {min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {split}")
 
     def progress(r):
+        where = f"{r['host']}: " if r.get("host") else ""
         if r["status"] == "ok":
-            click.echo(f"  {r['model']} × {r['threads']} thread(s): p50 {r['latency']['p50_ms']:.3f} ms, "
+            gpu = r.get("gpu") or {}
+            accel = (f" on {gpu.get('adapter') or gpu.get('providers') or gpu.get('delegate')} [{gpu['label']}"
+                     f"{'' if gpu.get('fully_accelerated') in (True, None) else ', NOT fully accelerated'}]") if gpu else ""
+            click.echo(f"  {where}{r['model']} × {r['threads']} thread(s){accel}: p50 {r['latency']['p50_ms']:.3f} ms, "
                        f"acc {r['accuracy']:.4f}")
         else:
-            click.echo(f"  {r['model']}: {r['status']}: {r['reason']}")
+            click.echo(f"  {where}{r['model']}: {r['status']}: {r['reason']}")
 
-    with target as connected:
-        if connected is not None:
-            info = connected.probe()
+    common = {"threads": thread_list, "data": _resolve_data(data), "split": split, "xnnpack": not no_xnnpack,
+              "min_seconds": min_seconds, "on_record": progress}
+    if device != "rpi":
+        records = bench_models(list(models), device=device, allow_cpu_fallback=allow_cpu_fallback, delegate=delegate,
+                               **common)
+    else:
+        from .device_bench.remote import bench_fleet
+        from .settings import setting
+
+        if not hosts:
+            value, _ = setting("host", None, section="rpi")
+            hosts = value if isinstance(value, list) else _csv(str(value)) if value else []
+        if not hosts:
+            raise UserError("no Raspberry Pi address: pass --host user@pi, set EDGEFER_RPI_HOST, "
+                            "or add [rpi] host = \"user@pi\" to edgefer.toml")
+
+        def on_probe(host, info):
             click.echo(f"{host}: {info.get('model') or 'unknown model'}, {info.get('arch')}, {info.get('cores')} cores, "
                        f"governor {info.get('governor') or '?'}, {info.get('temp') or 'no vcgencmd'}, "
                        f"Python {info.get('python') or '?'}")
-        records = bench_models(list(models), device=device, threads=thread_list, data=_resolve_data(data),
-                               split=split, xnnpack=not no_xnnpack, min_seconds=min_seconds, target=connected,
-                               on_record=progress)
+
+        records = bench_fleet(list(models), list(hosts), port=port, identity=identity, remote_python=remote_python,
+                              known_hosts=known_hosts, trust_new_host=trust_new_host, on_probe=on_probe, **common)
     ok = [r for r in records if r["status"] == "ok"]
     if ok:
         m = ok[0]["machine"]

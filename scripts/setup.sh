@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # System packages the test suite uses (installed only when missing; needs root or sudo).
-APT_PACKAGES=(openssh-server)  # a real sshd on loopback for the rpi target tests
+APT_PACKAGES=(
+  openssh-server    # a real sshd on loopback for the rpi target tests
+  libvulkan1        # Vulkan loader: LiteRT's GPU path on SwiftShader (software Vulkan) in the gpu tests
+)
 PY=${PYTHON:-python3}
 
 need_apt=()
@@ -31,3 +34,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install --quiet -e ".[test]"
   touch "$stamp"
 fi
+
+# SwiftShader (software Vulkan device) for the gpu target tests: .venv/swiftshader/
+bash scripts/swiftshader.sh .venv/swiftshader >/dev/null

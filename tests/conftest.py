@@ -73,3 +73,14 @@ def trained(subset, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "cnn"
     cfg = TrainConfig(model="cnn", data=str(subset), epochs=4, augment=False, model_options={"width": 0.5})
     return train(cfg, out, verbose=0)
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory):
+    """The trained cnn exported (post-training) to TFLite and ONNX, float32 and int8."""
+    from edge_fer.export import export_run
+
+    out = tmp_path_factory.mktemp("exported")
+    export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["float32", "int8"], source="ptq",
+               force=True, out=out)
+    return out

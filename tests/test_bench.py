@@ -28,16 +28,6 @@ def test_measure_honours_min_runs_and_min_time():
     assert s["first_inference_ms"] >= 0 and s["p99_ms"] >= s["p50_ms"] >= s["min_ms"]
 
 
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    from edge_fer.export import export_run
-
-    out = tmp_path_factory.mktemp("exported")
-    export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["float32", "int8"], source="ptq",
-               force=True, out=out)
-    return out
-
-
 @pytest.mark.slow
 def test_bench_cpu_records(exported, subset):
     models = [exported / "cnn_int8.tflite", exported / "cnn_float32.onnx"]
@@ -91,3 +81,6 @@ def test_cli_bench_json(exported, subset, tmp_path):
     assert r.exit_code == 0, r.output
     assert "threads [1]" in r.output.splitlines()[0]
     assert json.loads(out.read_text())[0]["status"] == "ok"
+    r = CliRunner().invoke(main, ["compare", str(out), "--out", str(tmp_path / "cmp")])
+    assert r.exit_code == 0, r.output
+    assert "| cnn | tflite | int8" in r.output and (tmp_path / "cmp" / "pareto_cpu.png").is_file()

@@ -64,8 +64,8 @@ def sshd(tmp_path_factory):
             pytest.fail(f"sshd did not start: {proc.stderr.read().decode()[-500:]}")
         time.sleep(0.05)
     known = d / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{port} {(d / 'host_key.pub').read_text().split(' ')[0]} "
-                     f"{(d / 'host_key.pub').read_text().split(' ')[1]}\n")
+    key_type, key = (d / "host_key.pub").read_text().split(" ")[:2]
+    known.write_text(f"[127.0.0.1]:{port} {key_type} {key}\n[localhost]:{port} {key_type} {key}\n")
     # A remote python behind a path with a space and a quote, to prove every argument is quoted.
     pydir = d / "py dir's"
     pydir.mkdir()
@@ -175,8 +175,26 @@ def test_cli_bench_rpi(sshd, model, subset):
         "--data", str(subset), "--min-seconds", "0.1"])
     assert r.exit_code == 0, r.output
     assert f"{sshd.host}: " in r.output and "cores" in r.output
-    assert "cnn_int8.tflite" in r.output and " rpi " in r.output
+    assert "cnn_int8.tflite" in r.output and f"rpi:{sshd.host}" in r.output
     bad = CliRunner().invoke(main, ["bench", str(model), "--device", "rpi", "--host", sshd.host, "--port",
                                     str(sshd.port), "--identity", str(sshd.dir / "other_key"), "--known-hosts",
                                     str(sshd.known_hosts), "--data", str(subset)])
     assert bad.exit_code == 2 and "authentication failed" in bad.output and "Traceback" not in bad.output
+
+
+def test_fleet_runs_every_host_and_reports_the_unreachable_one(sshd, model, subset):
+    """Two "Pis" (the loopback sshd under two names) and one that does not answer, concurrently."""
+    from edge_fer.device_bench.remote import bench_fleet
+
+    user = getpass.getuser()
+    hosts = [sshd.host, f"{user}@localhost", f"{user}@127.0.0.2"]  # sshd listens on 127.0.0.1 only
+    records = bench_fleet([model], hosts, port=sshd.port, identity=str(sshd.key), known_hosts=sshd.known_hosts,
+                          remote_python=sshd.python, threads=[1], data=str(subset), min_seconds=0.1)
+    by_host = {r["host"]: r for r in records}
+    assert set(by_host) == set(hosts) and len(records) == 3
+    assert by_host[hosts[0]]["status"] == by_host[hosts[1]]["status"] == "ok"
+    assert by_host[hosts[0]]["accuracy"] == by_host[hosts[1]]["accuracy"]
+    assert by_host[hosts[2]]["status"] == "unavailable" and "127.0.0.2" in by_host[hosts[2]]["reason"]
+    from edge_fer.device_bench.bench import format_table
+
+    assert f"rpi:{user}@127.0.0.2" in format_table(records)

@@ -66,12 +66,17 @@ def _record(model: Path, meta: dict, device: str, **extra) -> dict:
             "size_bytes": model.stat().st_size, **extra}
 
 
-def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: float, timeout: float) -> dict:
+def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: float, timeout: float,
+               accelerator: str = "cpu", cpu_fallback: bool = False, delegate: str | None = None) -> dict:
     """The runner in a fresh local process, exactly as it runs on a device."""
     cmd = [sys.executable, str(Path(__file__).parent / "runner.py"), "--model", str(model), "--data", str(faces),
-           "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds)]
+           "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds), "--accelerator", accelerator]
     if not xnnpack:
         cmd.append("--no-xnnpack")
+    if cpu_fallback:
+        cmd.append("--allow-cpu-fallback")
+    if delegate:
+        cmd += ["--delegate", str(delegate)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ""})
     except subprocess.TimeoutExpired:
@@ -81,14 +86,19 @@ def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: fl
 
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
                  xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, target=None,
-                 on_record=None) -> list[dict]:
-    """One record per model × thread count. ``target``: a connected RemoteTarget for ``rpi``."""
+                 allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None) -> list[dict]:
+    """One record per model × thread count (one per model on ``gpu``).
+
+    ``target``: a connected RemoteTarget for ``rpi``. ``gpu``: LiteRT's GPU accelerator for .tflite
+    (or the TFLite ``delegate`` library given), ONNX Runtime's GPU providers for .onnx; GPU only
+    unless ``allow_cpu_fallback``.
+    """
     from ..report.metrics import classification_metrics
 
     if device not in DEVICES:
         raise ConfigError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    if device == "gpu":
-        raise EdgeFerError("--device gpu: this target is not available in this version yet; use --device cpu or rpi")
+    if device != "gpu" and (allow_cpu_fallback or delegate):
+        raise ConfigError("--allow-cpu-fallback and --delegate apply to --device gpu only")
     if device == "rpi" and target is None:
         raise ConfigError("--device rpi needs a target (a connected RemoteTarget)")
     models = [Path(m) for m in models] if models else default_models()
@@ -97,6 +107,7 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
     if len(sizes) != 1:
         raise ConfigError(f"models take different input sizes {sorted(sizes)}; benchmark them separately")
     probe = target.probe() if target is not None else None
+    where = {"host": target.host} if target is not None else {}
     records = []
     with tempfile.TemporaryDirectory(prefix="edgefer-bench-") as d:
         faces, y_true, data_desc = faces_file(data, split, Path(d), sizes.pop())
@@ -108,15 +119,17 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                     result = target.run_runner(model, faces, threads=threads, xnnpack=xnnpack,
                                                min_seconds=min_seconds, timeout=timeout)
                 else:
-                    result = _run_local(model, faces, threads, xnnpack, min_seconds, timeout)
+                    result = _run_local(model, faces, threads, xnnpack, min_seconds, timeout,
+                                        accelerator="gpu" if device == "gpu" else "cpu",
+                                        cpu_fallback=allow_cpu_fallback, delegate=delegate)
             except RemoteError as e:
-                records.append(_record(model, meta, device, status=e.status, reason=str(e), device_info=probe))
+                records.append(_record(model, meta, device, status=e.status, reason=str(e), device_info=probe, **where))
                 if on_record:
                     on_record(records[-1])
                 continue
             for r in result["results"]:
                 metrics = classification_metrics(y_true, y_pred=np.asarray(r["predictions"]))
-                rec = _record(model, meta, device, status="ok", threads=r["threads"], runtime=result["runtime"],
+                rec = _record(model, meta, device, **where, status="ok", threads=r["threads"], runtime=result["runtime"],
                               runtime_version=result["runtime_version"], xnnpack=result["xnnpack"],
                               machine=result["machine"], device_info=probe, data=data_desc, init_ms=r["init_ms"],
                               latency=r["latency"], throughput_img_s=r.get("throughput_img_s"),
@@ -124,6 +137,9 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                               accuracy=metrics["accuracy"], macro_f1=metrics["macro"]["f1"],
                               weighted_f1=metrics["weighted"]["f1"], per_class=metrics["per_class"],
                               confusion_matrix=metrics["confusion_matrix"], seconds=time.time() - t0)
+                if "gpu" in result:
+                    rec["gpu"] = result["gpu"]
+                    rec["accelerator_label"] = result["gpu"]["label"]
                 records.append(rec)
                 if on_record:
                     on_record(rec)
@@ -131,14 +147,22 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
 
 
 def format_table(records: list[dict]) -> str:
-    head = f"{'model':<34}{'dev':<5}{'thr':>4}{'acc':>8}{'mF1':>8}{'p50 ms':>9}{'p90 ms':>9}{'KB':>9}  status"
+    def dev(r):
+        label = r["device"] + (f":{r['host']}" if r.get("host") else "")
+        return label + (" (sw)" if (r.get("gpu") or {}).get("label") == "software GPU emulation" else "")
+
+    def kb(r):
+        return f"{r['size_bytes'] / 1024:>9.0f}" if r.get("size_bytes") is not None else f"{'-':>9}"
+
+    width = max([6] + [len(dev(r)) + 1 for r in records])
+    head = f"{'model':<34}{'device':<{width}}{'thr':>4}{'acc':>8}{'mF1':>8}{'p50 ms':>9}{'p90 ms':>9}{'KB':>9}  status"
     lines = [head]
     for r in records:
         if r["status"] == "ok":
             lat = r["latency"]
-            lines.append(f"{r['model']:<34}{r['device']:<5}{r['threads']:>4}{r['accuracy']:>8.4f}{r['macro_f1']:>8.4f}"
-                         f"{lat['p50_ms']:>9.3f}{lat['p90_ms']:>9.3f}{r['size_bytes'] / 1024:>9.0f}  ok")
+            lines.append(f"{r['model']:<34}{dev(r):<{width}}{r['threads']:>4}{r['accuracy']:>8.4f}{r['macro_f1']:>8.4f}"
+                         f"{lat['p50_ms']:>9.3f}{lat['p90_ms']:>9.3f}{kb(r)}  ok")
         else:
-            lines.append(f"{r['model']:<34}{r['device']:<5}{'':>4}{'':>8}{'':>8}{'':>9}{'':>9}"
-                         f"{r['size_bytes'] / 1024:>9.0f}  {r['status']}: {r['reason']}")
+            lines.append(f"{r['model']:<34}{dev(r):<{width}}{'':>4}{'':>8}{'':>8}{'':>9}{'':>9}"
+                         f"{kb(r)}  {r['status']}: {r['reason']}")
     return "\n".join(lines)

@@ -179,6 +179,8 @@ def runner_result(code: int, out: str, err: str, *, where: str = "", python: str
     if result and "error" in result:
         if result["error"].startswith("missing-runtime"):
             raise RemoteError(f"{prefix}{result['error'].split(': ', 1)[-1]}; {PIP_FIX}", status="unavailable")
+        if result["error"].startswith("unavailable: "):
+            raise RemoteError(prefix + result["error"].split(": ", 1)[1], status="unavailable")
         raise RemoteError(prefix + result["error"])
     if code == 127 or ("No such file or directory" in err and code != 0 and not out.strip()):
         raise RemoteError(f"{prefix}python {python!r} not found; pass --remote-python", status="unavailable")
@@ -197,3 +199,37 @@ def last_json(stdout: str):
         except ValueError:
             continue
     return None
+
+
+def bench_fleet(models, hosts: list[str], *, port: int = 22, identity=None, remote_python: str = "python3",
+                known_hosts=None, trust_new_host: bool = False, on_probe=None, **bench_kwargs) -> list[dict]:
+    """``bench_models`` on several Pis at once, one thread per device; records carry their ``host``.
+
+    With one host, a connection problem is an error (one clear line). With several, it becomes a
+    record for that host (status ``unavailable``) and the other devices still run.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .bench import bench_models
+
+    def one(host):
+        with RemoteTarget(host, port=port, identity=identity, remote_python=remote_python, known_hosts=known_hosts,
+                          trust_new_host=trust_new_host) as target:
+            info = target.probe()
+            if on_probe:
+                on_probe(host, info)
+            return bench_models(models, device="rpi", target=target, **bench_kwargs)
+
+    if len(hosts) == 1:
+        return one(hosts[0])
+    records = []
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        futures = {h: pool.submit(one, h) for h in hosts}
+        for host, future in futures.items():
+            try:
+                records.extend(future.result())
+            except EdgeFerError as e:
+                status = getattr(e, "status", "unavailable")
+                records.append({"model": ", ".join(Path(m).name for m in models) or "(default models)", "device": "rpi",
+                                "host": host, "status": status, "reason": str(e), "size_bytes": None})
+    return records

@@ -16,11 +16,14 @@ purpose: edge_fer itself is not installed on the device.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import resource
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -64,13 +67,17 @@ def _version(module):
 class TFLiteModel:
     def __init__(self, path, threads, xnnpack=True):
         t = time.perf_counter_ns()
-        self.interp, self.runtime, self.version = _load_tflite(path, threads, xnnpack)
+        self.interp = self._interpreter(path, threads, xnnpack)
         self.inp = self.interp.get_input_details()[0]
         self.out = self.interp.get_output_details()[0]
         self.static = self.inp["shape_signature"][0] > 0
         self.batch = None
         self.resize(1)
         self.init_ms = (time.perf_counter_ns() - t) / 1e6
+
+    def _interpreter(self, path, threads, xnnpack):
+        interp, self.runtime, self.version = _load_tflite(path, threads, xnnpack)
+        return interp
 
     def resize(self, batch):
         if batch == self.batch:
@@ -105,8 +112,130 @@ class TFLiteModel:
         return self.interp.get_tensor(self.out["index"])
 
 
+@contextlib.contextmanager
+def native_stderr():
+    """Collect what native code writes to fd 2 (the GPU accelerator names its adapter only there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    log = {"text": ""}
+    with tempfile.TemporaryFile(mode="w+b") as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield log
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            log["text"] = f.read().decode(errors="replace")
+            sys.stderr.write(log["text"])  # still visible to whoever reads our stderr
+
+
+GPU_HELP = ("no GPU adapter: LiteRT's GPU accelerator (WebGPU over Vulkan) found none; install the device's "
+            "Vulkan driver (and libvulkan1), or for a software device set VK_ICD_FILENAMES to SwiftShader's "
+            "vk_swiftshader_icd.json (see README)")
+
+
+class LiteRTGpuModel:
+    """A .tflite model compiled for LiteRT's GPU accelerator (ai-edge-litert CompiledModel).
+
+    GPU only unless ``cpu_fallback``: an op the GPU cannot run is then an error, not a silent
+    CPU run. Records the adapter the accelerator selected and whether it is a software device.
+    """
+
+    def __init__(self, path, threads=1, xnnpack=True, cpu_fallback=False):
+        try:
+            from ai_edge_litert.compiled_model import CompiledModel
+            from ai_edge_litert.hardware_accelerator import HardwareAccelerator as HA
+        except ImportError:
+            raise RuntimeError("unavailable: the GPU target needs ai-edge-litert >= 2 (CompiledModel); "
+                               "pip install ai-edge-litert") from None
+        accel = HA.GPU | HA.CPU if cpu_fallback else HA.GPU
+        t = time.perf_counter_ns()
+        with native_stderr() as log:
+            try:
+                self.model = CompiledModel.from_file(path, hardware_accel=accel)
+                error = None
+            except RuntimeError as e:
+                error = str(e)
+        text = log["text"]
+        if error is not None:
+            if "No adapters found" in text or "Failed to initialize WebGPU" in text:
+                raise RuntimeError("unavailable: " + GPU_HELP)
+            unsupported = re.findall(r"^([A-Z0-9_]+): Operation is not supported", text, re.MULTILINE)
+            if unsupported or "Some ops are not accelerated" in error:
+                raise RuntimeError(f"the GPU cannot run {', '.join(sorted(set(unsupported))) or 'some ops'} of this "
+                                   "model; --allow-cpu-fallback runs them on the CPU (recorded as not fully accelerated)")
+            if "modify graph" in text or "modify graph" in error:
+                raise RuntimeError("the GPU path needs a static batch: export with `edgefer export RUN --batch 1`")
+            raise RuntimeError("GPU compilation failed: " + (error.strip().splitlines() or ["?"])[-1])
+        m = re.search(r"Selected adapter: (.*?), .*?adapterType=([^\n]+)", text)
+        self.adapter = m.group(1).strip() if m else "unknown"
+        self.adapter_type = m.group(2).strip() if m else "unknown"
+        self.software = bool(re.search(r"CPU|Software", self.adapter_type))
+        self.fully_accelerated = bool(self.model.is_fully_accelerated())
+        self.runtime, self.version = "ai-edge-litert CompiledModel (GPU)", _version("ai_edge_litert")
+        signature = next(iter(self.model.get_signature_list()))
+        details = self.model.get_input_tensor_details(signature)
+        self.inp = next(iter(details.values()))
+        self.out = next(iter(self.model.get_output_tensor_details(signature).values()))
+        self.quantization = _input_quantization(path) if np.dtype(self.inp["dtype"]).kind in "iu" else None
+        self.inputs, self.outputs = self.model.create_input_buffers(0), self.model.create_output_buffers(0)
+        self.init_ms = (time.perf_counter_ns() - t) / 1e6
+
+    @property
+    def max_batch(self):
+        return int(self.inp["shape"][0])
+
+    def prepare(self, faces):
+        x = faces.astype(np.float32)[..., None]
+        c = int(self.inp["shape"][-1])
+        if c != 1:
+            x = np.repeat(x, c, axis=-1)
+        dtype = np.dtype(self.inp["dtype"])
+        if self.quantization:
+            scale, zp = self.quantization
+            info = np.iinfo(dtype)
+            return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+        return x.astype(dtype)
+
+    def invoke(self, prepared):
+        self.inputs[0].write(prepared)
+        self.model.run_by_index(0, self.inputs, self.outputs)
+        shape = self.out["shape"]
+        return self.outputs[0].read(int(np.prod(shape)), np.dtype(self.out["dtype"])).reshape(shape)
+
+
+def _input_quantization(path):
+    interp, _, _ = _load_tflite(path, 1, True)
+    return interp.get_input_details()[0]["quantization"]
+
+
+class DelegateModel(TFLiteModel):
+    """A .tflite model on a TFLite delegate library the user built (e.g. a board's GPU delegate)."""
+
+    def __init__(self, path, threads, xnnpack=True, delegate=None):
+        self.delegate_path = delegate
+        super().__init__(path, threads, xnnpack)
+
+    def _interpreter(self, path, threads, xnnpack):
+        try:
+            from ai_edge_litert.interpreter import Interpreter, load_delegate
+        except ImportError:
+            from tflite_runtime.interpreter import Interpreter, load_delegate
+        try:
+            d = load_delegate(self.delegate_path)
+        except (ValueError, OSError) as e:
+            raise RuntimeError(f"unavailable: cannot load the delegate {self.delegate_path}: {str(e).splitlines()[0]}") from None
+        self.runtime, self.version = f"TFLite + delegate {os.path.basename(self.delegate_path)}", _version("ai_edge_litert")
+        return Interpreter(model_path=path, num_threads=threads, experimental_delegates=[d])
+
+
+ORT_GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecutionProvider", "MIGraphXExecutionProvider",
+                     "OpenVINOExecutionProvider", "CoreMLExecutionProvider", "TensorrtExecutionProvider")
+
+
 class OnnxModel:
-    def __init__(self, path, threads, xnnpack=True):
+    def __init__(self, path, threads, xnnpack=True, gpu=False, cpu_fallback=False):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -115,7 +244,21 @@ class OnnxModel:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        providers = ["CPUExecutionProvider"]
+        if gpu:
+            available = ort.get_available_providers()
+            gpus = [p for p in ORT_GPU_PROVIDERS if p in available]
+            if not gpus:
+                raise RuntimeError(f"unavailable: onnxruntime {ort.__version__} has no GPU execution provider (it has "
+                                   f"{', '.join(available)}); install onnxruntime-gpu or a vendor build")
+            providers = [gpus[0]] + (["CPUExecutionProvider"] if cpu_fallback else [])
+            if gpus[0] == "OpenVINOExecutionProvider":
+                providers[0] = (gpus[0], {"device_type": "GPU"})
+        self.session = ort.InferenceSession(path, so, providers=providers)
+        if gpu and self.session.get_providers()[0] == "CPUExecutionProvider":
+            raise RuntimeError(f"unavailable: onnxruntime fell back to the CPU (asked for {providers[0]}, got "
+                               f"{self.session.get_providers()})")
+        self.providers = self.session.get_providers()
         self.runtime, self.version = "onnxruntime", ort.__version__
         i = self.session.get_inputs()[0]
         self.name, self.shape = i.name, i.shape
@@ -159,14 +302,27 @@ def machine_info():
     return info
 
 
+def open_model(model_path, threads, *, xnnpack=True, accelerator="cpu", cpu_fallback=False, delegate=None):
+    onnx = model_path.endswith(".onnx")
+    if accelerator == "gpu":
+        if onnx:
+            return OnnxModel(model_path, threads, gpu=True, cpu_fallback=cpu_fallback)
+        if delegate:
+            return DelegateModel(model_path, threads, delegate=delegate)
+        return LiteRTGpuModel(model_path, threads, cpu_fallback=cpu_fallback)
+    return OnnxModel(model_path, threads) if onnx else TFLiteModel(model_path, threads, xnnpack)
+
+
 def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_seconds=2.0, warmup=50,
-        throughput_batch=32):
+        throughput_batch=32, accelerator="cpu", cpu_fallback=False, delegate=None):
     d = np.load(data_path)
     faces = d["x"]
-    cls = OnnxModel if model_path.endswith(".onnx") else TFLiteModel
+    if accelerator == "gpu":
+        threads_list = threads_list[:1]  # the GPU does the work: one record, not a thread sweep
     results = []
     for threads in threads_list:
-        model = cls(model_path, threads, xnnpack)
+        model = open_model(model_path, threads, xnnpack=xnnpack, accelerator=accelerator, cpu_fallback=cpu_fallback,
+                           delegate=delegate)
         one = model.prepare(faces[:1])
         lat = measure(model.invoke, one, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds)
         rec = {"threads": threads, "init_ms": model.init_ms, "latency": lat}
@@ -178,8 +334,17 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
         rec["predictions"] = predict(model, faces).tolist()
         rec["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(rec)
-    return {"runtime": model.runtime, "runtime_version": model.version, "xnnpack": xnnpack,
-            "machine": machine_info(), "results": results}
+    out = {"runtime": model.runtime, "runtime_version": model.version, "xnnpack": xnnpack and accelerator == "cpu",
+           "accelerator": accelerator, "machine": machine_info(), "results": results}
+    if isinstance(model, LiteRTGpuModel):
+        out["gpu"] = {"adapter": model.adapter, "adapter_type": model.adapter_type,
+                      "label": "software GPU emulation" if model.software else "GPU",
+                      "fully_accelerated": model.fully_accelerated, "cpu_fallback": cpu_fallback}
+    elif isinstance(model, OnnxModel) and accelerator == "gpu":
+        out["gpu"] = {"providers": model.providers, "label": "GPU", "fully_accelerated": None, "cpu_fallback": cpu_fallback}
+    elif isinstance(model, DelegateModel):
+        out["gpu"] = {"delegate": delegate, "label": "delegate", "fully_accelerated": None, "cpu_fallback": False}
+    return out
 
 
 def main(argv=None):
@@ -191,10 +356,14 @@ def main(argv=None):
     ap.add_argument("--min-runs", type=int, default=200)
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--allow-cpu-fallback", action="store_true")
+    ap.add_argument("--delegate", default=None, help="a TFLite delegate library (.so) for --accelerator gpu")
     a = ap.parse_args(argv)
     try:
         out = run(a.model, a.data, [int(t) for t in a.threads.split(",")], xnnpack=not a.no_xnnpack,
-                  min_runs=a.min_runs, min_seconds=a.min_seconds, warmup=a.warmup)
+                  min_runs=a.min_runs, min_seconds=a.min_seconds, warmup=a.warmup, accelerator=a.accelerator,
+                  cpu_fallback=a.allow_cpu_fallback, delegate=a.delegate)
     except RuntimeError as e:
         print(json.dumps({"error": str(e)}))
         return 3
