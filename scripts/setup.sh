@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   openssh-server    # a real sshd on loopback for the rpi target tests
   libvulkan1        # Vulkan loader: LiteRT's GPU path on SwiftShader (software Vulkan) in the gpu tests
+  debootstrap       # an arm64 Debian root filesystem ...
+  qemu-user-static  # ... run under qemu-user: the emulated Raspberry Pi of the rpi tests
 )
 PY=${PYTHON:-python3}
 
@@ -37,3 +39,5 @@ fi
 
 # SwiftShader (software Vulkan device) for the gpu target tests: .venv/swiftshader/
 bash scripts/swiftshader.sh .venv/swiftshader >/dev/null
+# An emulated aarch64 Raspberry Pi Python for the rpi target tests: .venv/arm64-pi/python
+PYTHON=.venv/bin/python bash scripts/arm64_pi.sh .venv/arm64-pi >/dev/null

@@ -198,3 +198,31 @@ def test_fleet_runs_every_host_and_reports_the_unreachable_one(sshd, model, subs
     from edge_fer.device_bench.bench import format_table
 
     assert f"rpi:{user}@127.0.0.2" in format_table(records)
+
+
+ARM64_PYTHON = Path(__file__).resolve().parent.parent / ".venv" / "arm64-pi" / "python"
+
+
+def test_emulated_aarch64_pi_gives_the_x86_int8_outputs(sshd, model, fer, tmp_path):
+    """The rpi path against an aarch64 Python (Debian arm64 under qemu-user; scripts/arm64_pi.sh).
+
+    The same int8 model must give the same outputs and labels on the emulated Pi as here. XNNPACK's
+    aarch64 (NEON) and x86 (AVX-512) int8 kernels may round a requantisation differently: an output
+    may differ by one int8 step, never more. Emulated latency means nothing and is not checked.
+    """
+    import numpy as np
+
+    from conftest import write_subset_npz
+
+    assert ARM64_PYTHON.is_file(), f"{ARM64_PYTHON} missing: run `bash scripts/setup.sh` (or scripts/arm64_pi.sh)"
+    rows = np.concatenate([np.flatnonzero(fer["usage"] == u)[:40] for u in ("Training", "PublicTest", "PrivateTest")])
+    data = write_subset_npz(tmp_path / "faces.npz", fer, rows)
+    with _target(sshd, remote_python=str(ARM64_PYTHON)) as pi:
+        remote = bench_models([model], device="rpi", threads=[1], data=str(data), min_seconds=0.05, target=pi)
+    local = bench_models([model], device="cpu", threads=[1], data=str(data), min_seconds=0.05)
+    assert remote[0]["status"] == "ok", remote[0].get("reason")
+    assert remote[0]["machine"]["machine"] == "aarch64" and local[0]["machine"]["machine"] == "x86_64"
+    assert remote[0]["runtime"] == "ai-edge-litert"
+    a, b = np.array(remote[0]["sample_outputs"]), np.array(local[0]["sample_outputs"])
+    assert a.dtype.kind == "i" and np.abs(a - b).max() <= 1 and (a == b).mean() >= 0.9, (a - b)
+    assert remote[0]["confusion_matrix"] == local[0]["confusion_matrix"]

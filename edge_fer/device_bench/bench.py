@@ -136,7 +136,8 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                               throughput_batch=r.get("throughput_batch"), peak_rss_mb=r["peak_rss_mb"],
                               accuracy=metrics["accuracy"], macro_f1=metrics["macro"]["f1"],
                               weighted_f1=metrics["weighted"]["f1"], per_class=metrics["per_class"],
-                              confusion_matrix=metrics["confusion_matrix"], seconds=time.time() - t0)
+                              confusion_matrix=metrics["confusion_matrix"], sample_outputs=r.get("sample_outputs"),
+                              seconds=time.time() - t0)
                 if "gpu" in result:
                     rec["gpu"] = result["gpu"]
                     rec["accelerator_label"] = result["gpu"]["label"]

@@ -332,6 +332,9 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
             rec["throughput_batch"] = throughput_batch
             rec["throughput_img_s"] = throughput_batch / (t["p50_ms"] / 1e3)
         rec["predictions"] = predict(model, faces).tolist()
+        # raw outputs (int8 as stored) of the first faces, so devices can be compared bit for bit
+        rec["sample_outputs"] = [np.asarray(model.invoke(model.prepare(faces[i:i + 1])))[0].tolist()
+                                 for i in range(min(8, len(faces)))]
         rec["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(rec)
     out = {"runtime": model.runtime, "runtime_version": model.version, "xnnpack": xnnpack and accelerator == "cpu",
