@@ -14,7 +14,8 @@ if [ -f "$DIR/vk_swiftshader_icd.json" ] && [ -f "$DIR/libvk_swiftshader.so" ]; 
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-(cd "$tmp" && apt-get download chromium-common >/dev/null 2>&1) || {
+(cd "$tmp" && { apt-get download chromium-common >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 &&
+  apt-get download chromium-common >/dev/null 2>&1; }; }) || {
   echo "swiftshader: 'apt-get download chromium-common' failed (is a Debian/Ubuntu package mirror reachable?)" >&2; exit 1; }
 dpkg-deb --fsys-tarfile "$tmp"/chromium-common_*.deb | tar -x -C "$tmp" ./usr/lib/chromium/libvk_swiftshader.so \
   ./usr/lib/chromium/vk_swiftshader_icd.json
