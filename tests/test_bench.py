@@ -84,3 +84,19 @@ def test_cli_bench_json(exported, subset, tmp_path):
     r = CliRunner().invoke(main, ["compare", str(out), "--out", str(tmp_path / "cmp")])
     assert r.exit_code == 0, r.output
     assert "| cnn | tflite | int8" in r.output and (tmp_path / "cmp" / "pareto_cpu.png").is_file()
+
+
+@pytest.mark.slow
+def test_keras_float_baseline(trained, exported, subset):
+    """The run's .keras model with TensorFlow, beside its float32 TFLite export: same labels."""
+    keras_model = trained.run_dir / "best.keras"
+    records = bench_models([keras_model, exported / "cnn_float32.tflite"], threads=[1, 2], data=str(subset),
+                           min_seconds=0.1)
+    assert [r["status"] for r in records] == ["ok"] * 4
+    k = [r for r in records if r["model"] == "best.keras"]
+    t = [r for r in records if r["model"] == "cnn_float32.tflite"]
+    assert {r["threads"] for r in k} == {1, 2} and k[0]["runtime"] == "tensorflow" and k[0]["format"] == "keras"
+    assert k[0]["confusion_matrix"] == t[0]["confusion_matrix"]
+    np.testing.assert_allclose(k[0]["sample_outputs"], t[0]["sample_outputs"], atol=1e-5)
+    gpu = bench_models([keras_model], device="gpu", data=str(subset), min_seconds=0.1)
+    assert gpu[0]["status"] == "unavailable" and "float baseline" in gpu[0]["reason"]

@@ -28,10 +28,25 @@ from .remote import RemoteError, runner_result
 DEVICES = ("cpu", "gpu", "rpi")
 
 
+def keras_info(path: Path) -> dict:
+    """What the bench needs of a run's .keras model (the float baseline), from its run directory."""
+    import json
+
+    info = path.parent / "model.json"
+    if not info.is_file():
+        raise EdgeFerError(f"{path}: no model.json beside it; bench a .keras model inside its run directory "
+                           "(e.g. runs/cnn/best.keras)")
+    model = json.loads(info.read_text())
+    return {"model": model["name"], "format": "keras", "precision": "float32", "source": "keras",
+            "classes": list(CLASSES), "input": {"shape": [1, *model["input_shape"]]}}
+
+
 def artefact_info(path: Path) -> dict:
     """Metadata of an exported model (sidecar); the bench never guesses preprocessing or labels."""
     from ..export.metadata import read_sidecar
 
+    if path.suffix == ".keras":
+        return keras_info(path)
     meta = read_sidecar(path)
     if meta.get("classes") != list(CLASSES):
         raise EdgeFerError(f"{path}: classes {meta.get('classes')} differ from edge_fer's {list(CLASSES)}")
@@ -115,9 +130,15 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
             meta = metas[model]
             t0 = time.time()
             try:
+                if model.suffix == ".keras" and device != "cpu":
+                    raise RemoteError(f"a .keras model is the float baseline on this machine's CPU (TensorFlow), "
+                                      f"not a {device} artefact; export it first", status="unavailable")
                 if target is not None:
                     result = target.run_runner(model, faces, threads=threads, xnnpack=xnnpack,
                                                min_seconds=min_seconds, timeout=timeout)
+                elif model.suffix == ".keras":
+                    runs = [_run_local(model, faces, [t], xnnpack, min_seconds, timeout) for t in threads]
+                    result = {**runs[0], "results": [r for run in runs for r in run["results"]]}
                 else:
                     result = _run_local(model, faces, threads, xnnpack, min_seconds, timeout,
                                         accelerator="gpu" if device == "gpu" else "cpu",

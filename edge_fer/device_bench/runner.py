@@ -276,6 +276,42 @@ class OnnxModel:
         return self.session.run(None, {self.name: prepared})[0]
 
 
+class KerasModel:
+    """A Keras model with TensorFlow: the float baseline (on the host only; TF is not on a device).
+
+    TensorFlow fixes its thread pools when it starts, so one process serves one thread count.
+    """
+
+    def __init__(self, path, threads, xnnpack=True):
+        os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        t = time.perf_counter_ns()
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise RuntimeError("missing-runtime: no TensorFlow for a .keras model; pip install tensorflow") from None
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        try:
+            from edge_fer.models.summary import load_model  # edge_fer's custom layers
+        except ImportError:
+            load_model = lambda p: tf.keras.models.load_model(p, compile=False)  # noqa: E731
+        model = load_model(path)
+        self.shape = model.input_shape
+        self.fn = tf.function(lambda x: model(x, training=False))
+        self.runtime, self.version = "tensorflow", tf.__version__
+        self.init_ms = (time.perf_counter_ns() - t) / 1e6
+
+    max_batch = None
+
+    def prepare(self, faces):
+        x = faces.astype(np.float32)[..., None]
+        return np.repeat(x, self.shape[-1], axis=-1) if self.shape[-1] != 1 else x
+
+    def invoke(self, prepared):
+        return self.fn(prepared).numpy()
+
+
 def predict(model, faces, batch=64):
     step = model.max_batch or batch
     labels = []
@@ -310,6 +346,8 @@ def open_model(model_path, threads, *, xnnpack=True, accelerator="cpu", cpu_fall
         if delegate:
             return DelegateModel(model_path, threads, delegate=delegate)
         return LiteRTGpuModel(model_path, threads, cpu_fallback=cpu_fallback)
+    if model_path.endswith(".keras"):
+        return KerasModel(model_path, threads)
     return OnnxModel(model_path, threads) if onnx else TFLiteModel(model_path, threads, xnnpack)
 
 
@@ -319,6 +357,8 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
     faces = d["x"]
     if accelerator == "gpu":
         threads_list = threads_list[:1]  # the GPU does the work: one record, not a thread sweep
+    if model_path.endswith(".keras") and len(threads_list) > 1:
+        raise RuntimeError("a .keras model takes one thread count per run (TensorFlow fixes its threads at start)")
     results = []
     for threads in threads_list:
         model = open_model(model_path, threads, xnnpack=xnnpack, accelerator=accelerator, cpu_fallback=cpu_fallback,
