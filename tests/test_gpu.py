@@ -138,3 +138,9 @@ def test_gpu_options_belong_to_gpu(exported_b1, subset):
     r = CliRunner().invoke(main, ["bench", str(exported_b1 / "cnn_float32.tflite"), "--allow-cpu-fallback",
                                   "--data", str(subset)])
     assert r.exit_code == 2 and "apply to --device gpu only" in r.output
+
+
+def test_missing_delegate_library_is_unavailable(exported_b1, subset, tmp_path):
+    records = bench_models([exported_b1 / "cnn_float32.tflite"], device="gpu", delegate=str(tmp_path / "libnone.so"),
+                           data=str(subset), min_seconds=0.1)
+    assert records[0]["status"] == "unavailable" and "cannot load the delegate" in records[0]["reason"]

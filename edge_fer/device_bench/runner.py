@@ -64,6 +64,19 @@ def _version(module):
         return "unknown"
 
 
+def as_input(faces, channels, dtype, quantization=None):
+    """uint8 (N,H,W) faces → the model's input: channels repeated, quantised for an integer input."""
+    x = faces.astype(np.float32)[..., None]
+    if int(channels) != 1:
+        x = np.repeat(x, int(channels), axis=-1)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":
+        scale, zp = quantization
+        info = np.iinfo(dtype)
+        return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
+    return x.astype(dtype)
+
+
 class TFLiteModel:
     def __init__(self, path, threads, xnnpack=True):
         t = time.perf_counter_ns()
@@ -94,16 +107,7 @@ class TFLiteModel:
         return int(self.inp["shape"][0]) if self.static else None
 
     def prepare(self, faces):
-        x = faces.astype(np.float32)[..., None]
-        c = int(self.inp["shape"][-1])
-        if c != 1:
-            x = np.repeat(x, c, axis=-1)
-        dtype = np.dtype(self.inp["dtype"])
-        if dtype.kind in "iu":
-            scale, zp = self.inp["quantization"]
-            info = np.iinfo(dtype)
-            return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
-        return x.astype(dtype)
+        return as_input(faces, self.inp["shape"][-1], self.inp["dtype"], self.inp["quantization"])
 
     def invoke(self, prepared):
         self.resize(len(prepared))
@@ -187,16 +191,7 @@ class LiteRTGpuModel:
         return int(self.inp["shape"][0])
 
     def prepare(self, faces):
-        x = faces.astype(np.float32)[..., None]
-        c = int(self.inp["shape"][-1])
-        if c != 1:
-            x = np.repeat(x, c, axis=-1)
-        dtype = np.dtype(self.inp["dtype"])
-        if self.quantization:
-            scale, zp = self.quantization
-            info = np.iinfo(dtype)
-            return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
-        return x.astype(dtype)
+        return as_input(faces, self.inp["shape"][-1], self.inp["dtype"], self.quantization)
 
     def invoke(self, prepared):
         self.inputs[0].write(prepared)
