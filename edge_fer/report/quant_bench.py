@@ -45,14 +45,17 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["| model | epochs | artefact | val accuracy | Δ vs float | agreement | size KB | p50 ms 1 thread | p50 ms 2 threads |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | epochs | artefact | val accuracy | Δ vs float | agreement | size KB | % of float32 | "
+             "p50 ms 1 thread | p50 ms 2 threads |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for res in results:
-        float_acc = next(r["accuracy"] for r in res["rows"] if r["precision"] == "float32")
+        ref = next(r for r in res["rows"] if r["precision"] == "float32")
+        float_acc = ref["accuracy"]
         for r in res["rows"]:
             lines.append(
                 f"| {res['model']} | {res['epochs']} | {r['artefact']} | {r['accuracy']:.4f} | "
                 f"{100 * (r['accuracy'] - float_acc):+.2f} pt | {r['agreement']:.2%} | {r['size_bytes'] / 1024:.0f} | "
+                f"{r['size_bytes'] / ref['size_bytes']:.0%} | "
                 f"{r.get('p50_ms_1t', float('nan')):.3f} | {r.get('p50_ms_2t', float('nan')):.3f} |")
     return "\n".join(lines) + "\n"
 
