@@ -191,10 +191,13 @@ def export_run(
         refused = [r for r in results if r.status == "refused"]
         if refused:
             names = ", ".join(f"{Path(r.file).name} ({r.verification['agreement']:.2%})" for r in refused)
-            raise ExportRefused(
-                f"agreement with the Keras source below {threshold:.0%} for {names}; nothing was written. "
-                "Try `edgefer qat RUN` then export --from qat, a larger --calib-size, or pass --force to write anyway"
-            )
+            if all(r.source == "qat" for r in refused):
+                hint = ("a model with many near-ties agrees less (see docs/benchmarks.md); try more "
+                        "`edgefer qat --epochs`, a lower --threshold, or --force to write anyway")
+            else:
+                hint = "try `edgefer qat RUN` then export --from qat, a larger --calib-size, or --force to write anyway"
+            raise ExportRefused(f"agreement with the Keras source below {threshold:.0%} for {names}; nothing was "
+                                f"written; {hint}")
         out_dir.mkdir(parents=True, exist_ok=True)
         for src_path, dst, meta in staged:
             with atomic_path(dst) as t:
