@@ -1,0 +1,23 @@
+"""Top-1 agreement of an int8 TFLite model with its QAT Keras model, split by the Keras top-2 margin.
+
+    .venv/bin/python scripts/diagnostics/agreement_by_margin.py RUN RUN/export/MODEL_int8_qat.tflite
+
+Throwaway diagnostic, not part of edge_fer.
+"""
+import numpy as np, sys
+from edge_fer.export.runtimes import open_runner
+from edge_fer.quantization.qat import load_qat_model
+from edge_fer.training.config import TrainConfig
+run=sys.argv[1]; tfl=sys.argv[2]
+m = load_qat_model(f"{run}/qat/best.h5")
+va = TrainConfig.load(run).load_data()["validation"]
+x = va.x.astype(np.float32)[..., None]
+pk = m.predict(x, batch_size=256, verbose=0)
+pt = open_runner(tfl).predict(va.x)
+s = np.sort(pk, 1); margin = s[:, -1] - s[:, -2]
+agree = pk.argmax(1) == pt.argmax(1)
+print("agreement", agree.mean(), "acc keras", (pk.argmax(1)==va.y).mean(), "acc tfl", (pt.argmax(1)==va.y).mean())
+for t in (0.01, 0.02, 0.05, 0.1):
+    sel = margin >= t
+    print(f"margin>={t}: {sel.mean():.3f} of samples, agreement {agree[sel].mean():.4f}; below: {(~sel).sum()} samples, agreement {agree[~sel].mean():.3f}")
+print("max |dp|", np.abs(pk-pt).max(), "mean |dp|", np.abs(pk-pt).mean())
