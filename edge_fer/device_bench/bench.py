@@ -12,6 +12,7 @@ the labels the runner predicted.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ import numpy as np
 from ..errors import ConfigError, EdgeFerError
 from ..labels import CLASSES
 from .remote import RemoteError, runner_result
+
+log = logging.getLogger("edge_fer")
 
 DEVICES = ("cpu", "gpu", "rpi")
 
@@ -53,10 +56,27 @@ def artefact_info(path: Path) -> dict:
     return meta
 
 
+def shipped_files() -> list[Path]:
+    """Every file of every shipped model (TFLite and ONNX)."""
+    from ..zoo import shipped_models
+
+    files = [f for m in shipped_models() for f in m.files.values()]
+    if not files:
+        raise EdgeFerError("no model shipped with this installation; name exported model files instead")
+    return files
+
+
 def default_models() -> list[Path]:
+    """The latest run's export/ folder; on a machine without runs, the shipped models."""
+    from ..errors import RunError
     from ..runs import latest_run
 
-    run = latest_run()
+    try:
+        run = latest_run()
+    except RunError:
+        files = shipped_files()
+        log.info("no runs yet: benchmarking the %d shipped model file(s) (see `edgefer models`)", len(files))
+        return files
     models = sorted(p for p in (run / "export").glob("*") if p.suffix in (".tflite", ".onnx"))
     if not models:
         raise EdgeFerError(f"{run}/export has no models; run `edgefer export {run}` first, or name model files")
@@ -116,7 +136,9 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
         raise ConfigError("--allow-cpu-fallback and --delegate apply to --device gpu only")
     if device == "rpi" and target is None:
         raise ConfigError("--device rpi needs a target (a connected RemoteTarget)")
-    models = [Path(m) for m in models] if models else default_models()
+    from ..zoo import resolve_model
+
+    models = [resolve_model(m) for m in models] if models else default_models()
     metas = {m: artefact_info(m) for m in models}
     sizes = {int(meta["input"]["shape"][1]) for meta in metas.values()}
     if len(sizes) != 1:

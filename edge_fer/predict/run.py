@@ -1,0 +1,285 @@
+"""``edgefer predict``: every input through a Recognizer, to annotated files and JSON Lines / CSV.
+
+    summary = predict_inputs(["photos/", "clip.mp4"], Recognizer("cnn_int8"), out="runs/predict")
+
+Records are written as they are made (one line per face per frame) into a temporary file that
+becomes ``--json`` when the run ends, also on Ctrl-C, so finished work is never lost and a
+reader never sees a half-written file. An unreadable input is one line on stderr and an
+``error`` record; the other inputs still run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, EdgeFerError
+from .recognizer import Recognizer
+from .sources import Source, VideoReader, expand_inputs, read_image
+
+log = logging.getLogger("edge_fer")
+
+_COLOURS = {"angry": (220, 40, 40), "disgust": (120, 170, 30), "fear": (150, 60, 200), "happy": (250, 200, 0),
+            "sad": (40, 90, 220), "surprise": (250, 120, 0), "neutral": (200, 200, 200)}
+
+
+def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
+    """A copy of the frame with each face's box, label and probability drawn."""
+    import cv2
+
+    img = np.ascontiguousarray(rgb.copy())
+    thick = max(1, round(max(img.shape[:2]) / 400))
+    for r in records:
+        if r.get("status") != "ok":
+            continue
+        x, y, w, h = (int(round(v)) for v in r["box"])
+        colour = _COLOURS.get(r["label"], (0, 255, 0))
+        cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick)
+        for px, py in (r.get("landmarks") or {}).values():
+            cv2.circle(img, (int(px), int(py)), thick + 1, colour, -1)
+        text = f"{r['label']} {r['probability']:.2f}"
+        scale = max(0.4, min(1.2, w / 160))
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y - 4 if y - th - 6 >= 0 else y + h + th + 4
+        cv2.rectangle(img, (x, ty - th - 4), (x + tw + 4, ty + base - 2), colour, -1)
+        cv2.putText(img, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    return img
+
+
+def load_boxes(path: Path) -> dict:
+    """Boxes given by the user: {(source, frame): [(x, y, w, h), ...]}, keyed by path and by file name.
+
+    CSV with a header ``source,x,y,w,h`` (optional ``frame``), or JSON Lines / JSON records with
+    ``source``, optional ``frame`` and ``box`` [x, y, w, h] (the records `edgefer predict` writes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such boxes file")
+    out: dict = {}
+
+    def add(src, frame, box, where):
+        try:
+            b = tuple(float(v) for v in box)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}: box {box!r} is not four numbers x, y, w, h") from None
+        if len(b) != 4 or b[2] <= 0 or b[3] <= 0:
+            raise ConfigError(f"{where}: box {box!r} must be x, y, w, h with w, h > 0")
+        for key in {str(src), Path(str(src)).name}:
+            out.setdefault((key, int(frame or 0)), []).append(b)
+
+    text = path.read_text()
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        missing = {"source", "x", "y", "w", "h"} - set(rows[0] if rows else {})
+        if missing:
+            raise ConfigError(f"{path}: CSV needs the columns source,x,y,w,h (optional frame); missing {sorted(missing)}")
+        for i, r in enumerate(rows, start=2):
+            add(r["source"], r.get("frame") or 0, (r["x"], r["y"], r["w"], r["h"]), f"{path}:{i}")
+        return out
+    try:
+        items = json.loads(text) if text.lstrip().startswith("[") else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except ValueError as e:
+        raise ConfigError(f"{path}: not JSON / JSON Lines ({e}); or give a CSV with source,x,y,w,h") from None
+    for i, r in enumerate(items, start=1):
+        if r.get("box") is None:
+            continue  # no_face / error records of a previous run
+        if "source" not in r:
+            raise ConfigError(f"{path}: record {i} has no 'source'")
+        add(r["source"], r.get("frame"), r["box"], f"{path}: record {i}")
+    return out
+
+
+class RecordWriter:
+    """JSON Lines (or CSV when the name ends in .csv), written to a temporary file, renamed on close."""
+
+    def __init__(self, path: Path, classes: list[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self.tmp = Path(tmp)
+        self.f = os.fdopen(fd, "w", newline="")
+        self.csv = self.path.suffix.lower() == ".csv"
+        self.count = 0
+        if self.csv:
+            self.fields = ["source", "frame", "time", "face", "status", "x", "y", "w", "h", "score", "label",
+                           "probability", *[f"p_{c}" for c in classes], "detector", "model", "error"]
+            self.w = csv.DictWriter(self.f, fieldnames=self.fields, extrasaction="ignore")
+            self.w.writeheader()
+
+    def write(self, record: dict) -> None:
+        if self.csv:
+            row = {k: v for k, v in record.items() if k in self.fields}
+            if record.get("box"):
+                row.update(zip("xywh", record["box"]))
+            row.update({f"p_{c}": p for c, p in (record.get("probabilities") or {}).items()})
+            self.w.writerow(row)
+        else:
+            self.f.write(json.dumps(record) + "\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self.f.close()
+        os.chmod(self.tmp, 0o644)
+        os.replace(self.tmp, self.path)
+
+
+def _annotated_path(out: Path, source: Source, roots: list[Path], video: bool) -> Path:
+    p = source.path
+    rel = None
+    for root in roots:
+        try:
+            rel = p.resolve().relative_to(root.resolve())
+            break
+        except ValueError:
+            continue
+    rel = rel or Path(p.name)
+    if video:
+        return out / rel.with_name(rel.stem + ".annotated.mp4")
+    return out / rel.with_name(rel.stem + ".annotated" + (rel.suffix if rel.suffix.lower() in (".jpg", ".jpeg", ".png")
+                                                          else ".png"))
+
+
+class _VideoOut:
+    """An annotated video written to a temporary file (mp4v, else MJPG .avi), renamed when closed."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        import cv2
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for fourcc, suffix in (("mp4v", ".mp4"), ("MJPG", ".avi")):
+            self.path = path.with_suffix(suffix)
+            self.tmp = self.path.with_name(f".{self.path.stem}.tmp{suffix}")
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+            if self.writer.isOpened():
+                return
+        raise EdgeFerError(f"{path}: OpenCV cannot write video here (neither mp4v nor MJPG)")
+
+    def write(self, rgb: np.ndarray) -> None:
+        import cv2
+
+        self.writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> Path:
+        self.writer.release()
+        os.replace(self.tmp, self.path)
+        return self.path
+
+
+def _progress(total, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="frame", file=sys.stderr, disable=not enabled, leave=False,
+                dynamic_ncols=True)
+
+
+def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, records: Path | None = None,
+                   annotate_outputs: bool = True, every: int = 1, camera: int | None = None, boxes: dict | None = None,
+                   max_frames: int | None = None, progress: bool | None = None, on_error=None) -> dict:
+    """Run every input; returns a summary (counts, fps, output files). ``on_error(line)`` gets each
+    input that could not be read (default: log it)."""
+    sources, problems = expand_inputs(inputs, camera)
+    if not sources:
+        raise EdgeFerError("nothing to predict on: " + ("; ".join(problems) if problems else "give images, folders, "
+                           "globs, videos or --camera N"))
+    on_error = on_error or (lambda line: log.error("%s", line))
+    for line in problems:
+        on_error(line)
+    if every < 1:
+        raise ConfigError(f"--every must be ≥ 1, got {every}")
+    progress = sys.stderr.isatty() if progress is None else progress
+    out = Path(out) if out else None
+    records_path = Path(records) if records else (out / "predictions.jsonl" if out else None)
+    writer = RecordWriter(records_path, recognizer.classes) if records_path else None
+    roots = [Path(str(i)) for i in inputs if Path(str(i)).is_dir()]
+    summary = {"inputs": len(sources), "frames": 0, "faces": 0, "no_face": 0, "errors": len(problems),
+               "outputs": [], "records": str(records_path) if records_path else None, "interrupted": False}
+    t_start = time.perf_counter()
+
+    def emit(recs):
+        for r in recs:
+            if writer:
+                writer.write(r)
+            if r["status"] == "ok":
+                summary["faces"] += 1
+            elif r["status"] == "no_face":
+                summary["no_face"] += 1
+
+    def run_frame(rgb, source: Source, index: int, t):
+        given = None
+        if boxes is not None:
+            given = boxes.get((source.name, index)) or boxes.get((source.path.name if source.path else source.name,
+                                                                  index)) or []
+        recs = recognizer.predict(rgb, boxes=given, source=source.name, frame=index, time_s=t)
+        summary["frames"] += 1
+        emit(recs)
+        return recs
+
+    try:
+        for source in sources:
+            try:
+                kind, rgb = source.kind, None
+                if kind == "unknown":  # named explicitly with an unknown suffix: an image, else a video
+                    try:
+                        rgb, kind = read_image(source.path), "image"
+                    except EdgeFerError:
+                        kind = "video"
+                if kind == "image":
+                    rgb = read_image(source.path) if rgb is None else rgb
+                    recs = run_frame(rgb, source, 0, None)
+                    if out and annotate_outputs:
+                        from PIL import Image
+
+                        dest = _annotated_path(out, source, roots, video=False)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = dest.with_name(f".{dest.stem}.tmp{dest.suffix}")
+                        Image.fromarray(annotate(rgb, recs)).save(tmp)
+                        os.replace(tmp, dest)
+                        summary["outputs"].append(str(dest))
+                    continue
+                reader = VideoReader(source, every=every, max_frames=max_frames)
+                video_out = None
+                if out and annotate_outputs:
+                    name = source.path if source.path else Path(f"camera{source.camera}")
+                    dest = _annotated_path(out, Source(source.kind, name, name=source.name), roots, video=True)
+                    video_out = _VideoOut(dest, reader.info.fps / every, (reader.info.width, reader.info.height))
+                bar = _progress(reader.kept_frames(), Path(source.name).name, progress)
+                try:
+                    for index, t, rgb in reader:
+                        recs = run_frame(rgb, source, index, round(t, 3))
+                        if video_out:
+                            frame = annotate(rgb, recs)
+                            if frame.shape[1] != reader.info.width or frame.shape[0] != reader.info.height:
+                                import cv2
+
+                                frame = cv2.resize(frame, (reader.info.width, reader.info.height))
+                            video_out.write(frame)
+                        bar.update(1)
+                finally:
+                    bar.close()
+                    if video_out:
+                        summary["outputs"].append(str(video_out.close()))
+            except EdgeFerError as e:
+                summary["errors"] += 1
+                on_error(str(e))
+                if writer:
+                    writer.write({"source": source.name, "frame": None, "time": None, "face": None, "status": "error",
+                                  "error": str(e), "model": recognizer.model_name})
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+    finally:
+        if writer:
+            writer.close()
+    seconds = time.perf_counter() - t_start
+    t = recognizer.timings
+    summary.update(seconds=seconds, fps=summary["frames"] / seconds if seconds > 0 else None,
+                   detect_ms_per_frame=t["detect_ms"] / t["frames"] if t["frames"] else None,
+                   classify_ms_per_frame=t["classify_ms"] / t["frames"] if t["frames"] else None,
+                   records_written=writer.count if writer else 0)
+    return summary
