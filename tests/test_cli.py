@@ -86,6 +86,6 @@ def test_data_from_env_and_config_file(run, tmp_path, monkeypatch, fer):
 
 def test_models_json(run):
     r = run("models", "--json")
-    rows = {m["name"]: m for m in json.loads(r.output)}
+    rows = {m["name"]: m for m in json.loads(r.output)["architectures"]}
     assert rows["mobilenetv3_small"]["params"] > 1_000_000
     assert "mobilenetv3" in rows["mobilenetv3_small"]["aliases"]

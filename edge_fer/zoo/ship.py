@@ -77,6 +77,10 @@ def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | 
     return {"test": out, "latency_ms": latency, "latency_machine": cpu if latency else None}
 
 
+def _f(v, spec: str = ".4f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
 def _card_markdown(c: dict) -> str:
     t = c["test"]
     f, q = t["float32"], t["int8"]
@@ -94,14 +98,16 @@ def _card_markdown(c: dict) -> str:
         f"- FER2013 ({t['data']}): trained on Training, epochs and QAT epoch chosen on PublicTest (validation), "
         f"figures below on PrivateTest ({t['n_test']} faces), measured once.",
         f"- Training: {c['recipe']['train']['epochs']} epochs planned, {c['training']['epochs_trained']} trained, best epoch "
-        f"{c['training']['best_epoch']} (val acc {c['training']['best_val_accuracy']:.4f}), "
+        f"{c['training']['best_epoch']} (val acc {_f(c['training']['best_val_accuracy'])}), "
         f"{c['training']['seconds'] / 3600:.2f} h on {c['training']['machine']}; batch "
         f"{c['recipe']['train']['batch_size']}, Adam {c['recipe']['train']['lr']:g}, augmentation "
         f"{'on' if c['recipe']['train']['augment'] else 'off'}, ReduceLROnPlateau.",
-        f"- QAT: {c['recipe']['qat']['epochs']} epochs at lr {c['recipe']['qat']['lr']:g}, best epoch "
-        f"{c['qat'].get('best_epoch')} (QAT val acc {c['qat'].get('qat_val_accuracy', float('nan')):.4f}).",
-        f"- Export verification on PublicTest: int8 TFLite agreement with the QAT Keras model "
-        f"{c['export'].get('agreement', float('nan')):.2%} (gate 98%: {c['export'].get('status')}).",
+        (f"- QAT: {c['recipe']['qat']['epochs']} epochs at lr {c['recipe']['qat']['lr']:g}, best epoch "
+         f"{c['qat'].get('best_epoch')} (QAT val acc {_f(c['qat'].get('qat_val_accuracy'))})."
+         if c["qat"] else "- No QAT: post-training quantisation of the float model."),
+        (f"- Export verification on PublicTest: int8 TFLite agreement with its Keras source "
+         f"{c['export']['agreement']:.2%} (gate 98%: {c['export'].get('status')})."
+         if c["export"].get("agreement") is not None else "- Export verification: no export_report.json in the run."),
         "",
         "## PrivateTest",
         "",

@@ -1,0 +1,104 @@
+"""The shipped int8 models: files, cards, name resolution, and the README's main job (bench of the
+shipped models on the embedded sample), plus `edgefer zoo ship` on a small trained run."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from edge_fer.cli import main
+from edge_fer.errors import ConfigError, EdgeFerError
+from edge_fer.export.runtimes import open_runner
+from edge_fer.labels import CLASSES
+from edge_fer.zoo import resolve_model, shipped_models
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EDGEFER_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("EDGEFER_DATA", raising=False)
+    monkeypatch.delenv("EDGEFER_CONFIG", raising=False)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_shipped_models_are_small_int8_with_cards():
+    models = shipped_models()
+    assert models
+    for m in models:
+        for suffix, path in m.files.items():
+            assert path.stat().st_size <= 5 * 2**20
+            meta = json.loads(path.with_name(path.name + ".json").read_text())
+            assert meta["classes"] == list(CLASSES) and meta["precision"] == "int8"
+            assert meta["input"]["shape"][1:] == [48, 48, 1]
+        r = open_runner(m.files[".tflite"])
+        assert r.input_dtype.kind == "i"  # int8 in, int8 out
+        card = m.card
+        for key in ("int8", "float32"):
+            assert 0.14 < card["test"][key]["accuracy"] <= 1.0  # better than chance on PrivateTest
+            assert set(card["test"][key]["per_class_f1"]) == set(CLASSES)
+        assert card["test"]["n_test"] == 3589
+        assert card["latency_ms"]["tflite"]["1"] > 0
+        text = m.card_path.read_text()
+        assert "edgefer train --model" in text and "edgefer zoo build" in text and "PrivateTest" in text
+
+
+def test_resolve_model_names_and_paths(tmp_path):
+    m = shipped_models()[0]
+    assert resolve_model(m.name) == m.files[".tflite"]
+    assert resolve_model(f"{m.name}.onnx") == m.files[".onnx"]
+    assert resolve_model(m.files[".tflite"]) == m.files[".tflite"]
+    with pytest.raises(ConfigError, match="unknown model 'nope'.*" + m.name):
+        resolve_model("nope")
+    with pytest.raises(EdgeFerError, match="no such model file"):
+        resolve_model(tmp_path / "x.tflite")
+
+
+def test_models_lists_the_shipped(run):
+    r = run("models")
+    assert r.exit_code == 0
+    for m in shipped_models():
+        assert m.name in r.output
+
+
+def test_main_job_bench_of_shipped_models_on_the_embedded_sample(run, tmp_path):
+    """README's `make demo`: offline, no runs, the embedded sample → table + Pareto plot."""
+    r = run("bench", "--shipped", "--threads", "1", "--min-seconds", "0.2", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    records = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert len(records) == sum(len(m.files) for m in shipped_models())
+    assert all(x["status"] == "ok" and "sample" in x["data"] for x in records)
+    assert (tmp_path / "b" / "pareto_cpu.png").stat().st_size > 10_000
+    table = (tmp_path / "b" / "bench_comparison.md").read_text()
+    assert all(m.name.split("_int8")[0] in table for m in shipped_models())
+    # without models and without runs, bench falls back to the shipped models; names are accepted
+    name = shipped_models()[0].name
+    r = run("bench", name, "--threads", "1", "--min-seconds", "0.1")
+    assert r.exit_code == 0 and f"{name}.tflite" in r.output
+
+
+def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
+    import edge_fer.zoo.ship as ship
+
+    run_dir = tmp_path / "cnn"
+    shutil.copytree(trained.run_dir, run_dir)
+    (run_dir / "export").mkdir(exist_ok=True)
+    for f in exported.glob("cnn_int8.*"):
+        shutil.copy(f, run_dir / "export" / f.name)
+    card = ship.ship_run(run_dir, dest=tmp_path / "shipped", threads=[1], min_seconds=0.1)
+    names = sorted(p.name for p in (tmp_path / "shipped").iterdir())
+    assert names == ["cnn_int8.card.json", "cnn_int8.md", "cnn_int8.onnx", "cnn_int8.onnx.json", "cnn_int8.tflite",
+                     "cnn_int8.tflite.json"]
+    assert card["test"]["n_test"] == 500 and 0 <= card["test"]["int8"]["agreement_with_float"] <= 1
+    assert card["recipe"]["train"]["model_options"] == {"width": 0.5} and "data" not in card["recipe"]["train"]
+    side = json.loads((tmp_path / "shipped" / "cnn_int8.tflite.json").read_text())
+    assert side["shipped_as"] == "cnn_int8" and side["run"] == "cnn"
+    assert [m.name for m in shipped_models(tmp_path / "shipped")] == ["cnn_int8"]
+    monkeypatch.setattr(ship, "MAX_SHIPPED_BYTES", 1000)
+    with pytest.raises(ConfigError, match="only models ≤ 5 MB ship"):
+        ship.ship_run(run_dir, dest=tmp_path / "big")
+    shutil.rmtree(run_dir / "export")
+    with pytest.raises(EdgeFerError, match="no int8 TFLite export"):
+        ship.ship_run(run_dir, dest=tmp_path / "none")
