@@ -4,12 +4,11 @@
 setup:
 	@bash scripts/setup.sh
 
-# The main job on the embedded default: a short training of the traditional CNN on the
-# FER2013 sample that ships inside the package, then its evaluation report.
+# The main job on the embedded default: the int8 models that ship inside the package, benchmarked
+# on this CPU on the embedded FER2013 sample (offline): comparison table + Pareto plot.
 demo: setup
-	rm -rf runs/demo-cnn
-	.venv/bin/edgefer train --model cnn --epochs 12 --out runs/demo-cnn
-	.venv/bin/edgefer evaluate runs/demo-cnn
+	rm -rf runs/demo-bench
+	.venv/bin/edgefer bench --shipped --out runs/demo-bench
 
 test: setup
 	.venv/bin/python -m pytest

