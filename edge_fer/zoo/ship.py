@@ -67,14 +67,15 @@ def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | 
             continue
         p = open_runner(path).predict(test.x)
         out[key] = {**_metrics_row(test.y, p), "agreement_with_float": float((p.argmax(1) == p_float.argmax(1)).mean())}
-    latency = {}
+    latency, cpu = {}, None
     models = [m for m in (tflite, onnx) if m is not None]
-    for r in bench_models(models, device="cpu", threads=threads, data=data_path or cfg.data, split="test",
-                          min_seconds=min_seconds):
+    records = bench_models(models, device="cpu", threads=threads, data=data_path or cfg.data, split="test",
+                           min_seconds=min_seconds)
+    for r in records:
         if r["status"] == "ok":
             latency.setdefault(r["format"], {})[str(r["threads"])] = r["latency"]["p50_ms"]
             cpu = r["machine"].get("cpu", r["machine"]["machine"])
-    return {"test": out, "latency_ms": latency, "latency_machine": cpu if latency else None}
+    return {"test": out, "latency_ms": latency, "latency_machine": cpu, "bench_records": records}
 
 
 def _f(v, spec: str = ".4f") -> str:
@@ -155,6 +156,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     art = report.get("artefacts", {}).get(tflite.name, {})
     log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
+    measured.pop("bench_records")
     meta = json.loads(Path(str(tflite) + ".json").read_text())
     train_cfg = {k: v for k, v in cfg.to_dict().items() if k != "data"}
     data_arg = '--data fer2013.csv'

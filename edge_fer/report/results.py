@@ -1,0 +1,146 @@
+"""The zoo's results page: every architecture, float and int8, on PrivateTest, with its figures.
+
+    python -m edge_fer.report.results ~/edgefer-runs/{cnn,mobilenetv3_small,...} --out docs/results.md
+
+For each run (trained, QAT-fine-tuned and exported with `edgefer export RUN --int8`): the float
+model's evaluation report (confusion matrix, ROC curves, training curves), the int8 TFLite and
+ONNX artefacts measured on PrivateTest (accuracy, macro P/R/F1, per-class F1, ROC-AUC, agreement
+with float), sizes, batch-1 p50 latency on this CPU (1 and 2 threads), training time and epochs.
+Then one Pareto plot of every int8 artefact. Figures are copied next to the page (small PNGs).
+A run that has not finished its planned epochs is marked so — never presented as converged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from ..labels import CLASSES
+from ..runs import atomic_path, read_state, resolve_run, write_json
+
+
+def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None) -> dict:
+    from ..errors import RunError
+    from ..training import TrainConfig
+    from ..zoo.ship import _artefact, measure
+    from .evaluate import evaluate_run
+
+    run_dir = resolve_run(run)
+    cfg = TrainConfig.load(run_dir)
+    state = read_state(run_dir)
+    tflite = _artefact(run_dir / "export", cfg.model, ".tflite")
+    if tflite is None:
+        raise RunError(f"{run_dir}: no int8 export; run `edgefer qat {run_dir}` then `edgefer export {run_dir} --int8`")
+    onnx = _artefact(run_dir / "export", cfg.model, ".onnx")
+    evaluate_run(run_dir, split="test", data_path=data_path)  # writes the confusion matrix, ROC and curves
+    from ..models import load_model
+    from .evaluate import best_model_path
+
+    params = int(load_model(best_model_path(run_dir)).count_params())
+    measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
+    qat = run_dir / "qat" / "qat.json"
+    return {
+        "architecture": cfg.model, "run": run_dir.name, "run_dir": str(run_dir),
+        "epochs_planned": cfg.epochs, "epochs_trained": state.get("epoch"), "finished": state.get("status") == "finished",
+        "stopped_early": state.get("stopped_early"), "best_epoch": state.get("best", {}).get("epoch"),
+        "train_seconds": state.get("seconds"), "qat": json.loads(qat.read_text()) if qat.is_file() else None,
+        "params": params,
+        "sizes": {"float32_weights": params * 4, "int8_tflite": tflite.stat().st_size,
+                  **({"int8_onnx": onnx.stat().st_size} if onnx else {})},
+        "artefacts": {"tflite": tflite.name, **({"onnx": onnx.name} if onnx else {})},
+        "figures": {"confusion": str(run_dir / "eval" / "test" / "confusion_matrix.png"),
+                    "roc": str(run_dir / "eval" / "test" / "roc.png"), "curves": str(run_dir / "training_curves.png")},
+        **measured,
+    }
+
+
+def _fmt(v, spec=".4f"):
+    return "—" if v is None else format(v, spec)
+
+
+def markdown(rows: list[dict], command: str, pareto: str | None) -> str:
+    lines = ["# Results: the study's architectures on FER2013, float and int8", "",
+             "Trained on Training, epochs and QAT epochs chosen on PublicTest, every figure below on PrivateTest "
+             "(3,589 faces), measured once. Latency: batch 1, p50, this toolkit's runner on this machine's CPU "
+             "(XNNPACK). Reproduce this page (runs trained with `scripts/zoo_train.sh`):", "", "```bash", command,
+             "```", "",
+             "| architecture | epochs | float acc | int8 acc | int8 macro P | R | F1 | ROC-AUC | agreement | float KB "
+             "| int8 KB | p50 1t ms | p50 2t ms | training |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["test"]
+        f, q = t["float32"], t["int8"]
+        lat = r["latency_ms"].get("tflite", {})
+        ep = f"{r['epochs_trained']}/{r['epochs_planned']}" + ("" if r["finished"] else " **not finished**")
+        lines.append(
+            f"| {r['architecture']} | {ep} | {f['accuracy']:.4f} | {q['accuracy']:.4f} | {q['macro_precision']:.4f} | "
+            f"{q['macro_recall']:.4f} | {q['macro_f1']:.4f} | {q['roc_auc_macro']:.4f} | {q['agreement_with_float']:.2%} | "
+            f"{r['sizes']['float32_weights'] / 1024:.0f} | {r['sizes']['int8_tflite'] / 1024:.0f} | {_fmt(lat.get('1'), '.3f')} | "
+            f"{_fmt(lat.get('2'), '.3f')} | {(r['train_seconds'] or 0) / 3600:.2f} h |")
+    lines += ["", "int8 = the QAT model exported to full-integer TFLite (int8 in/out); agreement = top-1 agreement of "
+              "the int8 TFLite model with the float Keras model on PrivateTest. Float KB: parameters × 4 bytes.", "",
+              "Per-class F1 (int8 TFLite):", "", "| architecture | " + " | ".join(CLASSES) + " |",
+              "|---|" + "---|" * len(CLASSES)]
+    for r in rows:
+        pc = r["test"]["int8"]["per_class_f1"]
+        lines.append(f"| {r['architecture']} | " + " | ".join(f"{pc[c]:.3f}" for c in CLASSES) + " |")
+    if pareto:
+        lines += ["", "## Accuracy against latency", "", f"![Pareto plot]({pareto})", ""]
+    for r in rows:
+        a = r["architecture"]
+        lines += ["", f"## {a}", "",
+                  f"Run `{r['run']}`: {r['epochs_trained']} of {r['epochs_planned']} epochs "
+                  f"({'finished' if r['finished'] else 'NOT finished: not converged, figures provisional'}"
+                  f"{', stopped early' if r['stopped_early'] else ''}), best epoch {r['best_epoch']}, "
+                  f"{(r['train_seconds'] or 0) / 3600:.2f} h; "
+                  + (f"QAT {r['qat']['epochs']} epochs, best {r['qat']['best_epoch']}." if r["qat"] else "no QAT."),
+                  ""]
+        for key, title in (("curves", "training curves"), ("confusion", "confusion matrix (float)"),
+                           ("roc", "ROC curves (float)")):
+            if r["figures"].get(key):
+                lines.append(f"![{a} {title}]({r['figures'][key]})")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description="The zoo's results page (docs/results.md) from trained, exported runs.")
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--data", default=None)
+    args = ap.parse_args(argv)
+    from .bench_compare import compare_bench
+
+    fig_dir = args.out.parent / "results"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    rows, records = [], []
+    for run in args.runs:
+        r = run_results(run, threads=[int(t) for t in args.threads.split(",")], min_seconds=args.min_seconds,
+                        data_path=args.data)
+        records += r.pop("bench_records")
+        for key, src in list(r["figures"].items()):
+            if src and Path(src).is_file():
+                dest = fig_dir / f"{r['architecture']}_{Path(src).name}"
+                shutil.copyfile(src, dest)
+                r["figures"][key] = str(dest.relative_to(args.out.parent))
+            else:
+                r["figures"][key] = None
+        rows.append(r)
+        print(f"{r['architecture']}: float {r['test']['float32']['accuracy']:.4f}, int8 {r['test']['int8']['accuracy']:.4f}")
+    write_json(fig_dir / "bench.json", records)
+    cmp = compare_bench([fig_dir / "bench.json"], out=fig_dir)
+    pareto = fig_dir / "pareto_cpu.png"
+    write_json(fig_dir / "results.json", rows)
+    home = str(Path.home())
+    shown = [r.replace(home, "~", 1) if r.startswith(home) else r for r in args.runs]
+    command = "python -m edge_fer.report.results " + " ".join(shown) + f" --out {args.out}"
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(markdown(rows, command, str(pareto.relative_to(args.out.parent)) if pareto.is_file() else None))
+    print(f"wrote {args.out} and {fig_dir}/ ({len(cmp['outputs'])} comparison files)")
+
+
+if __name__ == "__main__":
+    main()
