@@ -76,6 +76,15 @@ def test_bad_builder_arguments(kwargs, message):
         create_model("cnn", **kwargs)
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"blocks": (1, 2)}, "three counts"),
+    ({"stem_strides": (2, 2)}, "stem_strides must be"),
+])
+def test_bad_ferlite_arguments(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        create_model("ferlite", **kwargs)
+
+
 def test_imagenet_weights_are_explained():
     with pytest.raises(ConfigError, match="no ImageNet weights"):
         create_model("cnn", weights="imagenet")

@@ -253,3 +253,52 @@ def build_mobilenetv3_large(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSE
                             hard_swish: str = "split"):
     return _mobilenetv3("mobilenetv3_large", _LARGE, 1280, input_shape, classes, width, dropout, minimalistic,
                         bn_momentum, weights, hard_swish)
+
+
+# --- ferlite: edge_fer's own architecture for 48×48 faces on Raspberry-Pi-class CPUs ---
+
+def _ds_block(x, filters: int, stride: int, prefix: str, bn_momentum: float):
+    """Depthwise 3×3 → BN → ReLU → pointwise 1×1 → BN (+ identity) → ReLU: int8-friendly (ReLU only,
+    no gating multiplies), few ops, so XNNPACK runs it as one partition."""
+    L = _keras().layers
+    shortcut = x
+    x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=prefix + "dw")(x)
+    x = L.BatchNormalization(momentum=bn_momentum, name=prefix + "dw_bn")(x)
+    x = L.ReLU(name=prefix + "dw_relu")(x)
+    x = L.Conv2D(filters, 1, use_bias=False, name=prefix + "pw")(x)
+    x = L.BatchNormalization(momentum=bn_momentum, name=prefix + "pw_bn")(x)
+    if stride == 1 and shortcut.shape[-1] == filters:
+        x = L.Add(name=prefix + "add")([shortcut, x])
+    return L.ReLU(name=prefix + "relu")(x)
+
+
+@register_model("ferlite", description="edge_fer's edge-native net: conv stem + depthwise-separable residual "
+                "blocks, ReLU only, ~0.25 M params (int8 ≈ 0.3 MB)", aliases=("edge", "edge_native"))
+def build_ferlite(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: float = 1.0,
+                  blocks: tuple[int, ...] = (1, 2, 2), stem: tuple[int, int] = (32, 64), stem_strides: tuple[int, int] = (1, 2),
+                  dropout: float = 0.3, bn_momentum: float = 0.9, weights=None):
+    _check("ferlite", input_shape, classes, dropout, width, weights, min_side=16)
+    if weights == "imagenet":
+        raise ConfigError("ferlite: there are no ImageNet weights for edge_fer's own architecture; use --weights none")
+    if len(tuple(blocks)) != 3 or any(int(b) < 0 for b in blocks):
+        raise ConfigError(f"ferlite: blocks must be three counts ≥ 0 (one per stage), got {blocks!r}")
+    keras = _keras()
+    L = keras.layers
+    c = lambda f: max(8, int(round(f * width / 8)) * 8)
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    x = L.Rescaling(1.0 / 255.0, name="preprocess")(inputs)
+    if sorted(stem_strides) != [1, 2]:
+        raise ConfigError(f"ferlite: stem_strides must be (1, 2) or (2, 1) (48 → 24), got {stem_strides!r}")
+    x = L.Conv2D(c(stem[0]), 3, strides=stem_strides[0], padding="same", use_bias=False, name="stem_conv1")(x)
+    x = L.BatchNormalization(momentum=bn_momentum, name="stem_bn1")(x)
+    x = L.ReLU(name="stem_relu1")(x)
+    x = L.Conv2D(c(stem[1]), 3, strides=stem_strides[1], padding="same", use_bias=False, name="stem_conv2")(x)
+    x = L.BatchNormalization(momentum=bn_momentum, name="stem_bn2")(x)
+    x = L.ReLU(name="stem_relu2")(x)
+    for stage, (filters, n) in enumerate(zip((c(64), c(128), c(256)), blocks), start=1):
+        if stage > 1:  # 24 → 12 → 6
+            x = _ds_block(x, filters, 2, f"stage{stage}_down_", bn_momentum)
+        for i in range(int(n)):
+            x = _ds_block(x, filters, 1, f"stage{stage}_block{i + 1}_", bn_momentum)
+    x = L.GlobalAveragePooling2D(name="avg_pool")(x)
+    return keras.Model(inputs, _head(x, classes, dropout), name="ferlite")
