@@ -156,6 +156,19 @@ def data_check(path: str | None, json_out: Path | None, skip_bad: bool) -> None:
 
 # ---------------------------------------------------------------------------------- train
 
+def _model_options(options) -> dict:
+    out = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--option")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
 @main.command("train")
 @click.option("--model", "-m", required=True, metavar="NAME",
               help="Architecture: cnn, resnet50, vgg16, mobilenetv3_small (alias mobilenetv3), mobilenetv3_large. "
@@ -175,6 +188,12 @@ def data_check(path: str | None, json_out: Path | None, skip_bad: bool) -> None:
 @click.option("--label-mode", type=click.Choice(["hard", "soft"]), default="hard", show_default=True,
               help="With --ferplus: majority labels (hard) or the vote distribution (soft).")
 @click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
+              help="Learning rate: plateau = ReduceLROnPlateau on validation loss (the study's); cosine = linear "
+                   "warm-up, then cosine decay to 1e-6 over the epochs.")
+@click.option("--warmup-epochs", type=int, default=0, show_default=True, help="cosine: warm-up epochs.")
+@click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
+              help="Builder option, repeatable: -o width=0.5 -o dropout=0.3 -o blocks=[1,2,2] (values are JSON).")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--weights", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
               help="imagenet: start from ImageNet weights (resnet50, vgg16; needs network access once).")
@@ -184,7 +203,8 @@ def data_check(path: str | None, json_out: Path | None, skip_bad: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip malformed rows/files instead of stopping.")
 def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, ferplus, label_mode,
-              label_smoothing, no_augment, weights, monitor, patience, seed, skip_bad) -> None:
+              label_smoothing, schedule, warmup_epochs, options, no_augment, weights, monitor, patience, seed,
+              skip_bad) -> None:
     """Train an architecture on FER2013 (the study's recipe by default).
 
     Selects the best epoch on the validation split (PublicTest). Killed or interrupted?
@@ -196,7 +216,8 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
                       precision=precision, split_mode=split_mode, ferplus=ferplus, label_mode=label_mode,
                       label_smoothing=label_smoothing, augment=not no_augment,
                       weights=None if weights == "none" else weights, monitor=monitor,
-                      early_stopping_patience=patience, seed=seed, skip_bad=skip_bad)
+                      early_stopping_patience=patience, seed=seed, skip_bad=skip_bad, schedule=schedule,
+                      warmup_epochs=warmup_epochs, model_options=_model_options(options))
     result = train(cfg, out, verbose=1 if sys.stdout.isatty() else 2)
     best = result.best
     click.echo(

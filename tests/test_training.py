@@ -92,3 +92,25 @@ def test_resume_after_kill_9(tmp_path, subset):
     assert [h["epoch"] for h in state["history"]] == [1, 2, 3, 4]
     assert state["history"][:killed_at] == first_epochs  # earlier epochs kept, not retrained
     assert not (runs / "cnn-2").exists()
+
+
+def test_cosine_schedule_and_builder_options(tmp_path, subset):
+    """--schedule cosine follows lr_at epoch by epoch; -o passes builder options into the run's config."""
+    from click.testing import CliRunner
+
+    from edge_fer.cli import main
+
+    cfg = TrainConfig(model="ferlite", data=str(subset), epochs=3, lr=2e-3, schedule="cosine", warmup_epochs=1)
+    assert [round(cfg.lr_at(e), 6) for e in range(3)] == [1e-3, 2e-3, round(1e-6 + 0.5 * (2e-3 - 1e-6), 6)]
+    out = tmp_path / "fl"
+    r = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "--epochs", "3", "--lr", "2e-3",
+                                  "--schedule", "cosine", "--warmup-epochs", "1", "--no-augment", "-o", "width=0.5",
+                                  "-o", "blocks=[1,1,1]", "--out", str(out)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model_options"] == {"width": 0.5, "blocks": [1, 1, 1]} and saved["schedule"] == "cosine"
+    lrs = [h["lr"] for h in json.loads((out / "history.json").read_text())]
+    assert lrs == pytest.approx([cfg.lr_at(e) for e in range(3)], rel=1e-4)
+    bad = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "-o", "depth=3",
+                                    "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "takes no option(s) depth" in bad.output and not (tmp_path / "bad").exists()

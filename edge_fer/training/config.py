@@ -15,6 +15,7 @@ from ..errors import ConfigError, RunError
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 MONITORS = ("val_accuracy", "val_loss", "val_f1")
+SCHEDULES = ("plateau", "cosine")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class TrainConfig:
     lr_patience: int = 3
     lr_factor: float = 0.5
     min_lr: float = 1e-6
+    schedule: str = "plateau"  # plateau: ReduceLROnPlateau (the study's); cosine: warm-up then cosine decay to min_lr
+    warmup_epochs: int = 0
     seed: int = 0
     skip_bad: bool = False
     model_options: dict = field(default_factory=dict)
@@ -51,8 +54,22 @@ class TrainConfig:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.monitor not in MONITORS:
             raise ConfigError(f"--monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"--warmup-epochs must be in [0, epochs), got {self.warmup_epochs}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def lr_at(self, epoch: int) -> float:
+        """The cosine schedule's learning rate for (0-based) ``epoch``."""
+        import math
+
+        if epoch < self.warmup_epochs:
+            return self.lr * (epoch + 1) / (self.warmup_epochs + 1)
+        span = max(1, self.epochs - self.warmup_epochs)
+        t = min(1.0, (epoch - self.warmup_epochs) / span)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -197,7 +197,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
                 monitor=cfg.monitor, patience=cfg.early_stopping_patience,
                 mode="min" if cfg.monitor == "val_loss" else "max")
         checkpoint = _RunCheckpoint.make(run_dir, cfg, state, plateau, stopper)
-        callbacks = [plateau, *([stopper] if stopper else []),
+        scheduler = plateau if cfg.schedule == "plateau" else keras.callbacks.LearningRateScheduler(
+            lambda epoch, lr: cfg.lr_at(epoch))  # a function of the epoch alone: resumes exactly
+        callbacks = [scheduler, *([stopper] if stopper else []),
                      keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), profile_batch=0, write_graph=False),
                      checkpoint]  # last: it saves the state the others have just updated
         if initial_epoch < cfg.epochs:
