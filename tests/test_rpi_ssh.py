@@ -226,3 +226,24 @@ def test_emulated_aarch64_pi_gives_the_x86_int8_outputs(sshd, model, fer, tmp_pa
     a, b = np.array(remote[0]["sample_outputs"]), np.array(local[0]["sample_outputs"])
     assert a.dtype.kind == "i" and np.abs(a - b).max() <= 1 and (a == b).mean() >= 0.9, (a - b)
     assert remote[0]["confusion_matrix"] == local[0]["confusion_matrix"]
+
+
+def test_emulated_aarch64_pi_is_bit_exact_on_the_shipped_mobilenetv3(sshd, fer, tmp_path):
+    """The shipped QAT MobileNetV3-Small int8 model: every int8 output on the emulated Cortex-A72 equals
+    the x86 one (XNNPACK on both)."""
+    import numpy as np
+
+    from conftest import write_subset_npz
+    from edge_fer.zoo import resolve_model
+
+    model = resolve_model("mobilenetv3_small_int8")
+    rows = np.flatnonzero(fer["usage"] == "PrivateTest")[:64]
+    data = write_subset_npz(tmp_path / "faces.npz", fer, rows)
+    with _target(sshd, remote_python=str(ARM64_PYTHON)) as pi:
+        remote = bench_models([model], device="rpi", threads=[1], data=str(data), split="test", min_seconds=0.05,
+                              target=pi)
+    local = bench_models([model], device="cpu", threads=[1], data=str(data), split="test", min_seconds=0.05)
+    assert remote[0]["status"] == "ok", remote[0].get("reason")
+    assert remote[0]["machine"]["machine"] == "aarch64"
+    assert remote[0]["sample_outputs"] == local[0]["sample_outputs"]
+    assert remote[0]["confusion_matrix"] == local[0]["confusion_matrix"]
