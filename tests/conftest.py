@@ -84,3 +84,22 @@ def exported(trained, tmp_path_factory):
     export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["float32", "int8"], source="ptq",
                force=True, out=out)
     return out
+
+
+@pytest.fixture
+def run(tmp_path, monkeypatch):
+    """`edgefer ARGS...` through Click's CliRunner, in an empty folder with no runs, data or config set."""
+    from click.testing import CliRunner
+
+    from edge_fer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EDGEFER_RUNS", str(tmp_path / "runs"))
+    monkeypatch.delenv("EDGEFER_DATA", raising=False)
+    monkeypatch.delenv("EDGEFER_CONFIG", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke

@@ -3,24 +3,8 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from conftest import write_csv
-from edge_fer.cli import main
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("EDGEFER_RUNS", str(tmp_path / "runs"))
-    monkeypatch.delenv("EDGEFER_DATA", raising=False)
-    monkeypatch.delenv("EDGEFER_CONFIG", raising=False)
-    runner = CliRunner()
-
-    def invoke(*args):
-        return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 def _one_error_line(result, *fragments):

@@ -5,23 +5,11 @@ import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
-from edge_fer.cli import main
 from edge_fer.errors import ConfigError, EdgeFerError
 from edge_fer.export.runtimes import open_runner
 from edge_fer.labels import CLASSES
 from edge_fer.zoo import resolve_model, shipped_models
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("EDGEFER_RUNS", str(tmp_path / "runs"))
-    monkeypatch.delenv("EDGEFER_DATA", raising=False)
-    monkeypatch.delenv("EDGEFER_CONFIG", raising=False)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def test_shipped_models_are_small_int8_with_cards():
@@ -102,3 +90,13 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     shutil.rmtree(run_dir / "export")
     with pytest.raises(EdgeFerError, match="no int8 TFLite export"):
         ship.ship_run(run_dir, dest=tmp_path / "none")
+
+
+def test_zoo_build_needs_full_data_and_a_shipped_name(run):
+    name = shipped_models()[0].name
+    r = run("zoo", "build", name)
+    assert r.exit_code == 2 and "needs --data" in r.output and "Traceback" not in r.output
+    r = run("zoo", "build", "nope_int8", "--data", "x.csv")
+    assert r.exit_code == 2 and "no shipped model 'nope_int8'" in r.output
+    r = run("zoo", "ship", "no/such/run")
+    assert r.exit_code == 2 and "no such run" in r.output
