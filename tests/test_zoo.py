@@ -84,6 +84,17 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     side = json.loads((tmp_path / "shipped" / "cnn_int8.tflite.json").read_text())
     assert side["shipped_as"] == "cnn_int8" and side["run"] == "cnn"
     assert [m.name for m in shipped_models(tmp_path / "shipped")] == ["cnn_int8"]
+    # the results page from the same run: table row, per-class F1, figures copied, Pareto plot
+    from edge_fer.report.results import main as results_main
+
+    results_main([str(run_dir), "--out", str(tmp_path / "docs" / "results.md"), "--threads", "1",
+                  "--min-seconds", "0.1"])
+    page = (tmp_path / "docs" / "results.md").read_text()
+    acc = card["test"]["int8"]["accuracy"]
+    assert f"| cnn | 4/4 | " in page and f"{acc:.4f}" in page and "neutral" in page
+    for fig in ("results/cnn_confusion_matrix.png", "results/cnn_roc.png", "results/cnn_training_curves.png",
+                "results/pareto_cpu.png"):
+        assert f"({fig})" in page and (tmp_path / "docs" / fig).stat().st_size > 5000, fig
     monkeypatch.setattr(ship, "MAX_SHIPPED_BYTES", 1000)
     with pytest.raises(ConfigError, match="only models ≤ 5 MB ship"):
         ship.ship_run(run_dir, dest=tmp_path / "big")
