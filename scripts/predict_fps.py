@@ -73,6 +73,11 @@ def main() -> None:
             print(f"{name:<10} {size:>4} px {best['fps']:7.1f} frames/s   detect {best['detect_ms']:6.2f} ms   "
                   f"classify {best['classify_ms']:5.3f} ms   faces {best['faces']}/{best['frames']}   ({best['model']})")
     print(f"decode alone: {decode_ms:.2f} ms/frame")
+    print("\n| detector | detector input | frames/s | detect ms/frame | classify ms/frame | faces found |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['detector']} | {r['detect_size']} px | {r['fps']:.1f} | {r['detect_ms']:.2f} | "
+              f"{r['classify_ms']:.2f} | {r['faces']}/{r['frames']} |")
     result = {"command": "taskset -c 0 .venv/bin/python scripts/predict_fps.py --out docs/predict_fps.json",
               "video": f"640x480, {args.frames} frames, one face", "decode_ms": decode_ms,
               "cpu_affinity": sorted(os.sched_getaffinity(0)), "machine": platform.processor() or platform.machine(),

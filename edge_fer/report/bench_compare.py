@@ -108,10 +108,10 @@ def plot_pareto(rows: list[dict], device: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 5))
     sizes = [max(r["size_kb"] or 0, 1) for r in pts]
     scale = 900 / max(sizes)
-    for r, (x, y), s in zip(pts, xy, sizes):
+    for i, (r, (x, y), s) in enumerate(zip(pts, xy, sizes)):
         ax.scatter(x, y, s=max(20, s * scale), alpha=0.55)
         ax.annotate(f"{r['architecture']} {r['format']} {r['precision']} {r['threads']}t", (x, y), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+                    xytext=(4, 4 - 10 * (i % 4)), textcoords="offset points")  # staggered: equal accuracies overlap
     if front:
         ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "k--", lw=1, label="Pareto front")
         ax.legend(loc="lower right", fontsize=8)

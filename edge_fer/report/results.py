@@ -17,12 +17,12 @@ import json
 import shutil
 from pathlib import Path
 
+from ..errors import RunError
 from ..labels import CLASSES
 from ..runs import atomic_path, read_state, resolve_run, write_json
 
 
 def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None) -> dict:
-    from ..errors import RunError
     from ..training import TrainConfig
     from ..zoo.ship import _artefact, measure
     from .evaluate import evaluate_run
@@ -56,11 +56,23 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
     }
 
 
+def _pending(run, reason: str) -> dict:
+    p = Path(run).expanduser()
+    state = read_state(p) if p.is_dir() else {}
+    name = p.name
+    if not state:
+        what = f"{name}: not started" if not (p / "config.json").is_file() else f"{name}: 0 epochs trained"
+    else:
+        what = (f"{name}: {state.get('epoch')} of {state.get('epochs')} epochs trained"
+                + (" (finished; QAT/export pending)" if state.get("status") == "finished" else ""))
+    return {"run": name, "what": what, "reason": reason}
+
+
 def _fmt(v, spec=".4f"):
     return "—" if v is None else format(v, spec)
 
 
-def markdown(rows: list[dict], command: str, pareto: str | None) -> str:
+def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[dict] = ()) -> str:
     lines = ["# Results: the study's architectures on FER2013, float and int8", "",
              "Trained on Training, epochs and QAT epochs chosen on PublicTest, every figure below on PrivateTest "
              "(3,589 faces), measured once. Latency: batch 1, p50, this toolkit's runner on this machine's CPU "
@@ -79,14 +91,21 @@ def markdown(rows: list[dict], command: str, pareto: str | None) -> str:
             f"{r['sizes']['float32_weights'] / 1024:.0f} | {r['sizes']['int8_tflite'] / 1024:.0f} | {_fmt(lat.get('1'), '.3f')} | "
             f"{_fmt(lat.get('2'), '.3f')} | {(r['train_seconds'] or 0) / 3600:.2f} h |")
     lines += ["", "int8 = the QAT model exported to full-integer TFLite (int8 in/out); agreement = top-1 agreement of "
-              "the int8 TFLite model with the float Keras model on PrivateTest. Float KB: parameters × 4 bytes.", "",
+              "the int8 TFLite model with the float Keras model (the checkpoint before QAT) on PrivateTest. Float KB: "
+              "parameters × 4 bytes. Training: the wall time the run recorded on this 2-core machine, which it "
+              "shared with other work, so not a speed figure (`docs/benchmarks.md` has training throughput).", "",
               "Per-class F1 (int8 TFLite):", "", "| architecture | " + " | ".join(CLASSES) + " |",
               "|---|" + "---|" * len(CLASSES)]
     for r in rows:
         pc = r["test"]["int8"]["per_class_f1"]
         lines.append(f"| {r['architecture']} | " + " | ".join(f"{pc[c]:.3f}" for c in CLASSES) + " |")
+    if pending:
+        lines += ["", "Not in the table yet (trained in the background over several sessions; rerun the command "
+                  "above when they are done):", ""] + [f"- {p['what']}" for p in pending]
     if pareto:
-        lines += ["", "## Accuracy against latency", "", f"![Pareto plot]({pareto})", ""]
+        lines += ["", "## Accuracy against latency", "", f"![Pareto plot]({pareto})", "",
+                  "Latency on this 2-core VM varies from one measurement to the next by up to ~40% (the model "
+                  "cards were timed separately); compare models within one page.", ""]
     for r in rows:
         a = r["architecture"]
         lines += ["", f"## {a}", "",
@@ -111,15 +130,33 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--render-only", action="store_true",
+                    help="re-render the page and plots from the saved results.json / bench.json, measuring nothing")
     args = ap.parse_args(argv)
     from .bench_compare import compare_bench
 
     fig_dir = args.out.parent / "results"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    rows, records = [], []
+    rows, records, pending = [], [], []
+    saved = {}
+    if args.render_only:
+        saved = {r["run_dir"]: r for r in json.loads((fig_dir / "results.json").read_text())}
+        records = json.loads((fig_dir / "bench.json").read_text())
     for run in args.runs:
-        r = run_results(run, threads=[int(t) for t in args.threads.split(",")], min_seconds=args.min_seconds,
-                        data_path=args.data)
+        key = str(Path(run).expanduser())
+        if args.render_only:
+            if key in saved:
+                rows.append(saved[key])
+            else:
+                pending.append(_pending(run, "not measured"))
+            continue
+        try:
+            r = run_results(run, threads=[int(t) for t in args.threads.split(",")], min_seconds=args.min_seconds,
+                            data_path=args.data)
+        except RunError as e:  # not trained, not finished or not exported yet: listed as pending
+            pending.append(_pending(run, str(e)))
+            print(f"pending: {pending[-1]['what']}")
+            continue
         records += r.pop("bench_records")
         for key, src in list(r["figures"].items()):
             if src and Path(src).is_file():
@@ -138,7 +175,8 @@ def main(argv=None) -> None:
     shown = [r.replace(home, "~", 1) if r.startswith(home) else r for r in args.runs]
     command = "python -m edge_fer.report.results " + " ".join(shown) + f" --out {args.out}"
     with atomic_path(args.out) as tmp:
-        tmp.write_text(markdown(rows, command, str(pareto.relative_to(args.out.parent)) if pareto.is_file() else None))
+        tmp.write_text(markdown(rows, command, str(pareto.relative_to(args.out.parent)) if pareto.is_file() else None,
+                                pending))
     print(f"wrote {args.out} and {fig_dir}/ ({len(cmp['outputs'])} comparison files)")
 
 

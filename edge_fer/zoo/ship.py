@@ -100,7 +100,8 @@ def _card_markdown(c: dict) -> str:
         f"figures below on PrivateTest ({t['n_test']} faces), measured once.",
         f"- Training: {c['recipe']['train']['epochs']} epochs planned, {c['training']['epochs_trained']} trained, best epoch "
         f"{c['training']['best_epoch']} (val acc {_f(c['training']['best_val_accuracy'])}), "
-        f"{c['training']['seconds'] / 3600:.2f} h on {c['training']['machine']}; batch "
+        f"{c['training']['seconds'] / 3600:.2f} h of wall time on {c['training']['machine']} (not a speed figure: "
+        f"the 2 cores were shared with other work); batch "
         f"{c['recipe']['train']['batch_size']}, Adam {c['recipe']['train']['lr']:g}, augmentation "
         f"{'on' if c['recipe']['train']['augment'] else 'off'}, ReduceLROnPlateau.",
         (f"- QAT: {c['recipe']['qat']['epochs']} epochs at lr {c['recipe']['qat']['lr']:g}, best epoch "
@@ -112,7 +113,7 @@ def _card_markdown(c: dict) -> str:
         "",
         "## PrivateTest",
         "",
-        "| model | accuracy | macro P | macro R | macro F1 | ROC-AUC | agreement with float | size |",
+        "| model | accuracy | macro P | macro R | macro F1 | ROC-AUC | top-1 agreement with the float model | size |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, m, size in rows:
@@ -120,7 +121,9 @@ def _card_markdown(c: dict) -> str:
         lines.append(f"| {label} | {m['accuracy']:.4f} | {m['macro_precision']:.4f} | {m['macro_recall']:.4f} | "
                      f"{m['macro_f1']:.4f} | {m['roc_auc_macro']:.4f} | {agree} | "
                      f"{'—' if size is None else f'{size / 1024:.0f} KB'} |")
-    lines += ["", "Per-class F1 (int8 TFLite): " + ", ".join(f"{k} {v:.3f}" for k, v in q["per_class_f1"].items()), "",
+    lines += ["", "The float model is the trained checkpoint before QAT; the int8 models come from its QAT "
+              "fine-tune, so part of the disagreement is the fine-tune itself.", "",
+              "Per-class F1 (int8 TFLite): " + ", ".join(f"{k} {v:.3f}" for k, v in q["per_class_f1"].items()), "",
               "## Latency (batch 1, p50, this toolkit's runner)", ""]
     for fmt, by_t in lat.items():
         lines.append(f"- {fmt}: " + ", ".join(f"{t} thread(s) {v:.3f} ms" for t, v in by_t.items())
