@@ -8,7 +8,7 @@ setup:
 # on this CPU on the embedded FER2013 sample (offline): comparison table + Pareto plot.
 demo: setup
 	rm -rf runs/demo-bench
-	.venv/bin/edgefer bench --shipped --out runs/demo-bench
+	.venv/bin/edgefer bench --shipped --min-seconds 1 --out runs/demo-bench
 
 test: setup
 	.venv/bin/python -m pytest
