@@ -312,6 +312,13 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
+def _int_csv(value: str, hint: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}", param_hint=hint) from None
+
+
 @main.command("export")
 @click.argument("run", required=False)
 @click.option("--int8", "int8_only", is_flag=True, help="Only the int8 artefacts (same as --precisions int8).")
@@ -367,10 +374,7 @@ def calibrate_cmd(run, sizes, methods, calib_data) -> None:
     """int8 validation accuracy by calibration size and method: table + plot in RUN/calibration/."""
     from .report.calibration import calibration_report
 
-    try:
-        size_list = [int(s) for s in _csv(sizes)]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {sizes!r}", param_hint="--sizes") from None
+    size_list = _int_csv(sizes, "--sizes")
     click.echo(f"{'runtime':<8}{'method':<12}{'size':>6}{'accuracy':>10}{'agreement':>11}")
     report = calibration_report(run, sizes=size_list, methods=_csv(methods), calib_data=calib_data,
                                 on_row=lambda r: click.echo(f"{r['runtime']:<8}{r['method']:<12}{r['size']:>6}"
@@ -434,10 +438,7 @@ def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_sec
     from .device_bench.bench import bench_models, format_table
     from .runs import write_json
 
-    try:
-        thread_list = [int(t) for t in _csv(threads)]
-    except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers, got {threads!r}", param_hint="--threads") from None
+    thread_list = _int_csv(threads, "--threads")
     click.echo(f"device {device}; threads {thread_list if device != 'gpu' else '-'}; "
                f"XNNPACK {'off' if no_xnnpack or device == 'gpu' else 'on'}; "
                f"≥ {min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {split}")
@@ -501,7 +502,10 @@ def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_sec
 
 # ---------------------------------------------------------------------------------- predict
 
-def _next_predict_dir(root: Path = Path("runs")) -> Path:
+def _next_predict_dir() -> Path:
+    from .runs import runs_root
+
+    root = runs_root()
     for i in range(1, 10000):
         p = root / ("predict" if i == 1 else f"predict{i}")
         if not p.exists():
@@ -613,7 +617,7 @@ def zoo_ship_cmd(run, name, dest, data, threads, min_seconds) -> None:
     """
     from .zoo.ship import ship_run
 
-    card = ship_run(run, name=name, data_path=data, dest=dest, threads=[int(t) for t in _csv(threads)],
+    card = ship_run(run, name=name, data_path=data, dest=dest, threads=_int_csv(threads, "--threads"),
                     min_seconds=min_seconds)
     q = card["test"]["int8"]
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {q['accuracy']:.4f}, macro F1 {q['macro_f1']:.4f}, "

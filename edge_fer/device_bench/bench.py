@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, EdgeFerError
+from ..errors import ConfigError, EdgeFerError, RunError
 from ..labels import CLASSES
 from .remote import RemoteError, runner_result
 
@@ -68,7 +68,6 @@ def shipped_files() -> list[Path]:
 
 def default_models() -> list[Path]:
     """The latest run's export/ folder; on a machine without runs, the shipped models."""
-    from ..errors import RunError
     from ..runs import latest_run
 
     try:

@@ -24,21 +24,18 @@ from ..runs import atomic_path, read_state, resolve_run, write_json
 
 def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None) -> dict:
     from ..training import TrainConfig
-    from ..zoo.ship import _artefact, measure
+    from ..zoo.ship import int8_artefact, measure
     from .evaluate import evaluate_run
 
     run_dir = resolve_run(run)
     cfg = TrainConfig.load(run_dir)
     state = read_state(run_dir)
-    tflite = _artefact(run_dir / "export", cfg.model, ".tflite")
+    tflite = int8_artefact(run_dir / "export", cfg.model, ".tflite")
     if tflite is None:
         raise RunError(f"{run_dir}: no int8 export; run `edgefer qat {run_dir}` then `edgefer export {run_dir} --int8`")
-    onnx = _artefact(run_dir / "export", cfg.model, ".onnx")
+    onnx = int8_artefact(run_dir / "export", cfg.model, ".onnx")
     evaluate_run(run_dir, split="test", data_path=data_path)  # writes the confusion matrix, ROC and curves
-    from ..models import load_model
-    from .evaluate import best_model_path
-
-    params = int(load_model(best_model_path(run_dir)).count_params())
+    params = int(json.loads((run_dir / "model.json").read_text())["params"])  # written by `edgefer train`
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     qat = run_dir / "qat" / "qat.json"
     return {

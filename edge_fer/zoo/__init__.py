@@ -90,14 +90,14 @@ def resolve_model(model: str | Path | None) -> Path:
     p = Path(model).expanduser()
     if p.is_file():
         return p
+    shipped = {m.name: m for m in shipped_models()}
+    names = ", ".join(shipped) or "none shipped"
     stem, suffix = (p.stem, p.suffix) if p.suffix in FORMATS else (str(model), ".tflite")
-    if p.parent == Path(".") and stem in shipped_names():
-        m = get_shipped(stem)
+    if p.parent == Path(".") and stem in shipped:
+        m = shipped[stem]
         if suffix not in m.files:
             raise ConfigError(f"shipped model {stem!r} has no {suffix} file; it has {', '.join(m.files)}")
         return m.files[suffix]
     if p.suffix in FORMATS or p.parent != Path("."):
-        raise EdgeFerError(f"{p}: no such model file; pass an exported .tflite/.onnx or a shipped name "
-                           f"({', '.join(shipped_names()) or 'none shipped'})")
-    raise ConfigError(f"unknown model {str(model)!r}: not a file and not a shipped model "
-                      f"({', '.join(shipped_names()) or 'none shipped'}; see `edgefer models`)")
+        raise EdgeFerError(f"{p}: no such model file; pass an exported .tflite/.onnx or a shipped name ({names})")
+    raise ConfigError(f"unknown model {str(model)!r}: not a file and not a shipped model ({names}; see `edgefer models`)")

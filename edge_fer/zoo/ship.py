@@ -28,7 +28,8 @@ log = logging.getLogger("edge_fer")
 MAX_SHIPPED_BYTES = 5 * 1024 * 1024
 
 
-def _artefact(export_dir: Path, arch: str, suffix: str) -> Path | None:
+def int8_artefact(export_dir: Path, arch: str, suffix: str) -> Path | None:
+    """The run's int8 export in ``suffix`` format (QAT first, else PTQ), with its sidecar; None if absent."""
     for stem in (f"{arch}_int8_qat", f"{arch}_int8"):
         p = export_dir / f"{stem}{suffix}"
         if p.is_file() and Path(str(p) + ".json").is_file():
@@ -144,10 +145,10 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     run_dir = resolve_run(run)
     cfg = TrainConfig.load(run_dir)
     export_dir = run_dir / "export"
-    tflite = _artefact(export_dir, cfg.model, ".tflite")
+    tflite = int8_artefact(export_dir, cfg.model, ".tflite")
     if tflite is None:
         raise RunError(f"{run_dir}: no int8 TFLite export; run `edgefer qat {run_dir}` and `edgefer export {run_dir} --int8`")
-    onnx = _artefact(export_dir, cfg.model, ".onnx")
+    onnx = int8_artefact(export_dir, cfg.model, ".onnx")
     for p in (tflite, onnx):
         if p is not None and p.stat().st_size > MAX_SHIPPED_BYTES:
             raise ConfigError(f"{p}: {p.stat().st_size / 2**20:.1f} MB; only models ≤ 5 MB ship in the package "
