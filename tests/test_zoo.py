@@ -88,10 +88,14 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     from edge_fer.report.results import main as results_main
 
     results_main([str(run_dir), "--out", str(tmp_path / "docs" / "results.md"), "--threads", "1",
-                  "--min-seconds", "0.1"])
+                  "--min-seconds", "0.1", "--rpi-faces", "16"])
     page = (tmp_path / "docs" / "results.md").read_text()
     acc = card["test"]["int8"]["accuracy"]
-    assert f"| cnn | 4/4 | " in page and f"{acc:.4f}" in page and "neutral" in page
+    # the run's builder options name the row; the emulated aarch64 Pi gives the same labels
+    assert f"| cnn (width=0.5) | 4/4 | " in page and f"{acc:.4f}" in page and "neutral" in page
+    assert "| 16/16 labels, " in page, page.splitlines()[10]
+    [row] = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())
+    assert row["emulated_pi"]["machine"]["machine"] == "aarch64"
     for fig in ("results/cnn_confusion_matrix.png", "results/cnn_roc.png", "results/cnn_training_curves.png",
                 "results/pareto_cpu.png"):
         assert f"({fig})" in page and (tmp_path / "docs" / fig).stat().st_size > 5000, fig

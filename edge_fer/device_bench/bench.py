@@ -101,10 +101,13 @@ def _record(model: Path, meta: dict, device: str, **extra) -> dict:
 
 
 def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: float, timeout: float,
-               accelerator: str = "cpu", cpu_fallback: bool = False, delegate: str | None = None) -> dict:
-    """The runner in a fresh local process, exactly as it runs on a device."""
-    cmd = [sys.executable, str(Path(__file__).parent / "runner.py"), "--model", str(model), "--data", str(faces),
+               accelerator: str = "cpu", cpu_fallback: bool = False, delegate: str | None = None,
+               python: str | None = None, extra: tuple[str, ...] = ()) -> dict:
+    """The runner in a fresh local process, exactly as it runs on a device (``python``: another interpreter,
+    e.g. an emulated aarch64 one; default this one)."""
+    cmd = [python or sys.executable, str(Path(__file__).parent / "runner.py"), "--model", str(model), "--data", str(faces),
            "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds), "--accelerator", accelerator]
+    cmd += list(extra)
     if not xnnpack:
         cmd.append("--no-xnnpack")
     if cpu_fallback:
@@ -209,3 +212,33 @@ def format_table(records: list[dict]) -> str:
             lines.append(f"{r['model']:<34}{dev(r):<{width}}{'':>4}{'':>8}{'':>8}{'':>9}{'':>9}"
                          f"{kb(r)}  {r['status']}: {r['reason']}")
     return "\n".join(lines)
+
+
+def cross_check(model, python: str, *, data=None, split: str = "test", faces: int = 200,
+                timeout: float = 1800.0) -> dict:
+    """Run one model through the device runner under another Python (for instance the emulated aarch64
+    Raspberry Pi of ``scripts/arm64_pi.sh``) and under this one, on the first ``faces`` faces of ``split``;
+    compare their labels and raw outputs. A correctness check: the other interpreter's timings mean nothing.
+    """
+    from ..zoo import resolve_model
+
+    model = resolve_model(model)
+    if not Path(python).is_file():
+        raise ConfigError(f"{python}: no such interpreter (the emulated Pi is made by `bash scripts/arm64_pi.sh`)")
+    size = int(artefact_info(model)["input"]["shape"][1])
+    with tempfile.TemporaryDirectory(prefix="edgefer-xcheck-") as d:
+        path, _, desc = faces_file(data, split, Path(d), size)
+        with np.load(path) as z:
+            x, y = z["x"][:faces], z["y"][:faces]
+        np.savez(path, x=x, y=y)
+        quick = ("--min-runs", "1", "--warmup", "1", "--throughput-batch", "0")  # labels and outputs only
+        there = _run_local(model, path, [1], True, 0.0, timeout, python=python, extra=quick)
+        here = _run_local(model, path, [1], True, 0.0, timeout, extra=quick)
+    a, b = there["results"][0], here["results"][0]
+    pa, pb = np.asarray(a["predictions"]), np.asarray(b["predictions"])
+    oa, ob = np.asarray(a["sample_outputs"]), np.asarray(b["sample_outputs"])
+    return {"model": model.name, "faces": int(len(x)), "data": f"{desc.split(' [')[0]} [{split}, first {len(x)} faces]",
+            "machine": there["machine"], "runtime": f"{there['runtime']} {there['runtime_version']}",
+            "labels_equal": float((pa == pb).mean()), "sample_outputs": int(len(oa)),
+            "sample_outputs_max_diff": float(np.abs(oa.astype(np.float64) - ob).max()),
+            "sample_outputs_equal": bool(np.array_equal(oa, ob))}

@@ -361,7 +361,7 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
         one = model.prepare(faces[:1])
         lat = measure(model.invoke, one, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds)
         rec = {"threads": threads, "init_ms": model.init_ms, "latency": lat}
-        if model.max_batch in (None, throughput_batch):
+        if throughput_batch and model.max_batch in (None, throughput_batch):
             big = model.prepare(np.resize(faces, (throughput_batch, *faces.shape[1:])))
             t = measure(model.invoke, big, warmup=3, min_runs=10, min_seconds=min_seconds / 2)
             rec["throughput_batch"] = throughput_batch
@@ -394,13 +394,15 @@ def main(argv=None):
     ap.add_argument("--min-runs", type=int, default=200)
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--throughput-batch", type=int, default=32, help="batch for the throughput figure; 0 skips it")
     ap.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--allow-cpu-fallback", action="store_true")
     ap.add_argument("--delegate", default=None, help="a TFLite delegate library (.so) for --accelerator gpu")
     a = ap.parse_args(argv)
     try:
         out = run(a.model, a.data, [int(t) for t in a.threads.split(",")], xnnpack=not a.no_xnnpack,
-                  min_runs=a.min_runs, min_seconds=a.min_seconds, warmup=a.warmup, accelerator=a.accelerator,
+                  min_runs=a.min_runs, min_seconds=a.min_seconds, warmup=a.warmup, throughput_batch=a.throughput_batch,
+                  accelerator=a.accelerator,
                   cpu_fallback=a.allow_cpu_fallback, delegate=a.delegate)
     except RuntimeError as e:
         print(json.dumps({"error": str(e)}))

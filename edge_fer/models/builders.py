@@ -203,8 +203,10 @@ _LARGE = [
 
 
 def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropout, minimalistic, bn_momentum, weights,
-                 hard_swish):
+                 hard_swish, stem_stride):
     _check(name, input_shape, classes, dropout, width, weights, min_side=32)
+    if stem_stride not in (1, 2):
+        raise ConfigError(f"{name}: stem_stride must be 1 or 2, got {stem_stride!r}")
     if hard_swish not in HARD_SWISH_MODES:
         raise ConfigError(f"{name}: hard_swish must be one of {', '.join(HARD_SWISH_MODES)}, got {hard_swish!r}")
     if weights == "imagenet":
@@ -220,7 +222,8 @@ def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropou
     bn = dict(epsilon=1e-3, momentum=bn_momentum)
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
-    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="conv")(x)
+    # stem_stride=1 keeps 48×48 faces at 3×3 instead of 2×2 after the last stage (4× the MACs).
+    x = L.Conv2D(16, 3, strides=stem_stride, padding="same", use_bias=False, name="conv")(x)
     x = L.BatchNormalization(name="conv/BatchNorm", **bn)(x)
     x = _activation(act_top, "conv/")(x)
     for block_id, (expansion, filters, k, stride, se, act) in enumerate(stack):
@@ -241,18 +244,18 @@ def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropou
                 aliases=("mobilenetv3", "mobilenet_v3", "mobilenet_v3_small", "mobilenetv3small"))
 def build_mobilenetv3_small(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: float = 1.0,
                             dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None,
-                            hard_swish: str = "split"):
+                            hard_swish: str = "split", stem_stride: int = 2):
     return _mobilenetv3("mobilenetv3_small", _SMALL, 1024, input_shape, classes, width, dropout, minimalistic,
-                        bn_momentum, weights, hard_swish)
+                        bn_momentum, weights, hard_swish, stem_stride)
 
 
 @register_model("mobilenetv3_large", description="MobileNetV3-Large, quantisable rebuild",
                 aliases=("mobilenet_v3_large", "mobilenetv3large"))
 def build_mobilenetv3_large(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: float = 1.0,
                             dropout: float = 0.2, minimalistic: bool = False, bn_momentum: float = 0.9, weights=None,
-                            hard_swish: str = "split"):
+                            hard_swish: str = "split", stem_stride: int = 2):
     return _mobilenetv3("mobilenetv3_large", _LARGE, 1280, input_shape, classes, width, dropout, minimalistic,
-                        bn_momentum, weights, hard_swish)
+                        bn_momentum, weights, hard_swish, stem_stride)
 
 
 # --- ferlite: edge_fer's own architecture for 48×48 faces on Raspberry-Pi-class CPUs ---

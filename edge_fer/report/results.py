@@ -5,7 +5,10 @@
 For each run (trained, QAT-fine-tuned and exported with `edgefer export RUN --int8`): the float
 model's evaluation report (confusion matrix, ROC curves, training curves), the int8 TFLite and
 ONNX artefacts measured on PrivateTest (accuracy, macro P/R/F1, per-class F1, ROC-AUC, agreement
-with float), sizes, batch-1 p50 latency on this CPU (1 and 2 threads), training time and epochs.
+with float), sizes, batch-1 p50 latency on this CPU (1 and 2 threads), training time and epochs, and a
+correctness check of the int8 TFLite file on the emulated Raspberry Pi (aarch64 under qemu-user,
+``scripts/arm64_pi.sh``; ``--rpi-python none`` skips it). A run trained with builder options
+(``-o stem_stride=1``) is labelled with them.
 Then one Pareto plot of every int8 artefact. Figures are copied next to the page (small PNGs).
 A run that has not finished its planned epochs is marked so — never presented as converged.
 """
@@ -22,7 +25,9 @@ from ..labels import CLASSES
 from ..runs import atomic_path, read_state, resolve_run, write_json
 
 
-def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None) -> dict:
+def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None,
+                rpi_python: str | None = None, rpi_faces: int = 200) -> dict:
+    from ..device_bench.bench import cross_check
     from ..training import TrainConfig
     from ..zoo.ship import int8_artefact, measure
     from .evaluate import evaluate_run
@@ -38,8 +43,11 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
     params = int(json.loads((run_dir / "model.json").read_text())["params"])  # written by `edgefer train`
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     qat = run_dir / "qat" / "qat.json"
+    pi = cross_check(tflite, rpi_python, data=data_path or cfg.data, faces=rpi_faces) if rpi_python else None
+    options = ", ".join(f"{k}={v}" for k, v in sorted((cfg.model_options or {}).items()))
     return {
-        "architecture": cfg.model, "run": run_dir.name, "run_dir": str(run_dir),
+        "architecture": cfg.model + (f" ({options})" if options else ""), "run": run_dir.name, "run_dir": str(run_dir),
+        "emulated_pi": pi,
         "epochs_planned": cfg.epochs, "epochs_trained": state.get("epoch"), "finished": state.get("status") == "finished",
         "stopped_early": state.get("stopped_early"), "best_epoch": state.get("best", {}).get("epoch"),
         "train_seconds": state.get("seconds"), "qat": json.loads(qat.read_text()) if qat.is_file() else None,
@@ -69,6 +77,14 @@ def _fmt(v, spec=".4f"):
     return "—" if v is None else format(v, spec)
 
 
+def _pi_cell(pi: dict | None) -> str:
+    if not pi:
+        return "—"
+    same = round(pi["labels_equal"] * pi["faces"])
+    return (f"{same}/{pi['faces']} labels, "
+            + ("bit-exact" if pi["sample_outputs_equal"] else f"max Δ {pi['sample_outputs_max_diff']:.0f} step"))
+
+
 def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[dict] = ()) -> str:
     lines = ["# Results: the study's architectures on FER2013, float and int8", "",
              "Trained on Training, epochs and QAT epochs chosen on PublicTest, every figure below on PrivateTest "
@@ -76,7 +92,8 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
              "(XNNPACK). Reproduce this page (runs trained with `scripts/zoo_train.sh`):", "", "```bash", command,
              "```", "",
              "| architecture | epochs | float acc | int8 acc | int8 macro P | R | F1 | ROC-AUC | agreement | float KB "
-             "| int8 KB | p50 1t ms | p50 2t ms | training |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| int8 KB | p50 1t ms | p50 2t ms | training | emulated Pi |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r["test"]
         f, q = t["float32"], t["int8"]
@@ -86,11 +103,15 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
             f"| {r['architecture']} | {ep} | {f['accuracy']:.4f} | {q['accuracy']:.4f} | {q['macro_precision']:.4f} | "
             f"{q['macro_recall']:.4f} | {q['macro_f1']:.4f} | {q['roc_auc_macro']:.4f} | {q['agreement_with_float']:.2%} | "
             f"{r['sizes']['float32_weights'] / 1024:.0f} | {r['sizes']['int8_tflite'] / 1024:.0f} | {_fmt(lat.get('1'), '.3f')} | "
-            f"{_fmt(lat.get('2'), '.3f')} | {(r['train_seconds'] or 0) / 3600:.2f} h |")
+            f"{_fmt(lat.get('2'), '.3f')} | {(r['train_seconds'] or 0) / 3600:.2f} h | {_pi_cell(r.get('emulated_pi'))} |")
     lines += ["", "int8 = the QAT model exported to full-integer TFLite (int8 in/out); agreement = top-1 agreement of "
               "the int8 TFLite model with the float Keras model (the checkpoint before QAT) on PrivateTest. Float KB: "
               "parameters × 4 bytes. Training: the wall time the run recorded on this 2-core machine, which it "
-              "shared with other work, so not a speed figure (`docs/benchmarks.md` has training throughput).", "",
+              "shared with other work, so not a speed figure (`docs/benchmarks.md` has training throughput). "
+              "Emulated Pi: the int8 TFLite file run by the device runner on an aarch64 Python under qemu-user "
+              "(Cortex-A72, `scripts/arm64_pi.sh`; what `edgefer bench --device rpi` runs over SSH) against the same "
+              "runner here, on the first PrivateTest faces: labels equal, and whether the raw int8 outputs of the "
+              "first 8 faces are bit-exact. A correctness check; emulated timings mean nothing.", "",
               "Per-class F1 (int8 TFLite):", "", "| architecture | " + " | ".join(CLASSES) + " |",
               "|---|" + "---|" * len(CLASSES)]
     for r in rows:
@@ -127,11 +148,20 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--min-seconds", type=float, default=2.0)
     ap.add_argument("--data", default=None)
+    ap.add_argument("--rpi-python", default=str(Path(__file__).resolve().parents[2] / ".venv" / "arm64-pi" / "python"),
+                    help="the emulated Raspberry Pi's Python for the correctness column (scripts/arm64_pi.sh); "
+                         "'none' skips it")
+    ap.add_argument("--rpi-faces", type=int, default=200)
     ap.add_argument("--render-only", action="store_true",
                     help="re-render the page and plots from the saved results.json / bench.json, measuring nothing")
     args = ap.parse_args(argv)
     from .bench_compare import compare_bench
 
+    rpi_python = None if args.rpi_python == "none" else args.rpi_python
+    if rpi_python and not Path(rpi_python).is_file():
+        print(f"note: no emulated Pi at {rpi_python} (make it with `bash scripts/arm64_pi.sh`); "
+              "the emulated-Pi column stays empty")
+        rpi_python = None
     fig_dir = args.out.parent / "results"
     fig_dir.mkdir(parents=True, exist_ok=True)
     rows, records, pending = [], [], []
@@ -149,15 +179,17 @@ def main(argv=None) -> None:
             continue
         try:
             r = run_results(run, threads=[int(t) for t in args.threads.split(",")], min_seconds=args.min_seconds,
-                            data_path=args.data)
+                            data_path=args.data, rpi_python=rpi_python, rpi_faces=args.rpi_faces)
         except RunError as e:  # not trained, not finished or not exported yet: listed as pending
             pending.append(_pending(run, str(e)))
             print(f"pending: {pending[-1]['what']}")
             continue
+        for rec in r["bench_records"]:  # label variants (builder options) apart in the comparison and the plot
+            rec["architecture"] = r["architecture"]
         records += r.pop("bench_records")
         for key, src in list(r["figures"].items()):
             if src and Path(src).is_file():
-                dest = fig_dir / f"{r['architecture']}_{Path(src).name}"
+                dest = fig_dir / f"{r['run']}_{Path(src).name}"
                 shutil.copyfile(src, dest)
                 r["figures"][key] = str(dest.relative_to(args.out.parent))
             else:
