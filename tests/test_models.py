@@ -47,6 +47,16 @@ def test_width_changes_cost():
     assert count_macs(small) < count_macs(full) / 3
 
 
+def test_mobilenetv3_stem_stride_keeps_more_resolution():
+    """stem_stride=1: 48×48 faces end at 3×3 instead of 2×2, the same weights at ~2.6× the MACs."""
+    s2, s1 = create_model("mobilenetv3_small"), create_model("mobilenetv3_small", stem_stride=1)
+    assert s1.count_params() == s2.count_params()
+    assert s1.get_layer("conv_1").output.shape[1:3] == (3, 3) and s2.get_layer("conv_1").output.shape[1:3] == (2, 2)
+    assert 2 * count_macs(s2) < count_macs(s1) < 3 * count_macs(s2)
+    with pytest.raises(ConfigError, match="stem_stride must be 1 or 2"):
+        create_model("mobilenetv3_large", stem_stride=4)
+
+
 def test_macs_of_a_known_layer():
     from edge_fer._tf import keras
 
