@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,26 @@ def test_cli_qat_then_export_int8_latest_run(qat, trained, tmp_path, monkeypatch
     assert r.exit_code == 0, r.output
     assert "cnn_int8_qat.tflite" in r.output and "agreement" in r.output
     assert (tmp_path / "cnn_int8_qat.onnx").is_file()
+
+
+def test_quant_bench_table_and_update(qat, trained, tmp_path):
+    """The float / PTQ-int8 / QAT-int8 benchmark of docs/benchmarks.md; --update adds a run, keeps the rest."""
+    from edge_fer.report.quant_bench import main as quant_bench
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(trained.run_dir, a, ignore=shutil.ignore_patterns("export", "eval", "tb", "bench"))
+    out, md = tmp_path / "q.json", tmp_path / "q.md"
+    quant_bench([str(a), "--out", str(out), "--md", str(md), "--min-seconds", "0.05"])
+    shutil.copytree(a, b)
+    quant_bench([str(b), "--update", "--out", str(out), "--md", str(md), "--min-seconds", "0.05"])
+    results = json.loads(out.read_text())["results"]
+    assert [Path(r["run"]).name for r in results] == ["a", "b"]
+    rows = {r["artefact"]: r for r in results[0]["rows"]}
+    assert sorted(rows) == ["cnn_float32.tflite", "cnn_int8.tflite", "cnn_int8_qat.tflite"]
+    assert rows["cnn_int8_qat.tflite"]["size_bytes"] < 0.3 * rows["cnn_float32.tflite"]["size_bytes"]
+    assert rows["cnn_int8_qat.tflite"]["agreement"] >= 0.95 and rows["cnn_int8_qat.tflite"]["p50_ms_1t"] > 0
+    table = md.read_text()
+    assert table.count("| cnn (width=0.5) | 4 | cnn_int8_qat.tflite |") == 2
 
 
 def test_calibration_sets(data, tmp_path):

@@ -1,6 +1,7 @@
 """Float vs PTQ-int8 vs QAT-int8 for trained runs: accuracy, agreement, size and TFLite latency.
 
     python -m edge_fer.report.quant_bench RUN [RUN ...] --out docs/quantization.json --md docs/quantization.md
+    python -m edge_fer.report.quant_bench NEW_RUN --update --out docs/quantization.json --md docs/quantization.md
 
 For each run (which must already have ``RUN/qat/best.h5`` from ``edgefer qat``): exports float32,
 PTQ-int8 and QAT-int8 TFLite models with a fixed batch of 1 into ``RUN/bench/`` (written even
@@ -12,7 +13,9 @@ Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import time
 from pathlib import Path
 
 from ..runs import read_state, resolve_run, write_json
@@ -40,8 +43,10 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
                 prepared = runner.prepare(face)
                 row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)
-    return {"run": str(run_dir), "model": TrainConfig.load(run_dir).model, "epochs": read_state(run_dir).get("epoch"),
-            "rows": rows}
+    cfg = TrainConfig.load(run_dir)
+    options = ", ".join(f"{k}={v}" for k, v in sorted((cfg.model_options or {}).items()))
+    return {"run": str(run_dir), "model": cfg.model + (f" ({options})" if options else ""),
+            "epochs": read_state(run_dir).get("epoch"), "measured": time.strftime("%Y-%m-%d"), "rows": rows}
 
 
 def markdown(results: list[dict]) -> str:
@@ -66,8 +71,15 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=None, help="JSON results file")
     ap.add_argument("--md", default=None, help="Markdown table file")
     ap.add_argument("--min-seconds", type=float, default=2.0)
+    ap.add_argument("--update", action="store_true",
+                    help="measure only the runs named and keep the other runs' rows of the existing --out file")
     a = ap.parse_args(argv)
-    results = [bench_run(r, min_seconds=a.min_seconds) for r in a.runs]
+    new = [bench_run(r, min_seconds=a.min_seconds) for r in a.runs]
+    results = new
+    if a.update and a.out and Path(a.out).is_file():
+        by_run = {r["run"]: r for r in json.loads(Path(a.out).read_text())["results"]}
+        by_run.update({r["run"]: r for r in new})
+        results = list(by_run.values())
     table = markdown(results)
     print(table)
     if a.out:
