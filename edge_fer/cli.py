@@ -192,6 +192,14 @@ def _model_options(options) -> dict:
               help="Learning rate: plateau = ReduceLROnPlateau on validation loss (the study's); cosine = linear "
                    "warm-up, then cosine decay to 1e-6 over the epochs.")
 @click.option("--warmup-epochs", type=int, default=0, show_default=True, help="cosine: warm-up epochs.")
+@click.option("--mixup", type=float, default=0.0, show_default=True, metavar="ALPHA",
+              help="mixup on training batches with Beta(ALPHA, ALPHA), e.g. 0.2; 0 disables it.")
+@click.option("--teacher", default=None, metavar="RUN",
+              help="Distil from a trained run (or .keras model): its softened predictions on the same augmented "
+                   "faces are mixed into the targets, e.g. --teacher runs/cnn.")
+@click.option("--distill-weight", type=float, default=0.5, show_default=True,
+              help="With --teacher: targets = (1-w)·labels + w·softmax(teacher logits / T).")
+@click.option("--distill-temperature", type=float, default=2.0, show_default=True, help="With --teacher: T.")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="Builder option, repeatable: -o width=0.5 -o dropout=0.3 -o blocks=[1,2,2] (values are JSON).")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
@@ -203,8 +211,8 @@ def _model_options(options) -> dict:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--skip-bad", is_flag=True, help="Skip malformed rows/files instead of stopping.")
 def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, ferplus, label_mode,
-              label_smoothing, schedule, warmup_epochs, options, no_augment, weights, monitor, patience, seed,
-              skip_bad) -> None:
+              label_smoothing, schedule, warmup_epochs, mixup, teacher, distill_weight, distill_temperature, options,
+              no_augment, weights, monitor, patience, seed, skip_bad) -> None:
     """Train an architecture on FER2013 (the study's recipe by default).
 
     Selects the best epoch on the validation split (PublicTest). Killed or interrupted?
@@ -217,7 +225,10 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
                       label_smoothing=label_smoothing, augment=not no_augment,
                       weights=None if weights == "none" else weights, monitor=monitor,
                       early_stopping_patience=patience, seed=seed, skip_bad=skip_bad, schedule=schedule,
-                      warmup_epochs=warmup_epochs, model_options=_model_options(options))
+                      warmup_epochs=warmup_epochs, mixup=mixup,
+                      teacher=str(Path(teacher).expanduser().resolve()) if teacher else None,
+                      distill_weight=distill_weight, distill_temperature=distill_temperature,
+                      model_options=_model_options(options))
     result = train(cfg, out, verbose=1 if sys.stdout.isatty() else 2)
     best = result.best
     click.echo(

@@ -114,3 +114,67 @@ def test_cosine_schedule_and_builder_options(tmp_path, subset):
     bad = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "-o", "depth=3",
                                     "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "takes no option(s) depth" in bad.output and not (tmp_path / "bad").exists()
+
+
+def test_mixup_blends_images_and_targets():
+    import numpy as np
+
+    from edge_fer.data.pipeline import mixup_batch
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (32, 48, 48, 1)).astype("float32")
+    y = np.eye(7, dtype="float32")[rng.integers(0, 7, 32)]
+    xm, ym = (t.numpy() for t in mixup_batch(x, y, 0.4))
+    assert np.allclose(ym.sum(1), 1.0) and (ym.max(1) >= 0.5 - 1e-6).all()
+    assert (ym.max(1) < 0.999).sum() > 8  # most targets are blends at α = 0.4
+    assert xm.min() >= 0 and xm.max() <= 255 and not np.allclose(xm, x)
+    # each mixed image is λ·own + (1 − λ)·partner, with the λ its target shows for its own class
+    own = y.argmax(1)
+    lam = ym[np.arange(32), own]
+    partner = (xm - lam[:, None, None, None] * x) / np.maximum(1 - lam, 1e-6)[:, None, None, None]
+    blended = lam < 0.999
+    assert all(np.abs(x - partner[i]).reshape(32, -1).max(1).min() < 1e-2 for i in np.flatnonzero(blended)[:5])
+
+
+def test_distillation_targets_and_training(trained, tmp_path, subset):
+    """--teacher: targets = (1-w)·labels + w·softmax(teacher logits / T) on the same augmented faces;
+    the run records the teacher; a wrong teacher is one clear line."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from edge_fer._tf import keras
+    from edge_fer.cli import main
+    from edge_fer.models import load_model
+    from edge_fer.training.train import load_teacher
+
+    cfg = TrainConfig(model="cnn", data=str(subset), teacher=str(trained.run_dir), distill_weight=0.3,
+                      distill_temperature=2.0)
+    from edge_fer.data.pipeline import teacher_targets
+
+    fn = teacher_targets(load_teacher(cfg), 0.3, 2.0)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (8, 48, 48, 1)).astype("float32")
+    y = np.eye(7, dtype="float32")[rng.integers(0, 7, 8)]
+    _, t = fn(x, y)
+    m = load_model(trained.run_dir / "best.keras")
+    z = keras().Model(m.input, m.get_layer("logits").output)(x).numpy()
+    soft = np.exp(z / 2) / np.exp(z / 2).sum(1, keepdims=True)
+    assert np.allclose(t.numpy(), 0.7 * y + 0.3 * soft, atol=1e-5)
+
+    out = tmp_path / "student"
+    r = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "--epochs", "1", "-o", "width=0.5",
+                                  "--teacher", str(trained.run_dir), "--mixup", "0.2", "--out", str(out)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["teacher"] == str(trained.run_dir.resolve()) and saved["mixup"] == 0.2
+    assert json.loads((out / "state.json").read_text())["status"] == "finished"
+    for teacher, message in ((tmp_path / "nope", "not a run directory or .keras model"),
+                             (tmp_path, "has no best.keras yet")):
+        bad = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "--teacher", str(teacher),
+                                        "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 2 and message in bad.output and "Traceback" not in bad.output, bad.output
+        assert not (tmp_path / "bad").exists()
+    bad = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "--mixup", "-1",
+                                    "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "--mixup must be ≥ 0" in bad.output

@@ -2,7 +2,8 @@
 
 Augmentation runs on whole batches inside tf.data (never inside the model, so exported
 models carry no augmentation layers): one random affine transform per image — horizontal
-flip, small rotation, shift and zoom, applied in a single resampling — then random erasing.
+flip, small rotation, shift and zoom, applied in a single resampling — then random erasing;
+optionally distillation targets from a teacher model and mixup.
 Images stay raw 0–255 float32; each model normalises inside its own graph.
 """
 
@@ -77,6 +78,32 @@ def augment_batch(images, aug: Augment):
     return images
 
 
+def mixup_batch(images, targets, alpha: float):
+    """mixup (Zhang et al., 2018): each image and its target blended with another of the batch, weight
+    λ ~ Beta(α, α) per image, λ ≥ 0.5 so the image keeps its own identity."""
+    b = tf.shape(images)[0]
+    g1 = tf.random.gamma([b], alpha)
+    g2 = tf.random.gamma([b], alpha)
+    lam = g1 / (g1 + g2 + 1e-12)
+    lam = tf.maximum(lam, 1.0 - lam)
+    perm = tf.random.shuffle(tf.range(b))
+    li = lam[:, None, None, None]
+    lt = tf.cast(lam[:, None], targets.dtype)
+    return (li * images + (1.0 - li) * tf.gather(images, perm),
+            lt * targets + (1.0 - lt) * tf.gather(targets, perm))
+
+
+def teacher_targets(teacher_logits, weight: float, temperature: float):
+    """A map function: targets ← (1 − w) · targets + w · softmax(teacher logits / T) on the same
+    (augmented) images — knowledge distillation through soft targets (Hinton et al., 2015)."""
+
+    def fn(images, targets):
+        soft = tf.nn.softmax(tf.cast(teacher_logits(images, training=False), tf.float32) / temperature)
+        return images, (1.0 - weight) * targets + weight * soft
+
+    return fn
+
+
 def make_dataset(
     x: np.ndarray,
     targets: np.ndarray,
@@ -86,8 +113,14 @@ def make_dataset(
     augment: Augment | None = None,
     seed: int = 0,
     channels: int = 1,
+    mixup: float = 0.0,
+    teacher=None,
 ):
-    """A tf.data pipeline of (float32 images (B,H,W,C) in 0–255, float32 targets (B,7))."""
+    """A tf.data pipeline of (float32 images (B,H,W,C) in 0–255, float32 targets (B,7)).
+
+    Training batches: augmentation, then ``teacher`` (a map function from :func:`teacher_targets`)
+    on the augmented images, then mixup with Beta(``mixup``, ``mixup``) when ``mixup`` > 0.
+    """
     ds = tf.data.Dataset.from_tensor_slices((x, targets))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -102,6 +135,10 @@ def make_dataset(
     ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment is not None:
         ds = ds.map(lambda im, y: (augment_batch(im, augment), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if training and teacher is not None:
+        ds = ds.map(teacher)  # one call at a time: the teacher uses the intra-op threads itself
+    if training and mixup > 0:
+        ds = ds.map(lambda im, y: mixup_batch(im, y, mixup), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -39,6 +39,10 @@ class TrainConfig:
     min_lr: float = 1e-6
     schedule: str = "plateau"  # plateau: ReduceLROnPlateau (the study's); cosine: warm-up then cosine decay to min_lr
     warmup_epochs: int = 0
+    mixup: float = 0.0  # Beta(α, α) of mixup on training batches; 0 = off
+    teacher: str | None = None  # a run (or .keras model) whose softened predictions are mixed into the targets
+    distill_weight: float = 0.5  # targets = (1 - w) · labels + w · softmax(teacher logits / T)
+    distill_temperature: float = 2.0
     seed: int = 0
     skip_bad: bool = False
     model_options: dict = field(default_factory=dict)
@@ -60,6 +64,12 @@ class TrainConfig:
             raise ConfigError(f"--warmup-epochs must be in [0, epochs), got {self.warmup_epochs}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not self.mixup >= 0.0:
+            raise ConfigError(f"--mixup must be ≥ 0 (the Beta distribution's α; 0 disables it), got {self.mixup}")
+        if not 0.0 < self.distill_weight <= 1.0:
+            raise ConfigError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
+        if not self.distill_temperature > 0:
+            raise ConfigError(f"--distill-temperature must be > 0, got {self.distill_temperature}")
 
     def lr_at(self, epoch: int) -> float:
         """The cosine schedule's learning rate for (0-based) ``epoch``."""
@@ -80,7 +90,7 @@ class TrainConfig:
         were stored absolute hold them relative to where training was started)."""
         d = self.to_dict()
         d.pop("skip_bad")
-        for key in ("data", "ferplus"):
+        for key in ("data", "ferplus", "teacher"):
             if d.get(key):
                 d[key] = str(Path(d[key]).expanduser().resolve())
         return d

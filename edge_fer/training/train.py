@@ -20,8 +20,8 @@ from pathlib import Path
 
 from .._tf import keras as _keras
 from .._tf import tf as _tf
-from ..data.pipeline import Augment, make_dataset
-from ..errors import RunError
+from ..data.pipeline import Augment, make_dataset, teacher_targets
+from ..errors import ConfigError, RunError
 from ..models import create_model, describe_model, load_model, resolve_name
 from ..runs import atomic_path, next_run_dir, read_state, write_json
 from .config import TrainConfig
@@ -149,6 +149,31 @@ class _RunCheckpoint:
         return RunCheckpoint()
 
 
+def load_teacher(cfg: TrainConfig):
+    """The logits model of ``cfg.teacher`` (a run directory or a ``.keras`` file), or None."""
+    if not cfg.teacher:
+        return None
+    p = Path(cfg.teacher).expanduser()
+    path = p / "best.keras" if p.is_dir() else p
+    if p.is_dir() and not path.is_file():
+        raise ConfigError(f"--teacher {cfg.teacher}: the run has no best.keras yet; train it first")
+    if path.suffix != ".keras" or not path.is_file():
+        raise ConfigError(f"--teacher {cfg.teacher}: not a run directory or .keras model; "
+                          "pass a trained run, e.g. --teacher runs/cnn")
+    model = load_model(path)
+    if "logits" not in {layer.name for layer in model.layers}:
+        raise ConfigError(f"--teacher {cfg.teacher}: no 'logits' layer; use a model built by edge_fer")
+    logits = _keras().Model(model.input, model.get_layer("logits").output, name="teacher")
+    logits.trainable = False
+    return logits
+
+
+def _check_teacher(cfg: TrainConfig, teacher, student) -> None:
+    if teacher is not None and tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
+        raise ConfigError(f"--teacher {cfg.teacher}: takes {teacher.input_shape[1:]} inputs, the student "
+                          f"{student.input_shape[1:]}; use a teacher trained on the same face size")
+
+
 def _write_history(run_dir: Path, history: list[dict]) -> None:
     keys = ["epoch", *sorted({k for h in history for k in h} - {"epoch"})]
     with atomic_path(run_dir / "history.csv") as tmp, open(tmp, "w", newline="") as f:
@@ -162,6 +187,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
     """Train (or resume) a run; returns where it is and its best validation figures."""
     keras, tf = _keras(), _tf()
     cfg = TrainConfig.from_dict({**cfg.to_dict(), "model": resolve_name(cfg.model)})
+    teacher = load_teacher(cfg)  # checked before the run directory is made
     run_dir, state = prepare_run_dir(cfg, Path(out) if out else None)
     data = data or cfg.load_data()
     train_split, val_split = data["train"], data["validation"]
@@ -179,14 +205,22 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
         else:
             state = {}
             model = create_model(cfg.model, weights=cfg.weights, **cfg.model_options)
+            _check_teacher(cfg, teacher, model)
             compile_model(model, cfg)
             run_dir.mkdir(parents=True, exist_ok=True)
             write_json(run_dir / "config.json", cfg.to_dict())
             write_json(run_dir / "model.json", describe_model(model))
             write_json(run_dir / "data.json", data.summary())
+        _check_teacher(cfg, teacher, model)
+        teacher_fn = None
+        if teacher is not None:
+            teacher_fn = teacher_targets(teacher, cfg.distill_weight, cfg.distill_temperature)
+            log.info("distilling from %s (weight %.2f, temperature %.1f)", cfg.teacher, cfg.distill_weight,
+                     cfg.distill_temperature)
         channels = model.input_shape[-1]
         ds_train = make_dataset(train_split.x, train_split.targets, batch_size=cfg.batch_size, training=True,
-                                augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels)
+                                augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels,
+                                mixup=cfg.mixup, teacher=teacher_fn)
         ds_val = make_dataset(val_split.x, val_split.targets, batch_size=256, training=False, channels=channels)
 
         plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=cfg.lr_factor,
