@@ -92,11 +92,26 @@ def _resolve_data(data: str | None) -> str | None:
 # ---------------------------------------------------------------------------------- models
 
 @main.command("models")
+@click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def models_cmd(as_json: bool) -> None:
-    """The registered architectures (parameters, MACs at 48×48×1) and the shipped int8 models."""
-    from .models import create_model, describe_model, get_spec, model_names
+def models_cmd(name: str | None, as_json: bool) -> None:
+    """The registered architectures (parameters, MACs at 48×48×1) and the shipped int8 models.
 
+    With NAME: that architecture's builder options (`edgefer train -o KEY=VALUE`) and defaults.
+    """
+    from .models import builder_options, create_model, describe_model, get_spec, model_names
+
+    if name:
+        spec = get_spec(name)
+        options = {k: v for k, v in builder_options(spec.name).items() if k != "weights"}
+        if as_json:
+            click.echo(json.dumps({"name": spec.name, "options": options}, indent=2, default=list))
+            return
+        click.echo(f"{spec.name}: {spec.description}")
+        click.echo("builder options (edgefer train --model NAME -o KEY=VALUE, values as JSON):")
+        for k, v in options.items():
+            click.echo(f"  {k} = {json.dumps(v, default=list)}")
+        return
     rows = []
     for name in model_names():
         spec = get_spec(name)
@@ -171,7 +186,7 @@ def _model_options(options) -> dict:
 
 @main.command("train")
 @click.option("--model", "-m", required=True, metavar="NAME",
-              help="Architecture: cnn, resnet50, vgg16, mobilenetv3_small (alias mobilenetv3), mobilenetv3_large. "
+              help="Architecture: cnn, resnet50, vgg16, mobilenetv3_small (alias mobilenetv3), mobilenetv3_large, ferlite. "
                    "See `edgefer models`.")
 @_data_option
 @click.option("--epochs", type=int, default=45, show_default=True, help="Epochs (the study used 45).")
@@ -201,7 +216,7 @@ def _model_options(options) -> dict:
               help="With --teacher: targets = (1-w)·labels + w·softmax(teacher logits / T).")
 @click.option("--distill-temperature", type=float, default=2.0, show_default=True, help="With --teacher: T.")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
-              help="Builder option, repeatable: -o width=0.5 -o dropout=0.3 -o blocks=[1,2,2] (values are JSON).")
+              help="Builder option, repeatable: -o width=0.5 -o dropout=0.3 -o blocks=[1,2,2] -o stem_stride=1 (values are JSON; `edgefer models` lists each builder's).")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--weights", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
               help="imagenet: start from ImageNet weights (resnet50, vgg16; needs network access once).")

@@ -73,3 +73,8 @@ def test_models_json(run):
     rows = {m["name"]: m for m in json.loads(r.output)["architectures"]}
     assert rows["mobilenetv3_small"]["params"] > 1_000_000
     assert "mobilenetv3" in rows["mobilenetv3_small"]["aliases"]
+    r = run("models", "mobilenetv3")
+    assert r.exit_code == 0 and "stem_stride = 2" in r.output and "hard_swish = \"split\"" in r.output
+    assert json.loads(run("models", "ferlite", "--json").output)["options"]["blocks"] == [1, 2, 2]
+    r = run("models", "resnet5")
+    assert r.exit_code == 2 and "did you mean resnet50" in r.output

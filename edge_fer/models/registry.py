@@ -61,6 +61,11 @@ def get_spec(name: str) -> ModelSpec:
     return _REGISTRY[resolve_name(name)]
 
 
+def builder_options(name: str) -> dict:
+    """A builder's options (``-o KEY=VALUE``) and their defaults."""
+    return {k: p.default for k, p in inspect.signature(get_spec(name).builder).parameters.items()}
+
+
 def create_model(name: str, **overrides):
     """Build a fresh model by registry name, with keyword overrides (input_shape, width, dropout, …)."""
     spec = get_spec(name)
