@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from edge_fer.cli import main
 from edge_fer.device_bench import latency_stats, measure
-from edge_fer.device_bench.bench import bench_models, format_table
+from edge_fer.device_bench.bench import bench_models, cross_check, format_table
 from edge_fer.errors import EdgeFerError
 
 
@@ -52,6 +52,18 @@ def test_bench_failed_model_is_a_record_not_a_crash(exported, subset, tmp_path):
     (tmp_path / "broken.tflite.json").write_text((exported / "cnn_int8.tflite.json").read_text())
     records = bench_models([bad], threads=[1], data=str(subset), min_seconds=0.1)
     assert records[0]["status"] == "failed" and records[0]["reason"]
+
+
+def test_cross_check_against_this_python(exported, subset, tmp_path):
+    """cross_check runs the device runner under another interpreter; against this very Python it must agree
+    exactly. (The emulated aarch64 Pi is the interpreter the results page uses: tests/test_zoo.py.)"""
+    import sys
+
+    r = cross_check(exported / "cnn_int8.tflite", sys.executable, data=str(subset), faces=20)
+    assert r["faces"] == 20 and r["labels_equal"] == 1.0 and r["sample_outputs_equal"] and r["sample_outputs"] == 8
+    assert "first 20 faces" in r["data"]
+    with pytest.raises(EdgeFerError, match="no such interpreter.*arm64_pi.sh"):
+        cross_check(exported / "cnn_int8.tflite", str(tmp_path / "python"), data=str(subset))
 
 
 def test_bench_needs_metadata(tmp_path):
