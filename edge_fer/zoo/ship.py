@@ -135,6 +135,29 @@ def _card_markdown(c: dict) -> str:
     return "\n".join(lines)
 
 
+# TrainConfig fields → `edgefer train` flags, for the card's command (model options become -o KEY=VALUE)
+_FLAGS = {"precision": "--precision", "split_mode": "--split-mode", "label_mode": "--label-mode",
+          "label_smoothing": "--label-smoothing", "monitor": "--monitor", "early_stopping_patience": "--patience",
+          "schedule": "--schedule", "warmup_epochs": "--warmup-epochs", "mixup": "--mixup", "teacher": "--teacher",
+          "distill_weight": "--distill-weight", "distill_temperature": "--distill-temperature", "seed": "--seed",
+          "weights": "--weights", "ferplus": "--ferplus"}
+
+
+def _non_default_flags(cfg) -> str:
+    from ..training import TrainConfig
+
+    default = TrainConfig(model=cfg.model)
+    out = []
+    for key, flag in _FLAGS.items():
+        value = getattr(cfg, key)
+        if value != getattr(default, key) and not (key.startswith("distill_") and not cfg.teacher):
+            out.append(f"{flag} {value}")
+    if not cfg.augment:
+        out.append("--no-augment")
+    out += [f"-o {k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted((cfg.model_options or {}).items())]
+    return "".join(" " + o for o in out)
+
+
 def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest: Path | None = None,
              threads=(1, 2), min_seconds: float = 2.0) -> dict:
     """Copy a run's int8 artefacts into ``dest`` (default: the package's shipped/) with a model card."""
@@ -166,7 +189,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     data_arg = '--data fer2013.csv'
     commands = [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
-        f"--lr {cfg.lr:g} --out runs/{cfg.model}",
+        f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
         f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}",
         f"edgefer export runs/{cfg.model} --int8 --force",
         f"edgefer zoo ship runs/{cfg.model}",

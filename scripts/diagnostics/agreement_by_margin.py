@@ -1,4 +1,5 @@
-"""Top-1 agreement of an int8 TFLite model with its QAT Keras model, split by the Keras top-2 margin.
+"""Top-1 agreement of an int8 TFLite model with its QAT Keras model, split by the Keras top-2 margin;
+exact ties of the top two outputs on either side.
 
     .venv/bin/python scripts/diagnostics/agreement_by_margin.py RUN RUN/export/MODEL_int8_qat.tflite
 
@@ -21,3 +22,8 @@ for t in (0.01, 0.02, 0.05, 0.1):
     sel = margin >= t
     print(f"margin>={t}: {sel.mean():.3f} of samples, agreement {agree[sel].mean():.4f}; below: {(~sel).sum()} samples, agreement {agree[~sel].mean():.3f}")
 print("max |dp|", np.abs(pk-pt).max(), "mean |dp|", np.abs(pk-pt).mean())
+# exact ties: int8 softmax outputs are steps of 1/256, and so are the QAT model's fake-quantised ones
+tie_t = np.isclose(np.sort(pt, 1)[:, -1], np.sort(pt, 1)[:, -2])
+tie_k = np.isclose(s[:, -1], s[:, -2])
+print(f"int8 output ties: {tie_t.mean():.4f} of faces, {tie_t[~agree].mean():.2f} of the disagreements; "
+      f"QAT Keras output ties: {tie_k.mean():.4f} of faces")
