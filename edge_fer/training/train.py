@@ -200,6 +200,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
         initial_epoch = 0
         if state.get("last") and (run_dir / state["last"]).is_file():
             model = load_model(run_dir / state["last"], compile=True)
+            _check_teacher(cfg, teacher, model)
             initial_epoch = int(state["epoch"])
             log.info("resuming %s from epoch %d of %d", run_dir, initial_epoch, cfg.epochs)
         else:
@@ -211,7 +212,6 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
             write_json(run_dir / "config.json", cfg.to_dict())
             write_json(run_dir / "model.json", describe_model(model))
             write_json(run_dir / "data.json", data.summary())
-        _check_teacher(cfg, teacher, model)
         teacher_fn = None
         if teacher is not None:
             teacher_fn = teacher_targets(teacher, cfg.distill_weight, cfg.distill_temperature)
