@@ -44,8 +44,7 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
                 row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)
     cfg = TrainConfig.load(run_dir)
-    options = ", ".join(f"{k}={v}" for k, v in sorted((cfg.model_options or {}).items()))
-    return {"run": str(run_dir), "model": cfg.model + (f" ({options})" if options else ""),
+    return {"run": str(run_dir), "model": cfg.label,
             "epochs": read_state(run_dir).get("epoch"), "measured": time.strftime("%Y-%m-%d"), "rows": rows}
 
 

@@ -44,9 +44,8 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     qat = run_dir / "qat" / "qat.json"
     pi = cross_check(tflite, rpi_python, data=data_path or cfg.data, faces=rpi_faces) if rpi_python else None
-    options = ", ".join(f"{k}={v}" for k, v in sorted((cfg.model_options or {}).items()))
     return {
-        "architecture": cfg.model + (f" ({options})" if options else ""), "run": run_dir.name, "run_dir": str(run_dir),
+        "architecture": cfg.label, "run": run_dir.name, "run_dir": str(run_dir),
         "emulated_pi": pi,
         "epochs_planned": cfg.epochs, "epochs_trained": state.get("epoch"), "finished": state.get("status") == "finished",
         "stopped_early": state.get("stopped_early"), "best_epoch": state.get("best", {}).get("epoch"),

@@ -81,6 +81,12 @@ class TrainConfig:
         t = min(1.0, (epoch - self.warmup_epochs) / span)
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
 
+    @property
+    def label(self) -> str:
+        """The architecture with its builder options, e.g. ``mobilenetv3_small (stem_stride=1)``."""
+        options = ", ".join(f"{k}={v}" for k, v in sorted((self.model_options or {}).items()))
+        return self.model + (f" ({options})" if options else "")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
