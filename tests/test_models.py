@@ -57,6 +57,17 @@ def test_mobilenetv3_stem_stride_keeps_more_resolution():
         create_model("mobilenetv3_large", stem_stride=4)
 
 
+def test_vgg16_batch_norm_variant():
+    """-o batch_norm=true: the same 13 convolutions under keras.applications' names, each with BatchNorm."""
+    plain, bn = create_model("vgg16"), create_model("vgg16", batch_norm=True)
+    convs = lambda m: [(l.name, l.kernel.shape) for l in m.layers if type(l).__name__ == "Conv2D"]
+    assert convs(plain) == convs(bn) and len(convs(bn)) == 13
+    assert sum(type(l).__name__ == "BatchNormalization" for l in bn.layers) == 13
+    assert not any(type(l).__name__ == "BatchNormalization" for l in plain.layers)
+    with pytest.raises(ConfigError, match="ImageNet weights exist for plain VGG-16 only"):
+        create_model("vgg16", batch_norm=True, weights="imagenet")
+
+
 def test_macs_of_a_known_layer():
     from edge_fer._tf import keras
 

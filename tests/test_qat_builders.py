@@ -19,11 +19,14 @@ def faces():
     return load_fer(None)["train"].x[:96].astype(np.float32)[..., None]
 
 
-@pytest.mark.parametrize("name", model_names())
-def test_qat_every_builder(name, faces, tmp_path):
+BUILDS = [(name, {}) for name in model_names()] + [("vgg16", {"batch_norm": True})]
+
+
+@pytest.mark.parametrize("name,options", BUILDS, ids=[n + "".join(f"-{k}" for k in o) for n, o in BUILDS])
+def test_qat_every_builder(name, options, faces, tmp_path):
     from edge_fer._tf import keras
 
-    model = create_model(name)
+    model = create_model(name, **options)
     qat = quantize_model(model)
     assert model.get_weights()[0] is not None and qat is not model
     kinds = {type(l).__name__ for l in qat.layers}
