@@ -84,7 +84,9 @@ class TrainConfig:
     @property
     def label(self) -> str:
         """The architecture with its builder options, e.g. ``mobilenetv3_small (stem_stride=1)``."""
-        options = ", ".join(f"{k}={v}" for k, v in sorted((self.model_options or {}).items()))
+        # values as typed after -o (JSON): batch_norm=true, blocks=[1,2,2]
+        options = ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}"
+                            for k, v in sorted((self.model_options or {}).items()))
         return self.model + (f" ({options})" if options else "")
 
     def to_dict(self) -> dict:
