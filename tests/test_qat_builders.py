@@ -19,7 +19,8 @@ def faces():
     return load_fer(None)["train"].x[:96].astype(np.float32)[..., None]
 
 
-BUILDS = [(name, {}) for name in model_names()] + [("vgg16", {"batch_norm": True})]
+BUILDS = [(name, {}) for name in model_names()] + [
+    ("vgg16", {"batch_norm": True}), ("mobilenetv3_small", {"minimalistic": True, "stem_stride": 1})]
 
 
 @pytest.mark.parametrize("name,options", BUILDS, ids=[n + "".join(f"-{k}" for k in o) for n, o in BUILDS])
