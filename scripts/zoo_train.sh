@@ -10,7 +10,7 @@ DATA=${1:-../shared/data/fer2013.npz}
 RUNS=${2:-$HOME/edgefer-runs}
 MODELS=${ZOO_MODELS:-"mobilenetv3_small cnn mobilenetv3_large resnet50 vgg16"}
 # The study's recipe for every model, except VGG-16 gets BatchNorm: plain VGG-16 does not leave the
-# majority class from scratch with Adam 1e-3 (docs/results.md, "VGG-16").
+# majority class from scratch with Adam 1e-3 (docs/benchmarks.md, README "Architectures").
 declare -A FLAGS=([vgg16]="-o batch_norm=true")
 mkdir -p "$RUNS"
 for m in $MODELS; do
