@@ -82,11 +82,14 @@ class TrainConfig:
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
 
     @property
+    def option_args(self) -> list[str]:
+        """The builder options as typed after ``-o`` (values as JSON): ``["batch_norm=true", "blocks=[1,2,2]"]``."""
+        return [f"{k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted((self.model_options or {}).items())]
+
+    @property
     def label(self) -> str:
         """The architecture with its builder options, e.g. ``mobilenetv3_small (stem_stride=1)``."""
-        # values as typed after -o (JSON): batch_norm=true, blocks=[1,2,2]
-        options = ", ".join(f"{k}={json.dumps(v, separators=(',', ':'))}"
-                            for k, v in sorted((self.model_options or {}).items()))
+        options = ", ".join(self.option_args)
         return self.model + (f" ({options})" if options else "")
 
     def to_dict(self) -> dict:

@@ -16,8 +16,6 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ConfigError, RunError
 from ..labels import CLASSES
 from ..runs import atomic_path, read_state, resolve_run, write_json
@@ -154,7 +152,7 @@ def _non_default_flags(cfg) -> str:
             out.append(f"{flag} {value}")
     if not cfg.augment:
         out.append("--no-augment")
-    out += [f"-o {k}={json.dumps(v, separators=(',', ':'))}" for k, v in sorted((cfg.model_options or {}).items())]
+    out += [f"-o {a}" for a in cfg.option_args]
     return "".join(" " + o for o in out)
 
 
