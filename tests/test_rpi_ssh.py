@@ -229,8 +229,8 @@ def test_emulated_aarch64_pi_gives_the_x86_int8_outputs(sshd, model, fer, tmp_pa
 
 
 def test_emulated_aarch64_pi_on_the_shipped_mobilenetv3(sshd, fer, tmp_path):
-    """The shipped QAT MobileNetV3-Small int8 model (squeeze-excite, hard-swish as int8 multiplies) on the
-    emulated Cortex-A72: the same labels as here, raw int8 outputs at most one step apart (XNNPACK's NEON
+    """The shipped QAT MobileNetV3-Small int8 model (minimalistic: depthwise-separable inverted residuals,
+    ReLU) on the emulated Cortex-A72: the same labels as here, raw int8 outputs at most one step apart (XNNPACK's NEON
     and AVX-512 kernels may round a requantisation differently; docs/results.md shows which models are
     bit-exact)."""
     import numpy as np
