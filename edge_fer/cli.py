@@ -317,7 +317,10 @@ def compare_cmd(inputs, split, out) -> None:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--warmup-batches", type=int, default=50, show_default=True,
               help="Batches that set the fake-quant ranges before fine-tuning.")
-def qat_cmd(run, epochs, lr, batch_size, warmup_batches) -> None:
+@click.option("--range-percentile", type=float, default=None, metavar="P",
+              help="Clip each activation range to the P-th percentile of its values (e.g. 99.99) and keep it "
+                   "fixed while fine-tuning, instead of min/max moving averages.")
+def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile) -> None:
     """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
 
     The best epoch on validation is kept. Then: edgefer export RUN --int8
@@ -325,7 +328,7 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches) -> None:
     from .quantization import qat_run
 
     r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
-                verbose=1 if sys.stdout.isatty() else 2)
+                range_percentile=range_percentile, verbose=1 if sys.stdout.isatty() else 2)
     click.echo(f"{r.run_dir}: float val acc {r.float_val_accuracy:.4f}; QAT after warm-up {r.qat_val_accuracy_before:.4f} "
                f"(agreement {r.agreement_before:.2%}); best QAT {r.qat_val_accuracy:.4f} at epoch {r.best_epoch}")
     click.echo(f"wrote {r.model_path}")

@@ -111,3 +111,25 @@ def test_qat_model_computes_what_the_int8_graph_computes(faces, tmp_path):
         steps = np.abs(np.concatenate(got) - want) / scale
         assert steps.max() <= 1.01 and steps.mean() < 0.01, (layer, steps.max(), steps.mean())
     keras().backend.clear_session()
+
+
+def test_clip_activation_ranges_shrinks_data_ranges_only(faces):
+    """Percentile ranges (`edgefer qat --range-percentile`): data-driven activation ranges shrink,
+    fixed ones (hard-sigmoid's [0, 6]) and weight ranges do not move, and the model still runs."""
+    from edge_fer.quantization.qat import clip_activation_ranges
+
+    qat = quantize_model(create_model("mobilenetv3_small"))
+    warm_up_ranges(qat, [faces[:32], faces[32:64]])
+
+    def ranges():
+        return {v.name: float(np.max(np.abs(v.numpy()))) for v in qat.variables if v.name.split("/")[-1].split(":")[0]
+                .endswith(("_min", "_max"))}
+
+    before = ranges()
+    shrunk = clip_activation_ranges(qat, [faces[:32]], 99.0)
+    after = ranges()
+    assert shrunk > 10
+    assert all(after[k] <= before[k] + 1e-6 for k in before)
+    moved = {k for k in before if after[k] < before[k] - 1e-6}
+    assert moved and all(k.split("/")[-1].startswith(("post_activation", "output")) for k in moved), moved
+    assert np.isfinite(qat.predict(faces[:8], verbose=0)).all()
