@@ -156,6 +156,9 @@ def _non_default_flags(cfg) -> str:
     return "".join(" " + o for o in out)
 
 
+QAT_RECIPE_KEYS = ("epochs", "lr", "batch_size", "warmup_batches", "range_percentile")
+
+
 def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest: Path | None = None,
              threads=(1, 2), min_seconds: float = 2.0) -> dict:
     """Copy a run's int8 artefacts into ``dest`` (default: the package's shipped/) with a model card."""
@@ -188,7 +191,8 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     commands = [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
-        f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}",
+        f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}"
+        + (f" --range-percentile {qat['range_percentile']:g}" if qat.get("range_percentile") else ""),
         f"edgefer export runs/{cfg.model} --int8" + ("" if art.get("status") == "ok" else " --force"),
         f"edgefer zoo ship runs/{cfg.model}",
         f"# or all four in one: edgefer zoo build {name} {data_arg}",
@@ -197,7 +201,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         "name": name, "architecture": cfg.model, "edge_fer_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "classes": list(CLASSES),
         "input": meta.get("input"), "source_run": run_dir.name,
-        "recipe": {"train": train_cfg, "qat": {k: qat.get(k) for k in ("epochs", "lr", "batch_size", "warmup_batches")
+        "recipe": {"train": train_cfg, "qat": {k: qat.get(k) for k in QAT_RECIPE_KEYS
                                                if k in qat} or {"epochs": 3, "lr": 1e-4},
                    "export": {"precision": "int8", "source": meta.get("source"), "io": meta["input"].get("io_type")}},
         "training": {"epochs_trained": state.get("epoch"), "best_epoch": state.get("best", {}).get("epoch"),
@@ -251,7 +255,7 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
     result = train(cfg, out=out, verbose=verbose)
     q = recipe.get("qat", {})
     qat_run(result.run_dir, epochs=q.get("epochs", 3), lr=q.get("lr", 1e-4), batch_size=q.get("batch_size", 64),
-            warmup_batches=q.get("warmup_batches", 50), verbose=verbose)
+            warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"), verbose=verbose)
     export_run(result.run_dir, precisions=["int8"], source="qat", io=recipe.get("export", {}).get("io", "int8"),
                force=True)
     return ship_run(result.run_dir, name=name, data_path=data_path, dest=dest or Path(result.run_dir) / "shipped")
