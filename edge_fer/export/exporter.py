@@ -192,12 +192,12 @@ def export_run(
         if refused:
             names = ", ".join(f"{Path(r.file).name} ({r.verification['agreement']:.2%})" for r in refused)
             if all(r.source == "qat" for r in refused):
-                hint = ("a model with many near-ties agrees less (see docs/benchmarks.md); try more "
-                        "`edgefer qat --epochs`, a lower --threshold, or --force to write anyway")
+                remedies = "try more `edgefer qat --epochs`, a lower --threshold, or --force to write anyway"
                 if cfg.model.startswith("mobilenetv3") and not (cfg.model_options or {}).get("minimalistic"):
                     hint = ("MobileNetV3's squeeze-excite gates and hard-swish multiplies cost int8 agreement; "
-                            "a run trained with `-o minimalistic=true` passes (docs/benchmarks.md), or " + hint[
-                                hint.index("try "):])
+                            f"a run trained with `-o minimalistic=true` passes (docs/benchmarks.md), or {remedies}")
+                else:
+                    hint = f"a model with many near-ties agrees less (see docs/benchmarks.md); {remedies}"
             else:
                 hint = "try `edgefer qat RUN` then export --from qat, a larger --calib-size, or --force to write anyway"
             raise ExportRefused(f"agreement with the Keras source below {threshold:.0%} for {names}; nothing was "
