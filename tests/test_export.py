@@ -251,3 +251,34 @@ def test_bad_export_options(trained):
         export_run(trained.run_dir, formats=["onnx"], precisions=["float16"])
     with pytest.raises(ConfigError, match="unknown format"):
         export_run(trained.run_dir, formats=["coreml"])
+
+
+def test_qat_range_percentile_auto_chooses_on_validation_in_int8(trained, tmp_path):
+    """`edgefer qat --range-percentile auto`: every candidate is measured in int8 on validation, the
+    rule (most accurate int8 among those reaching 98% agreement, else the most agreeing) picks one,
+    and `edgefer export --int8` of the saved model reproduces the chosen candidate's figures."""
+    run = tmp_path / "cnn"
+    shutil.copytree(trained.run_dir, run, ignore=shutil.ignore_patterns("qat", "export", "tb"))
+    r = CliRunner().invoke(main, ["qat", str(run), "--epochs", "0", "--range-percentile", "auto"])
+    assert r.exit_code == 0, r.output
+    assert r.output.count("<- kept") == 1 and "p99.9 " in r.output
+    q = json.loads((run / "qat" / "qat.json").read_text())
+    trials = q["range_trials"]
+    assert q["range_percentile"] == "auto" and [t["percentile"] for t in trials] == [None, 99.99, 99.9, 99.5]
+    assert trials[0]["ranges_shrunk"] == 0 and all(t["ranges_shrunk"] > 0 for t in trials[1:])
+    passing = [t for t in trials if t["agreement"] >= 0.98]
+    expected = (max(passing, key=lambda t: t["int8_accuracy"]) if passing
+                else max(trials, key=lambda t: t["agreement"]))
+    assert q["range_percentile_chosen"] == expected["percentile"]
+    assert q["qat_val_accuracy"] == expected["qat_accuracy"]
+
+    (res,) = export_run(run, formats=["tflite"], precisions=["int8"], source="qat", force=True, out=tmp_path / "x")
+    assert res.verification["accuracy"] == pytest.approx(expected["int8_accuracy"], abs=1e-9)
+    assert res.verification["agreement"] == pytest.approx(expected["agreement"], abs=1e-9)
+
+
+def test_qat_bad_range_percentile_is_one_line(trained):
+    for bad in ("abc", "40", "101"):
+        r = CliRunner().invoke(main, ["qat", str(trained.run_dir), "--range-percentile", bad])
+        assert r.exit_code != 0 and "--range-percentile" in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1, r.output

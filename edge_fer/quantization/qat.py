@@ -342,6 +342,73 @@ def clip_activation_ranges(qat_model, batches, percentile: float) -> int:
     return shrunk
 
 
+AUTO_PERCENTILES = (None, 99.99, 99.9, 99.5)  # None: the min/max ranges QAT ended with
+
+
+def _range_vars(model) -> list:
+    return [v for v in model.variables if v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))]
+
+
+def choose_range_percentile(qat_model, batches, calib, x_val, y_val, *, threshold: float = 0.98,
+                            candidates=AUTO_PERCENTILES) -> tuple[float | None, list[dict]]:
+    """Pick the activation-range percentile of a fine-tuned QAT model on the validation split, in int8.
+
+    Each candidate (``None`` = keep the min/max ranges) is applied to the model, converted to
+    full-integer TFLite exactly as ``edgefer export --int8`` converts it, and run on the validation
+    faces. Kept: the most accurate int8 model among those whose top-1 agreement with their QAT
+    model reaches ``threshold`` (the export gate), else the one that agrees most. The model is
+    left with the chosen ranges. Returns (chosen percentile, one dict per candidate).
+    """
+    import tempfile
+
+    from ..export.convert import to_tflite
+    from ..export.runtimes import open_runner
+
+    ranges = _range_vars(qat_model)
+    original = [v.numpy() for v in ranges]
+    trials = []
+    with tempfile.TemporaryDirectory(prefix="edgefer-ranges-") as tmp:
+        for p in candidates:
+            for v, value in zip(ranges, original):
+                v.assign(value)
+            shrunk = clip_activation_ranges(qat_model, batches, p) if p is not None else 0
+            p_qat = qat_model.predict(x_val, batch_size=256, verbose=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                blob = to_tflite(qat_model, "int8", calib=calib)
+            path = Path(tmp) / "candidate.tflite"
+            path.write_bytes(blob)
+            p_int8 = open_runner(path).predict(x_val)
+            trial = {"percentile": p, "ranges_shrunk": shrunk,
+                     "qat_accuracy": float((p_qat.argmax(1) == y_val).mean()),
+                     "int8_accuracy": float((p_int8.argmax(1) == y_val).mean()),
+                     "agreement": float((p_int8.argmax(1) == p_qat.argmax(1)).mean())}
+            log.info("ranges %s: QAT val acc %.4f, int8 val acc %.4f, agreement %.2f%%",
+                     "min/max" if p is None else f"at the {p:g}th percentile", trial["qat_accuracy"],
+                     trial["int8_accuracy"], 100 * trial["agreement"])
+            trials.append(trial)
+    passing = [t for t in trials if t["agreement"] >= threshold]
+    best = max(passing, key=lambda t: t["int8_accuracy"]) if passing else max(trials, key=lambda t: t["agreement"])
+    for v, value in zip(ranges, original):
+        v.assign(value)
+    if best["percentile"] is not None:
+        clip_activation_ranges(qat_model, batches, best["percentile"])
+    return best["percentile"], trials
+
+
+def parse_range_percentile(value) -> float | str | None:
+    """``None``, ``"auto"`` or a percentile in (50, 100]; anything else is a RunError naming the option."""
+    if value is None or value == "auto":
+        return value
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise RunError(f"--range-percentile must be a number in (50, 100] or 'auto', got {value!r}") from None
+    if not 50.0 < p <= 100.0:
+        raise RunError(f"--range-percentile must be in (50, 100] or 'auto', got {value}")
+    return p
+
+
 def load_qat_model(path: str | Path):
     tfmot = _tfmot()
     keras = _keras()
@@ -394,9 +461,15 @@ class QATResult:
 
 
 def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
-            warmup_batches: int = 50, range_percentile: float | None = None, data=None,
+            warmup_batches: int = 50, range_percentile: float | str | None = None, data=None,
             verbose: int = 2) -> QATResult:
-    """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/."""
+    """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/.
+
+    ``range_percentile``: ``None`` keeps tfmot's min/max moving-average ranges; a number P clips
+    each activation range to its P-th percentile after warm-up and keeps it fixed while
+    fine-tuning; ``"auto"`` fine-tunes with min/max ranges, then chooses among
+    ``AUTO_PERCENTILES`` on the validation split in int8 (``choose_range_percentile``).
+    """
     from ..data.pipeline import Augment, as_model_input, make_dataset
     from ..training.train import compile_model
 
@@ -404,8 +477,9 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     run_dir = resolve_run(run)
     if epochs < 0:
         raise RunError(f"--epochs must be ≥ 0, got {epochs}")
-    if range_percentile is not None and not 50.0 < range_percentile <= 100.0:
-        raise RunError(f"--range-percentile must be in (50, 100], got {range_percentile}")
+    range_percentile = parse_range_percentile(range_percentile)
+    auto = range_percentile == "auto"
+    fixed = range_percentile is not None and not auto
     t0 = time.time()
     float_model, cfg = load_float_model(run_dir)
     data = data or cfg.load_data()
@@ -424,8 +498,9 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     warm = (as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels)
             for _ in range(warmup_batches))
     n_warm = warm_up_ranges(qat_model, warm)
-    if range_percentile is not None:
-        clip = [as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels) for _ in range(8)]
+    clip = [as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels) for _ in range(8)] \
+        if range_percentile is not None else None
+    if fixed:
         n_clip = clip_activation_ranges(qat_model, clip, range_percentile)
         log.info("QAT %s: %d activation range(s) shrunk to their %g-th percentile", cfg.model, n_clip, range_percentile)
     before_acc, p_qat = accuracy(qat_model)
@@ -455,8 +530,20 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
                     _save_h5(self.model, best_path)
 
         # Clipped ranges stay where they were set; tfmot's moving averages would drag them back to the outliers.
-        with _fast_range_ema(1.0) if range_percentile is not None else contextlib.nullcontext():
+        with _fast_range_ema(1.0) if fixed else contextlib.nullcontext():
             qat_model.fit(ds_train, validation_data=ds_val, epochs=epochs, callbacks=[KeepBest()], verbose=verbose)
+
+    chosen, trials = range_percentile, []
+    if auto:
+        from ..calibration import CalibrationSet
+
+        model = load_qat_model(best_path) if best["epoch"] else qat_model
+        calib = CalibrationSet.from_source(None, tr, size=256, seed=cfg.seed, channels=channels)
+        chosen, trials = choose_range_percentile(model, clip, calib, x_val, va.y)
+        best["val_accuracy"] = next(t["qat_accuracy"] for t in trials if t["percentile"] == chosen)
+        _save_h5(model, best_path)
+        log.info("QAT %s: activation ranges %s chosen on validation", cfg.model,
+                 "min/max" if chosen is None else f"at the {chosen:g}th percentile")
 
     result = QATResult(run_dir=run_dir, model_path=best_path, epochs=epochs, best_epoch=best["epoch"],
                        float_val_accuracy=float_acc, qat_val_accuracy_before=before_acc,
@@ -464,5 +551,6 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
                        warmup_batches=n_warm, seconds=time.time() - t0)
     write_json(out / "qat.json", {**asdict(result), "lr": lr, "batch_size": batch_size, "history": history,
                                   "range_percentile": range_percentile,
+                                  "range_percentile_chosen": chosen, "range_trials": trials,
                                   "model": cfg.model, "selected_on": "validation"})
     return result
