@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the model zoo with the study's recipe, one model after another, resumably; then
-# QAT-fine-tune (3 epochs) and export each to int8 TFLite + ONNX (forced, so the zoo table can
-# report agreement below the 98% gate instead of having no artefact):
+# QAT-fine-tune (3 epochs; activation ranges chosen on validation with `--range-percentile auto`,
+# QAT_RANGES overrides) and export each to int8 TFLite + ONNX (forced, so the zoo table can report
+# agreement below the 98% gate instead of having no artefact):
 #   nohup bash scripts/zoo_train.sh [DATA] [RUNS] > ~/edgefer-runs/zoo.log 2>&1 &
 # Re-running it resumes the unfinished step and skips the finished ones.
 set -uo pipefail
@@ -22,7 +23,7 @@ for m in $MODELS; do
   fi
   if [ ! -f "$RUNS/$m/qat/qat.json" ]; then
     echo "$(date -Is) $m: QAT ${QAT_EPOCHS:-3} epoch(s)"
-    .venv/bin/edgefer qat "$RUNS/$m" --epochs "${QAT_EPOCHS:-3}" || { echo "$(date -Is) $m: QAT failed"; exit 1; }
+    .venv/bin/edgefer qat "$RUNS/$m" --epochs "${QAT_EPOCHS:-3}" --range-percentile "${QAT_RANGES:-auto}" || { echo "$(date -Is) $m: QAT failed"; exit 1; }
   fi
   if [ ! -f "$RUNS/$m/export/export_report.json" ]; then
     echo "$(date -Is) $m: int8 export"

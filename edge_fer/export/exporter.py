@@ -192,10 +192,11 @@ def export_run(
         if refused:
             names = ", ".join(f"{Path(r.file).name} ({r.verification['agreement']:.2%})" for r in refused)
             if all(r.source == "qat" for r in refused):
-                remedies = "try more `edgefer qat --epochs`, a lower --threshold, or --force to write anyway"
+                remedies = (f"try `edgefer qat {run_dir} --range-percentile auto` (activation ranges chosen to pass "
+                            "this gate), a lower --threshold, or --force to write anyway")
                 if cfg.model.startswith("mobilenetv3") and not (cfg.model_options or {}).get("minimalistic"):
                     hint = ("MobileNetV3's squeeze-excite gates and hard-swish multiplies cost int8 agreement; "
-                            f"a run trained with `-o minimalistic=true` passes (docs/benchmarks.md), or {remedies}")
+                            f"{remedies}; a run trained with `-o minimalistic=true` passes too (docs/benchmarks.md)")
                 else:
                     hint = f"a model with many near-ties agrees less (see docs/benchmarks.md); {remedies}"
             else:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._tf import keras as _keras
+from .._tf import quiet_native_stderr
 from .._tf import tf as _tf
 from ..errors import RunError
 from ..runs import atomic_path, resolve_run, write_json
@@ -373,7 +374,7 @@ def choose_range_percentile(qat_model, batches, calib, x_val, y_val, *, threshol
                 v.assign(value)
             shrunk = clip_activation_ranges(qat_model, batches, p) if p is not None else 0
             p_qat = qat_model.predict(x_val, batch_size=256, verbose=0)
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), quiet_native_stderr():
                 warnings.simplefilter("ignore")
                 blob = to_tflite(qat_model, "int8", calib=calib)
             path = Path(tmp) / "candidate.tflite"
