@@ -44,8 +44,18 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
                 row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)
     cfg = TrainConfig.load(run_dir)
-    return {"run": str(run_dir), "model": cfg.label,
+    return {"run": str(run_dir), "model": cfg.label + _ranges_label(run_dir),
             "epochs": read_state(run_dir).get("epoch"), "measured": time.strftime("%Y-%m-%d"), "rows": rows}
+
+
+def _ranges_label(run_dir: Path) -> str:
+    """', 99.9th-pct ranges' when the run's QAT clipped its activation ranges (edgefer qat --range-percentile)."""
+    q = run_dir / "qat" / "qat.json"
+    qat = json.loads(q.read_text()) if q.is_file() else {}
+    p = qat.get("range_percentile_chosen", qat.get("range_percentile"))
+    if p in (None, "auto"):
+        return ", min/max ranges (auto)" if qat.get("range_percentile") == "auto" else ""
+    return f", {p:g}th-pct ranges" + (" (auto)" if qat.get("range_percentile") == "auto" else "")
 
 
 def markdown(results: list[dict]) -> str:
