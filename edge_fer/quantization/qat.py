@@ -282,10 +282,13 @@ def _fast_range_ema(decay: float):
         quant_ops.MovingAvgQuantize = original
 
 
+def _range_vars(model) -> list:
+    return [v for v in model.variables if v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))]
+
+
 def warm_up_ranges(qat_model, batches, *, decay: float = 0.9) -> int:
     """Set the fake-quant ranges from data: forward passes in training mode, weights untouched."""
-    range_vars = [v for v in qat_model.variables if v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))]
-    range_ids = {id(v) for v in range_vars}
+    range_ids = {id(v) for v in _range_vars(qat_model)}
     others = [v for v in qat_model.variables if id(v) not in range_ids]
     saved = [v.numpy() for v in others]  # BatchNorm statistics must not move
     n = 0
@@ -344,10 +347,6 @@ def clip_activation_ranges(qat_model, batches, percentile: float) -> int:
 
 
 AUTO_PERCENTILES = (None, 99.99, 99.9, 99.5)  # None: the min/max ranges QAT ended with
-
-
-def _range_vars(model) -> list:
-    return [v for v in model.variables if v.name.split("/")[-1].split(":")[0].endswith(("_min", "_max"))]
 
 
 def choose_range_percentile(qat_model, batches, calib, x_val, y_val, *, threshold: float = 0.98,
