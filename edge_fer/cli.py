@@ -334,15 +334,11 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile) -> No
                 range_percentile=range_percentile, verbose=1 if sys.stdout.isatty() else 2)
     click.echo(f"{r.run_dir}: float val acc {r.float_val_accuracy:.4f}; QAT after warm-up {r.qat_val_accuracy_before:.4f} "
                f"(agreement {r.agreement_before:.2%}); best QAT {r.qat_val_accuracy:.4f} at epoch {r.best_epoch}")
-    if range_percentile == "auto":
-        import json
-
-        q = json.loads((r.run_dir / "qat" / "qat.json").read_text())
-        for t in q["range_trials"]:
-            name = "min/max" if t["percentile"] is None else f"p{t['percentile']:g}"
-            mark = "  <- kept" if t["percentile"] == q["range_percentile_chosen"] else ""
-            click.echo(f"  ranges {name:8s} QAT val acc {t['qat_accuracy']:.4f}  int8 val acc {t['int8_accuracy']:.4f}  "
-                       f"agreement {t['agreement']:.2%}{mark}")
+    for t in r.range_trials:
+        name = "min/max" if t["percentile"] is None else f"p{t['percentile']:g}"
+        mark = "  <- kept" if t["percentile"] == r.range_percentile_chosen else ""
+        click.echo(f"  ranges {name:8s} QAT val acc {t['qat_accuracy']:.4f}  int8 val acc {t['int8_accuracy']:.4f}  "
+                   f"agreement {t['agreement']:.2%}{mark}")
     click.echo(f"wrote {r.model_path}")
     click.echo(f"next: edgefer export {r.run_dir} --int8")
 

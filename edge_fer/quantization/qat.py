@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -310,8 +310,8 @@ def clip_activation_ranges(qat_model, batches, percentile: float) -> int:
     min/max ranges follow the rarest outliers: in MobileNetV3's last blocks a few positions reach
     20–70 while 99% of values stay below 1–3, so the int8 signal lives in 1–3 steps and one-step
     rounding differences between the QAT model and the int8 graph flip predictions. Ranges set at
-    a high percentile (99.9th for MobileNetV3-Small, docs/benchmarks.md) keep the bulk at a finer step and clip the tail, which fine-tuning then
-    learns to live with (the ranges must stay frozen while it does: see ``qat_run``). Fixed ranges
+    a high percentile keep the bulk at a finer step and clip the tail, in the QAT model and the int8
+    graph alike (measured per model in docs/benchmarks.md). Fixed ranges
     (hard-sigmoid's [0, 6], preprocessing) and weight ranges are left alone. Returns how many
     ranges were shrunk.
     """
@@ -458,6 +458,9 @@ class QATResult:
     agreement_before: float
     warmup_batches: int
     seconds: float
+    range_percentile: float | str | None = None  # as asked: None (min/max), a percentile or "auto"
+    range_percentile_chosen: float | None = None  # what the model was saved with
+    range_trials: list = field(default_factory=list)  # "auto": one dict per candidate
 
 
 def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
@@ -548,9 +551,8 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     result = QATResult(run_dir=run_dir, model_path=best_path, epochs=epochs, best_epoch=best["epoch"],
                        float_val_accuracy=float_acc, qat_val_accuracy_before=before_acc,
                        qat_val_accuracy=best["val_accuracy"], agreement_before=agreement,
-                       warmup_batches=n_warm, seconds=time.time() - t0)
+                       warmup_batches=n_warm, seconds=time.time() - t0, range_percentile=range_percentile,
+                       range_percentile_chosen=chosen, range_trials=trials)
     write_json(out / "qat.json", {**asdict(result), "lr": lr, "batch_size": batch_size, "history": history,
-                                  "range_percentile": range_percentile,
-                                  "range_percentile_chosen": chosen, "range_trials": trials,
                                   "model": cfg.model, "selected_on": "validation"})
     return result

@@ -49,13 +49,12 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
 
 
 def _ranges_label(run_dir: Path) -> str:
-    """', 99.9th-pct ranges' when the run's QAT clipped its activation ranges (edgefer qat --range-percentile)."""
+    """E.g. ', 99.9th-pct ranges (auto)' for a run QAT'd with `edgefer qat --range-percentile`; '' for min/max."""
     q = run_dir / "qat" / "qat.json"
     qat = json.loads(q.read_text()) if q.is_file() else {}
-    p = qat.get("range_percentile_chosen", qat.get("range_percentile"))
-    if p in (None, "auto"):
-        return ", min/max ranges (auto)" if qat.get("range_percentile") == "auto" else ""
-    return f", {p:g}th-pct ranges" + (" (auto)" if qat.get("range_percentile") == "auto" else "")
+    asked, chosen = qat.get("range_percentile"), qat.get("range_percentile_chosen", qat.get("range_percentile"))
+    auto = " (auto)" if asked == "auto" else ""
+    return f", {chosen:g}th-pct ranges{auto}" if chosen not in (None, "auto") else (f", min/max ranges{auto}" if auto else "")
 
 
 def markdown(results: list[dict]) -> str:
