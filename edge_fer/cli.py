@@ -317,16 +317,17 @@ def compare_cmd(inputs, split, out) -> None:
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--warmup-batches", type=int, default=50, show_default=True,
               help="Batches that set the fake-quant ranges before fine-tuning.")
-@click.option("--range-percentile", default=None, metavar="P|auto",
-              help="Activation ranges. P (e.g. 99.9): clip each one to the P-th percentile of its values after "
-                   "warm-up and keep it fixed while fine-tuning. auto: fine-tune with min/max ranges, then try "
-                   "min/max and the 99.99/99.9/99.5th percentiles in int8 TFLite on the validation split and keep "
-                   "the most accurate one whose agreement reaches 98% (≈1 min per try for small models). "
-                   "Default: min/max moving averages.")
+@click.option("--range-percentile", default="auto", show_default=True, metavar="auto|minmax|P",
+              help="Activation ranges. auto: fine-tune with min/max ranges, then try min/max and the "
+                   "99.99/99.9/99.5th percentiles in int8 TFLite on the validation split and keep the most "
+                   "accurate one whose agreement reaches the export's 98% gate (≈1 min per try for small "
+                   "models). minmax: tfmot's moving min/max only (no tries). P (e.g. 99.9): clip each range to "
+                   "the P-th percentile of its values after warm-up and keep it fixed while fine-tuning.")
 def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile) -> None:
     """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
 
-    The best epoch on validation is kept. Then: edgefer export RUN --int8
+    The best epoch on validation is kept and its activation ranges are chosen in int8 on
+    validation (--range-percentile). Then: edgefer export RUN --int8
     """
     from .quantization import qat_run
 

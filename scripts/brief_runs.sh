@@ -20,7 +20,7 @@ for m in $MODELS; do
   fi
   if [ ! -f "$run/qat/qat.json" ]; then
     echo "$(date -Is) $m: QAT ${QAT_EPOCHS:-1} epoch(s)"
-    .venv/bin/edgefer qat "$run" --epochs "${QAT_EPOCHS:-1}" || { echo "$(date -Is) $m: QAT failed"; exit 1; }
+    .venv/bin/edgefer qat "$run" --epochs "${QAT_EPOCHS:-1}" --range-percentile "${QAT_RANGES:-minmax}" || { echo "$(date -Is) $m: QAT failed"; exit 1; }
   fi
 done
 echo "$(date -Is) brief runs: done"

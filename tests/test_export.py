@@ -16,6 +16,7 @@ from edge_fer.export import ExportRefused, export_run, open_runner
 from edge_fer.export import convert
 from edge_fer.export.metadata import read_onnx_metadata, read_tflite_metadata, sha256
 from edge_fer.quantization import load_float_model, load_qat_model, qat_run
+from edge_fer.quantization.qat import parse_range_percentile
 from edge_fer.runs import atomic_path
 
 pytestmark = pytest.mark.slow
@@ -122,7 +123,7 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
 
 @pytest.fixture(scope="module")
 def qat(trained):
-    return qat_run(trained.run_dir, epochs=1, verbose=0)
+    return qat_run(trained.run_dir, epochs=1, range_percentile="minmax", verbose=0)
 
 
 def test_qat_warm_up_and_fine_tune(qat, trained):
@@ -132,6 +133,7 @@ def test_qat_warm_up_and_fine_tune(qat, trained):
     assert any("quant" in l.name for l in model.layers)
     saved = json.loads((trained.run_dir / "qat" / "qat.json").read_text())
     assert saved["selected_on"] == "validation" and saved["epochs"] == 1
+    assert saved["range_percentile"] is None and saved["range_trials"] == []  # minmax: no range tries
 
 
 def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data):
@@ -144,6 +146,10 @@ def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data):
     a = open_runner(tmp_path / "cnn_int8_qat.tflite").predict(x)
     b = open_runner(tmp_path / "cnn_int8_qat.onnx").predict(x)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
+    # refused QAT export of a min/max run: the hint names `edgefer qat`'s default range choice
+    with pytest.raises(ExportRefused, match="default `--range-percentile auto`"):
+        export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="qat", threshold=1.0,
+                   out=tmp_path / "refused")
 
 
 def test_cli_qat_then_export_int8_latest_run(qat, trained, tmp_path, monkeypatch):
@@ -254,12 +260,13 @@ def test_bad_export_options(trained):
 
 
 def test_qat_range_percentile_auto_chooses_on_validation_in_int8(trained, tmp_path):
-    """`edgefer qat --range-percentile auto`: every candidate is measured in int8 on validation, the
-    rule (most accurate int8 among those reaching 98% agreement, else the most agreeing) picks one,
-    and `edgefer export --int8` of the saved model reproduces the chosen candidate's figures."""
+    """`edgefer qat` (default `--range-percentile auto`): every candidate is measured in int8 on
+    validation, the rule (most accurate int8 among those reaching 98% agreement, else the most
+    agreeing) picks one, and `edgefer export --int8` of the saved model reproduces the chosen
+    candidate's figures."""
     run = tmp_path / "cnn"
     shutil.copytree(trained.run_dir, run, ignore=shutil.ignore_patterns("qat", "export", "tb"))
-    r = CliRunner().invoke(main, ["qat", str(run), "--epochs", "0", "--range-percentile", "auto"])
+    r = CliRunner().invoke(main, ["qat", str(run), "--epochs", "0"])
     assert r.exit_code == 0, r.output
     assert r.output.count("<- kept") == 1 and "p99.9 " in r.output
     q = json.loads((run / "qat" / "qat.json").read_text())
@@ -275,6 +282,14 @@ def test_qat_range_percentile_auto_chooses_on_validation_in_int8(trained, tmp_pa
     (res,) = export_run(run, formats=["tflite"], precisions=["int8"], source="qat", force=True, out=tmp_path / "x")
     assert res.verification["accuracy"] == pytest.approx(expected["int8_accuracy"], abs=1e-9)
     assert res.verification["agreement"] == pytest.approx(expected["agreement"], abs=1e-9)
+    # a refusal after auto no longer suggests auto (every range was tried), but more QAT epochs
+    with pytest.raises(ExportRefused, match="no activation range passes it.*--epochs 5"):
+        export_run(run, formats=["tflite"], precisions=["int8"], source="qat", threshold=1.0, out=tmp_path / "y")
+
+
+def test_range_percentile_values():
+    assert parse_range_percentile("auto") == "auto" and parse_range_percentile("99.9") == 99.9
+    assert parse_range_percentile("minmax") is None and parse_range_percentile(None) is None
 
 
 def test_qat_bad_range_percentile_is_one_line(trained):

@@ -82,6 +82,7 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     assert card["test"]["n_test"] == 500 and 0 <= card["test"]["int8"]["agreement_with_float"] <= 1
     assert card["recipe"]["train"]["model_options"] == {"width": 0.5} and "data" not in card["recipe"]["train"]
     assert card["commands"][0].endswith("--epochs 4 --batch-size 64 --lr 0.001 --no-augment -o width=0.5 --out runs/cnn")
+    assert card["commands"][1].endswith("--range-percentile minmax")  # min/max is not the default any more
     side = json.loads((tmp_path / "shipped" / "cnn_int8.tflite.json").read_text())
     assert side["shipped_as"] == "cnn_int8" and side["run"] == "cnn"
     assert [m.name for m in shipped_models(tmp_path / "shipped")] == ["cnn_int8"]

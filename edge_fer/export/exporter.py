@@ -192,8 +192,14 @@ def export_run(
         if refused:
             names = ", ".join(f"{Path(r.file).name} ({r.verification['agreement']:.2%})" for r in refused)
             if all(r.source == "qat" for r in refused):
-                remedies = (f"try `edgefer qat {run_dir} --range-percentile auto` (activation ranges chosen to pass "
-                            "this gate), a lower --threshold, or --force to write anyway")
+                qat_json = run_dir / QAT_DIR / "qat.json"
+                asked = json.loads(qat_json.read_text()).get("range_percentile") if qat_json.is_file() else None
+                if asked == "auto":  # every candidate range was tried already: this run needs more than ranges
+                    remedies = (f"no activation range passes it; try more QAT epochs (`edgefer qat {run_dir} --epochs 5`), "
+                                "a lower --threshold, or --force to write anyway")
+                else:
+                    remedies = (f"try `edgefer qat {run_dir}` (its default `--range-percentile auto` chooses activation "
+                                "ranges that pass this gate), a lower --threshold, or --force to write anyway")
                 if cfg.model.startswith("mobilenetv3") and not (cfg.model_options or {}).get("minimalistic"):
                     hint = ("MobileNetV3's squeeze-excite gates and hard-swish multiplies cost int8 agreement; "
                             f"{remedies}; a run trained with `-o minimalistic=true` passes too (docs/benchmarks.md)")

@@ -13,6 +13,9 @@ Steps, each one needed:
    the float model on most faces and a short fine-tune barely moves the ranges. A warm-up pass
    over training batches with a fast decay (0.9) and no weight update sets them first.
 4. Fine-tuning with a small learning rate; the best epoch on validation is kept.
+5. Activation ranges chosen on validation, in int8 (``range_percentile="auto"``, the default):
+   min/max and three percentile clippings are each converted as ``edgefer export --int8``
+   converts them; the most accurate one that passes the export's 98% agreement gate is saved.
 """
 
 from __future__ import annotations
@@ -397,15 +400,18 @@ def choose_range_percentile(qat_model, batches, calib, x_val, y_val, *, threshol
 
 
 def parse_range_percentile(value) -> float | str | None:
-    """``None``, ``"auto"`` or a percentile in (50, 100]; anything else is a RunError naming the option."""
+    """``"auto"``, ``None`` (min/max; also spelt ``"minmax"``) or a percentile in (50, 100]; anything
+    else is a RunError naming the option."""
     if value is None or value == "auto":
         return value
+    if isinstance(value, str) and value.strip().lower() in ("minmax", "min/max", "none"):
+        return None
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise RunError(f"--range-percentile must be a number in (50, 100] or 'auto', got {value!r}") from None
+        raise RunError(f"--range-percentile must be auto, minmax or a number in (50, 100], got {value!r}") from None
     if not 50.0 < p <= 100.0:
-        raise RunError(f"--range-percentile must be in (50, 100] or 'auto', got {value}")
+        raise RunError(f"--range-percentile must be auto, minmax or a number in (50, 100], got {value}")
     return p
 
 
@@ -458,20 +464,20 @@ class QATResult:
     agreement_before: float
     warmup_batches: int
     seconds: float
-    range_percentile: float | str | None = None  # as asked: None (min/max), a percentile or "auto"
+    range_percentile: float | str | None = "auto"  # as asked: "auto", None (min/max) or a percentile
     range_percentile_chosen: float | None = None  # what the model was saved with
     range_trials: list = field(default_factory=list)  # "auto": one dict per candidate
 
 
 def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
-            warmup_batches: int = 50, range_percentile: float | str | None = None, data=None,
+            warmup_batches: int = 50, range_percentile: float | str | None = "auto", data=None,
             verbose: int = 2) -> QATResult:
     """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/.
 
-    ``range_percentile``: ``None`` keeps tfmot's min/max moving-average ranges; a number P clips
-    each activation range to its P-th percentile after warm-up and keeps it fixed while
-    fine-tuning; ``"auto"`` fine-tunes with min/max ranges, then chooses among
-    ``AUTO_PERCENTILES`` on the validation split in int8 (``choose_range_percentile``).
+    ``range_percentile``: ``"auto"`` (default) fine-tunes with min/max ranges, then chooses among
+    ``AUTO_PERCENTILES`` on the validation split in int8 (``choose_range_percentile``); ``None`` (or
+    ``"minmax"``) keeps tfmot's min/max moving-average ranges; a number P clips each activation
+    range to its P-th percentile after warm-up and keeps it fixed while fine-tuning.
     """
     from ..data.pipeline import Augment, as_model_input, make_dataset
     from ..training.train import compile_model

@@ -192,7 +192,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
         f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}"
-        + (f" --range-percentile {qat['range_percentile']}" if qat.get("range_percentile") else ""),
+        + f" --range-percentile {qat.get('range_percentile') or 'minmax'}",
         f"edgefer export runs/{cfg.model} --int8" + ("" if art.get("status") == "ok" else " --force"),
         f"edgefer zoo ship runs/{cfg.model}",
         f"# or all four in one: edgefer zoo build {name} {data_arg}",
