@@ -25,6 +25,14 @@ from ..labels import CLASSES
 from ..runs import atomic_path, read_state, resolve_run, write_json
 
 
+def _ranges(qat: dict) -> str:
+    """How the QAT run's activation ranges were set, from its qat.json."""
+    asked = qat.get("range_percentile")
+    chosen = qat.get("range_percentile_chosen", asked)
+    name = "min/max activation ranges" if chosen in (None, "auto") else f"activation ranges at the {chosen:g}th percentile"
+    return name + (" (chosen on PublicTest by `--range-percentile auto`)" if asked == "auto" else "")
+
+
 def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None,
                 rpi_python: str | None = None, rpi_faces: int = 200) -> dict:
     from ..device_bench.bench import cross_check
@@ -130,7 +138,8 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
                   f"({'finished' if r['finished'] else 'NOT finished: not converged, figures provisional'}"
                   f"{', stopped early' if r['stopped_early'] else ''}), best epoch {r['best_epoch']}, "
                   f"{(r['train_seconds'] or 0) / 3600:.2f} h; "
-                  + (f"QAT {r['qat']['epochs']} epochs, best {r['qat']['best_epoch']}." if r["qat"] else "no QAT."),
+                  + (f"QAT {r['qat']['epochs']} epochs, best {r['qat']['best_epoch']}, {_ranges(r['qat'])}."
+                     if r["qat"] else "no QAT."),
                   ""]
         for key, title in (("curves", "training curves"), ("confusion", "confusion matrix (float)"),
                            ("roc", "ROC curves (float)")):
