@@ -89,6 +89,12 @@ def _resolve_data(data: str | None) -> str | None:
     return str(Path(str(value)).expanduser().resolve())  # absolute: runs are evaluated from anywhere
 
 
+def _run_data_option(f):
+    return click.option("--data", "data_path", default=None, metavar="PATH",
+                        help="Read the run's FER2013 from here instead of where training read it (same file: the "
+                             "split is redone as in training).")(f)
+
+
 # ---------------------------------------------------------------------------------- models
 
 @main.command("models")
@@ -323,7 +329,8 @@ def compare_cmd(inputs, split, out) -> None:
                    "accurate one whose agreement reaches the export's 98% gate (≈1 min per try for small "
                    "models). minmax: tfmot's moving min/max only (no tries). P (e.g. 99.9): clip each range to "
                    "the P-th percentile of its values after warm-up and keep it fixed while fine-tuning.")
-def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile) -> None:
+@_run_data_option
+def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, data_path) -> None:
     """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
 
     The best epoch on validation is kept and its activation ranges are chosen in int8 on
@@ -332,7 +339,7 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile) -> No
     from .quantization import qat_run
 
     r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
-                range_percentile=range_percentile, verbose=1 if sys.stdout.isatty() else 2)
+                range_percentile=range_percentile, data_path=data_path, verbose=1 if sys.stdout.isatty() else 2)
     click.echo(f"{r.run_dir}: float val acc {r.float_val_accuracy:.4f}; QAT after warm-up {r.qat_val_accuracy_before:.4f} "
                f"(agreement {r.agreement_before:.2%}); best QAT {r.qat_val_accuracy:.4f} at epoch {r.best_epoch}")
     for t in r.range_trials:
@@ -379,8 +386,9 @@ def _int_csv(value: str, hint: str) -> list[int]:
 @click.option("--batch", type=int, default=None, help="Fixed batch size (GPU delegates need one); default dynamic.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder; default RUN/export.")
+@_run_data_option
 def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, calib_data, calib_method, threshold,
-               force, batch, out) -> None:
+               force, batch, out, data_path) -> None:
     """Export a run (default: the latest) to TFLite and ONNX, each verified against its Keras source.
 
     \b
@@ -394,7 +402,7 @@ def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, cali
     results = export_run(run, formats=_csv(formats), precisions=["int8"] if int8_only else _csv(precisions),
                          source=source, io=io, calib_size=calib_size, calib_data=calib_data,
                          calib_method=calib_method, threshold=threshold, force=force, out=out, batch=batch,
-                         on_result=lambda r: click.echo(r.line()))
+                         data_path=data_path, on_result=lambda r: click.echo(r.line()))
     click.echo(f"wrote {len(results)} artefact(s) with .json metadata to {Path(results[0].file).parent}/ "
                "(export_report.json)")
 
@@ -408,14 +416,15 @@ def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, cali
               help="ONNX Runtime calibration methods (TFLite always uses min/max).")
 @click.option("--calib-data", type=click.Path(file_okay=False), default=None,
               help="A folder of face images instead of the training split.")
-def calibrate_cmd(run, sizes, methods, calib_data) -> None:
+@_run_data_option
+def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
     """int8 validation accuracy by calibration size and method: table + plot in RUN/calibration/."""
     from .report.calibration import calibration_report
 
     size_list = _int_csv(sizes, "--sizes")
     click.echo(f"{'runtime':<8}{'method':<12}{'size':>6}{'accuracy':>10}{'agreement':>11}")
     report = calibration_report(run, sizes=size_list, methods=_csv(methods), calib_data=calib_data,
-                                on_row=lambda r: click.echo(f"{r['runtime']:<8}{r['method']:<12}{r['size']:>6}"
+                                data_path=data_path, on_row=lambda r: click.echo(f"{r['runtime']:<8}{r['method']:<12}{r['size']:>6}"
                                                             f"{r['accuracy']:>10.4f}{r['agreement']:>11.2%}"))
     click.echo(f"float32 validation accuracy {report['float_accuracy']:.4f}")
     for p in report["outputs"]:

@@ -287,6 +287,27 @@ def test_qat_range_percentile_auto_chooses_on_validation_in_int8(trained, tmp_pa
         export_run(run, formats=["tflite"], precisions=["int8"], source="qat", threshold=1.0, out=tmp_path / "y")
 
 
+def test_run_whose_data_moved_needs_data_option(trained, subset, tmp_path, monkeypatch):
+    """A run recorded with a relative data path, used from another folder: one line naming --data,
+    and --data reads the same file (the split redone as in training)."""
+    run = tmp_path / "cnn"
+    shutil.copytree(trained.run_dir, run, ignore=shutil.ignore_patterns("qat", "export", "tb"))
+    cfg = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**cfg, "data": "../data/fer2013.npz"}))
+    monkeypatch.chdir(tmp_path)
+    for cmd in (["qat", str(run), "--epochs", "0", "--range-percentile", "minmax"], ["export", str(run), "--int8"],
+                ["calibrate", str(run), "--sizes", "16", "--methods", "minmax"]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code != 0 and "Traceback" not in r.output, r.output
+        assert r.output.strip().splitlines()[-1].startswith("Error: ../data/fer2013.npz: the data this run was "
+                                                            "trained on is not there"), r.output
+        assert "--data PATH" in r.output
+    r = CliRunner().invoke(main, ["qat", str(run), "--epochs", "0", "--range-percentile", "minmax", "--data", str(subset)])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "qat" / "qat.json").read_text())["float_val_accuracy"] == pytest.approx(
+        json.loads((trained.run_dir / "state.json").read_text())["best"]["val_accuracy"], abs=1e-4)
+
+
 def test_range_percentile_values():
     assert parse_range_percentile("auto") == "auto" and parse_range_percentile("99.9") == 99.9
     assert parse_range_percentile("minmax") is None and parse_range_percentile(None) is None

@@ -107,6 +107,7 @@ def export_run(
     out: str | Path | None = None,
     batch: int | None = None,
     data=None,
+    data_path: str | Path | None = None,
     on_result=None,
 ) -> list[ExportResult]:
     from ..data.pipeline import as_model_input
@@ -133,7 +134,7 @@ def export_run(
                      f" (no {qat_path.relative_to(run_dir)}; run `edgefer qat {run_dir}` for quantisation-aware int8)")
     qat_model = load_qat_model(qat_path) if source == "qat" and any(f.precision == "int8" for f in chosen) else None
 
-    data = data or cfg.load_data()
+    data = data or cfg.load_data(data_path)
     val = data["validation"]
     channels = float_model.input_shape[-1]
     x_val = as_model_input(val.x, channels)

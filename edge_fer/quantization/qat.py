@@ -471,13 +471,14 @@ class QATResult:
 
 def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
             warmup_batches: int = 50, range_percentile: float | str | None = "auto", data=None,
-            verbose: int = 2) -> QATResult:
+            data_path: str | None = None, verbose: int = 2) -> QATResult:
     """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/.
 
     ``range_percentile``: ``"auto"`` (default) fine-tunes with min/max ranges, then chooses among
     ``AUTO_PERCENTILES`` on the validation split in int8 (``choose_range_percentile``); ``None`` (or
     ``"minmax"``) keeps tfmot's min/max moving-average ranges; a number P clips each activation
     range to its P-th percentile after warm-up and keeps it fixed while fine-tuning.
+    ``data_path``: read the run's data from here instead of where training read it.
     """
     from ..data.pipeline import Augment, as_model_input, make_dataset
     from ..training.train import compile_model
@@ -491,7 +492,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     fixed = range_percentile is not None and not auto
     t0 = time.time()
     float_model, cfg = load_float_model(run_dir)
-    data = data or cfg.load_data()
+    data = data or cfg.load_data(data_path)
     tr, va = data["train"], data["validation"]
     keras.utils.set_random_seed(cfg.seed)
     channels = float_model.input_shape[-1]

@@ -20,7 +20,7 @@ from ..runs import atomic_path, resolve_run, write_json
 
 
 def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entropy", "percentile"),
-                       calib_data=None, seed: int = 0, data=None, on_row=None) -> dict:
+                       calib_data=None, seed: int = 0, data=None, data_path=None, on_row=None) -> dict:
     from ..data.pipeline import as_model_input
     from ..export import convert
     from ..export.runtimes import open_runner
@@ -29,7 +29,7 @@ def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entrop
     run_dir = resolve_run(run)
     model, cfg = load_float_model(run_dir)
     methods = [CalibrationMethod.parse(m) for m in methods]
-    data = data or cfg.load_data()
+    data = data or cfg.load_data(data_path)
     val, channels = data["validation"], model.input_shape[-1]
     p_float = model.predict(as_model_input(val.x, channels), batch_size=256, verbose=0)
     float_acc = float((p_float.argmax(1) == val.y).mean())
