@@ -159,6 +159,25 @@ def test_cli_qat_then_export_int8_latest_run(qat, trained, tmp_path, monkeypatch
     assert "cnn_int8_qat.tflite" in r.output and "agreement" in r.output
     assert (tmp_path / "cnn_int8_qat.onnx").is_file()
 
+    # the per-run summary of what qat + export gave, read back from the files they wrote
+    from edge_fer.report.export_summary import main as export_summary, summarise_run
+
+    copy = tmp_path / "runs" / "cnn"
+    (copy / "qat").mkdir(parents=True)
+    for f in ("config.json", "state.json", "qat/qat.json"):
+        shutil.copy(trained.run_dir / f, copy / f)
+    with pytest.raises(RunError, match="no export/export_report.json"):
+        summarise_run(copy)
+    shutil.copytree(tmp_path, copy / "export", ignore=shutil.ignore_patterns("runs"))
+    report = json.loads((tmp_path / "export_report.json").read_text())["artefacts"]
+    rows = summarise_run(copy)
+    assert [r["artefact"] for r in rows] == ["cnn_int8_qat.tflite", "cnn_int8_qat.onnx"]
+    assert all(r["status"] == "ok" and r["qat"] == "1 ep, min/max ranges" for r in rows)
+    assert [r["agreement"] for r in rows] == [report[r["artefact"]]["verification"]["agreement"] for r in rows]
+    export_summary([str(copy), "--md", str(tmp_path / "summary.md")])
+    table = (tmp_path / "summary.md").read_text().splitlines()
+    assert len(table) == 4 and table[2].startswith("| cnn (width=0.5) | 4 | 1 ep, min/max ranges | cnn_int8_qat.tflite | ok |")
+
 
 def test_quant_bench_table_and_update(qat, trained, tmp_path):
     """The float / PTQ-int8 / QAT-int8 benchmark of docs/benchmarks.md; --update adds a run, keeps the rest."""
