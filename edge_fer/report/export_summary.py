@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..errors import RunError
+from ..errors import EdgeFerError, RunError
 from ..runs import atomic_path, read_state, resolve_run
 from ..training.config import TrainConfig
 
@@ -73,7 +73,10 @@ def main(argv=None) -> None:
     ap.add_argument("runs", nargs="+")
     ap.add_argument("--md", default=None, help="also write the table to this Markdown file")
     a = ap.parse_args(argv)
-    table = markdown([row for run in a.runs for row in summarise_run(run)])
+    try:
+        table = markdown([row for run in a.runs for row in summarise_run(run)])
+    except EdgeFerError as e:
+        raise SystemExit(f"error: {e}") from None
     print(table, end="")
     if a.md:
         with atomic_path(Path(a.md)) as tmp:
