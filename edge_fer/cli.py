@@ -324,10 +324,9 @@ def compare_cmd(inputs, split, out) -> None:
 @click.option("--warmup-batches", type=int, default=50, show_default=True,
               help="Batches that set the fake-quant ranges before fine-tuning.")
 @click.option("--range-percentile", default="auto", show_default=True, metavar="auto|minmax|P",
-              help="Activation ranges. auto: fine-tune with min/max ranges, then try min/max and the "
-                   "99.99/99.9/99.5th percentiles in int8 TFLite on the validation split and keep the most "
-                   "accurate one whose agreement reaches the export's 98% gate (≈1 min per try for small "
-                   "models). minmax: tfmot's moving min/max only (no tries). P (e.g. 99.9): clip each range to "
+              help="Activation ranges. auto: fine-tune with min/max ranges, then try min/max and ever "
+                   "tighter percentiles (99.99 … 99.5) in int8 TFLite on the validation split and keep the first "
+                   "whose agreement reaches the export's 98% gate (≈1 min per try for small models). minmax: tfmot's moving min/max only (no tries). P (e.g. 99.9): clip each range to "
                    "the P-th percentile of its values after warm-up and keep it fixed while fine-tuning.")
 @_run_data_option
 def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, data_path) -> None:

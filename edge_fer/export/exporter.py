@@ -195,9 +195,10 @@ def export_run(
             if all(r.source == "qat" for r in refused):
                 qat_json = run_dir / QAT_DIR / "qat.json"
                 asked = json.loads(qat_json.read_text()).get("range_percentile") if qat_json.is_file() else None
-                if asked == "auto":  # every candidate range was tried already: this run needs more than ranges
-                    remedies = (f"no activation range passes it; try more QAT epochs (`edgefer qat {run_dir} --epochs 5`), "
-                                "a lower --threshold, or --force to write anyway")
+                if asked == "auto":  # the ranges were chosen for the 98% gate already: more than ranges is needed
+                    remedies = (f"its QAT already chose activation ranges on validation (--range-percentile auto); try "
+                                f"more QAT epochs (`edgefer qat {run_dir} --epochs 5`), a lower --threshold, or --force "
+                                "to write anyway")
                 else:
                     remedies = (f"try `edgefer qat {run_dir}` (its default `--range-percentile auto` chooses activation "
                                 "ranges that pass this gate), a lower --threshold, or --force to write anyway")

@@ -1,5 +1,5 @@
 """Activation-range percentiles of a QAT model, each tried in int8 TFLite on PublicTest, the way
-`edgefer qat --range-percentile auto` tries its four candidates — with any list of candidates.
+`edgefer qat --range-percentile auto` tries its candidates — with any list, all of them tried.
 
     .venv/bin/python scripts/diagnostics/range_sweep.py QAT_MODEL.h5 RUN [P ...]   # P: minmax or a percentile
 
@@ -29,7 +29,7 @@ for _ in range(50):  # the warm-up draws of `edgefer qat`, so the clipping batch
 clip = [as_model_input(tr.x[rng.choice(len(tr), 64, replace=False)], channels) for _ in range(8)]
 calib = CalibrationSet.from_source(None, tr, size=256, seed=cfg.seed, channels=channels)
 chosen, trials = choose_range_percentile(model, clip, calib, as_model_input(va.x, channels), va.y,
-                                         candidates=candidates)
+                                         candidates=candidates, try_all=True)
 print("| ranges | QAT val acc | int8 val acc | agreement | ranges shrunk |")
 print("|---|---|---|---|---|")
 for t in trials:
