@@ -322,8 +322,8 @@ def test_run_whose_data_moved_needs_data_option(trained, subset, tmp_path, monke
                 ["calibrate", str(run), "--sizes", "16", "--methods", "minmax"]):
         r = CliRunner().invoke(main, cmd)
         assert r.exit_code != 0 and "Traceback" not in r.output, r.output
-        assert r.output.strip().splitlines()[-1].startswith("Error: ../data/fer2013.npz: the data this run was "
-                                                            "trained on is not there"), r.output
+        assert r.output.strip().splitlines()[-1].startswith("Error: ../data/fer2013.npz: no such file or folder "
+                                                            "(a relative path, read from"), r.output
         assert "--data PATH" in r.output
     r = CliRunner().invoke(main, ["qat", str(run), "--epochs", "0", "--range-percentile", "minmax", "--data", str(subset)])
     assert r.exit_code == 0, r.output

@@ -110,10 +110,10 @@ class TrainConfig:
         """The run's data, split as it was for training (``path`` overrides where it is read from)."""
         from ..data import load_fer
 
-        if path is None and self.data and not Path(self.data).expanduser().exists():
-            where = "" if Path(self.data).is_absolute() else f" (a relative path, read from {Path.cwd()})"
-            raise DataError(f"{self.data}: the data this run was trained on is not there{where}; pass --data PATH "
-                            "to the same FER2013 csv, npz or image folder")
+        data = Path(self.data).expanduser() if self.data else None
+        if path is None and data and not data.is_absolute() and not data.exists():  # runs from before absolute paths
+            raise DataError(f"{self.data}: no such file or folder (a relative path, read from {Path.cwd()}); pass "
+                            "--data PATH to the FER2013 csv, npz or image folder")
         return load_fer(path or self.data, split_mode=self.split_mode, ferplus=self.ferplus,
                         label_mode=self.label_mode, skip_bad=self.skip_bad, seed=self.seed)
 
