@@ -18,13 +18,7 @@ from pathlib import Path
 from ..errors import EdgeFerError, RunError
 from ..runs import atomic_path, read_state, resolve_run
 from ..training.config import TrainConfig
-
-
-def _qat_label(qat: dict) -> str:
-    """E.g. '3 ep, 99.9th-pct ranges (auto)' or '3 ep, min/max ranges'."""
-    chosen = qat.get("range_percentile_chosen", qat.get("range_percentile"))
-    ranges = "min/max ranges" if chosen in (None, "auto") else f"{chosen:g}th-pct ranges"
-    return f"{qat['epochs']} ep, {ranges}" + (" (auto)" if qat.get("range_percentile") == "auto" else "")
+from .quant_bench import ranges_label
 
 
 def summarise_run(run) -> list[dict]:
@@ -45,7 +39,7 @@ def summarise_run(run) -> list[dict]:
         v = a["verification"]
         rows.append({
             "run": str(run_dir), "model": cfg.label, "epochs": state.get("epoch"),
-            "qat": _qat_label(qat) if a.get("source") == "qat" and qat else "none (PTQ)",
+            "qat": f"{qat['epochs']} ep, {ranges_label(qat)}" if a.get("source") == "qat" and qat else "none (PTQ)",
             "artefact": name, "status": a.get("status"), "accuracy": v["accuracy"],
             "delta_vs_float": None if float_acc is None else v["accuracy"] - float_acc,
             "delta_vs_source": v["accuracy_delta"], "agreement": v["agreement"],

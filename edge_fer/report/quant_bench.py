@@ -48,13 +48,21 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
             "epochs": read_state(run_dir).get("epoch"), "measured": time.strftime("%Y-%m-%d"), "rows": rows}
 
 
+def ranges_label(qat: dict) -> str:
+    """How a QAT run's activation ranges were set, from its qat.json: e.g. '99.9th-pct ranges (auto)',
+    'min/max ranges (auto)' or 'min/max ranges'."""
+    asked = qat.get("range_percentile")
+    chosen = qat.get("range_percentile_chosen", asked)
+    name = "min/max ranges" if chosen in (None, "auto") else f"{chosen:g}th-pct ranges"
+    return name + (" (auto)" if asked == "auto" else "")
+
+
 def _ranges_label(run_dir: Path) -> str:
-    """E.g. ', 99.9th-pct ranges (auto)' for a run QAT'd with `edgefer qat --range-percentile`; '' for min/max."""
+    """', ' + ranges_label for a run whose ranges were clipped or chosen; '' for plain min/max."""
     q = run_dir / "qat" / "qat.json"
     qat = json.loads(q.read_text()) if q.is_file() else {}
-    asked, chosen = qat.get("range_percentile"), qat.get("range_percentile_chosen", qat.get("range_percentile"))
-    auto = " (auto)" if asked == "auto" else ""
-    return f", {chosen:g}th-pct ranges{auto}" if chosen not in (None, "auto") else (f", min/max ranges{auto}" if auto else "")
+    label = ranges_label(qat)
+    return "" if label == "min/max ranges" else f", {label}"
 
 
 def markdown(results: list[dict]) -> str:

@@ -23,14 +23,7 @@ from pathlib import Path
 from ..errors import RunError
 from ..labels import CLASSES
 from ..runs import atomic_path, read_state, resolve_run, write_json
-
-
-def _ranges(qat: dict) -> str:
-    """How the QAT run's activation ranges were set, from its qat.json."""
-    asked = qat.get("range_percentile")
-    chosen = qat.get("range_percentile_chosen", asked)
-    name = "min/max activation ranges" if chosen in (None, "auto") else f"activation ranges at the {chosen:g}th percentile"
-    return name + (" (chosen on PublicTest by `--range-percentile auto`)" if asked == "auto" else "")
+from .quant_bench import ranges_label
 
 
 def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None,
@@ -118,7 +111,9 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
               "Emulated Pi: the int8 TFLite file run by the device runner on an aarch64 Python under qemu-user "
               "(Cortex-A72, `scripts/arm64_pi.sh`; what `edgefer bench --device rpi` runs over SSH) against the same "
               "runner here, on the first PrivateTest faces: labels equal, and whether the raw int8 outputs of the "
-              "first 8 faces are bit-exact. A correctness check; emulated timings mean nothing.", "",
+              "first 8 faces are bit-exact. A correctness check; emulated timings mean nothing. Each architecture's "
+              "section below says how its QAT activation ranges were set: min/max, or clipped at a percentile; "
+              "\"(auto)\": chosen on PublicTest by `edgefer qat --range-percentile auto`.", "",
               "Per-class F1 (int8 TFLite):", "", "| architecture | " + " | ".join(CLASSES) + " |",
               "|---|" + "---|" * len(CLASSES)]
     for r in rows:
@@ -138,7 +133,7 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
                   f"({'finished' if r['finished'] else 'NOT finished: not converged, figures provisional'}"
                   f"{', stopped early' if r['stopped_early'] else ''}), best epoch {r['best_epoch']}, "
                   f"{(r['train_seconds'] or 0) / 3600:.2f} h; "
-                  + (f"QAT {r['qat']['epochs']} epochs, best {r['qat']['best_epoch']}, {_ranges(r['qat'])}."
+                  + (f"QAT {r['qat']['epochs']} epochs, best {r['qat']['best_epoch']}, {ranges_label(r['qat'])}."
                      if r["qat"] else "no QAT."),
                   ""]
         for key, title in (("curves", "training curves"), ("confusion", "confusion matrix (float)"),
