@@ -46,7 +46,8 @@ def read_any(path: str | Path, *, skip_bad: bool = False) -> RawFER:
     """Read ``path`` by its kind: a ``.csv``, an ``.npz`` or a folder of images."""
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(f"{p}: no such file or folder; pass --data PATH to a FER2013 csv, npz or image folder")
+        where = "" if p.is_absolute() else f" (a relative path, read from {Path.cwd()})"  # runs before absolute paths
+        raise DataError(f"{p}: no such file or folder{where}; pass --data PATH to a FER2013 csv, npz or image folder")
     if p.is_dir():
         return read_folder(p, skip_bad=skip_bad)
     suffix = p.suffix.lower()

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, RunError
+from ..errors import ConfigError, RunError
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 MONITORS = ("val_accuracy", "val_loss", "val_f1")
@@ -110,10 +110,6 @@ class TrainConfig:
         """The run's data, split as it was for training (``path`` overrides where it is read from)."""
         from ..data import load_fer
 
-        data = Path(self.data).expanduser() if self.data else None
-        if path is None and data and not data.is_absolute() and not data.exists():  # runs from before absolute paths
-            raise DataError(f"{self.data}: no such file or folder (a relative path, read from {Path.cwd()}); pass "
-                            "--data PATH to the FER2013 csv, npz or image folder")
         return load_fer(path or self.data, split_mode=self.split_mode, ferplus=self.ferplus,
                         label_mode=self.label_mode, skip_bad=self.skip_bad, seed=self.seed)
 
