@@ -82,7 +82,14 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     assert card["test"]["n_test"] == 500 and 0 <= card["test"]["int8"]["agreement_with_float"] <= 1
     assert card["recipe"]["train"]["model_options"] == {"width": 0.5} and "data" not in card["recipe"]["train"]
     assert card["commands"][0].endswith("--epochs 4 --batch-size 64 --lr 0.001 --no-augment -o width=0.5 --out runs/cnn")
-    assert card["commands"][1].endswith("--range-percentile minmax")  # min/max is not the default any more
+    # post-training quantised: the card's recipe has no QAT step, and its commands say so
+    assert card["recipe"]["qat"] is None and not any(c.startswith("edgefer qat") for c in card["commands"])
+    assert card["commands"][1].startswith("edgefer export runs/cnn --int8 --from ptq"), card["commands"]
+    md = (tmp_path / "shipped" / "cnn_int8.md").read_text()
+    assert "- No QAT: post-training quantisation" in md and "quantised to int8 post-training" in md
+    assert "augmentation off, ReduceLROnPlateau." in md
+    assert ship._schedule_text({"schedule": "cosine", "warmup_epochs": 2, "label_smoothing": 0.1, "mixup": 0.2}) == (
+        "cosine decay after 2 warm-up epoch(s), label smoothing 0.1, mixup α 0.2")
     side = json.loads((tmp_path / "shipped" / "cnn_int8.tflite.json").read_text())
     assert side["shipped_as"] == "cnn_int8" and side["run"] == "cnn"
     assert [m.name for m in shipped_models(tmp_path / "shipped")] == ["cnn_int8"]
@@ -107,6 +114,15 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     shutil.rmtree(run_dir / "export")
     with pytest.raises(EdgeFerError, match="no int8 TFLite export"):
         ship.ship_run(run_dir, dest=tmp_path / "none")
+    # its directory gone (another machine, a session whose runs did not survive), the run keeps its measured
+    # row and bench records on the next update; a run never measured is listed as not started
+    records = json.loads((tmp_path / "docs" / "results" / "bench.json").read_text())
+    shutil.rmtree(run_dir)
+    results_main([str(run_dir), str(tmp_path / "vgg16"), "--out", str(tmp_path / "docs" / "results.md"),
+                  "--rpi-python", "none"])
+    again = (tmp_path / "docs" / "results.md").read_text()
+    assert again.splitlines()[10] == page.splitlines()[10] and "- vgg16: not started" in again
+    assert json.loads((tmp_path / "docs" / "results" / "bench.json").read_text()) == records
 
 
 def test_zoo_build_needs_full_data_and_a_shipped_name(run):

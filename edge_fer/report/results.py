@@ -168,17 +168,24 @@ def main(argv=None) -> None:
     fig_dir = args.out.parent / "results"
     fig_dir.mkdir(parents=True, exist_ok=True)
     rows, records, pending = [], [], []
-    saved = {}
-    if args.render_only:
+    saved, saved_records = {}, []
+    if (fig_dir / "results.json").is_file() and (fig_dir / "bench.json").is_file():
         saved = {r["run_dir"]: r for r in json.loads((fig_dir / "results.json").read_text())}
-        records = json.loads((fig_dir / "bench.json").read_text())
+        saved_records = json.loads((fig_dir / "bench.json").read_text())
+    elif args.render_only:
+        ap.error(f"--render-only needs {fig_dir}/results.json and bench.json from an earlier run of this command")
     for run in args.runs:
         key = str(Path(run).expanduser())
+        # A run measured earlier whose directory is gone (trained on another machine, or in a session whose
+        # runs did not survive) keeps its measured row instead of turning into "not started".
+        if key in saved and (args.render_only or not (Path(key) / "config.json").is_file()):
+            rows.append(saved[key])
+            records += [rec for rec in saved_records if str(rec.get("path", "")).startswith(key + "/")]
+            if not args.render_only:
+                print(f"kept: {key} as measured earlier (its run directory is gone)")
+            continue
         if args.render_only:
-            if key in saved:
-                rows.append(saved[key])
-            else:
-                pending.append(_pending(run, "not measured"))
+            pending.append(_pending(run, "not measured"))
             continue
         try:
             r = run_results(run, threads=[int(t) for t in args.threads.split(",")], min_seconds=args.min_seconds,

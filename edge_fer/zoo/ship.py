@@ -92,7 +92,8 @@ def _card_markdown(c: dict) -> str:
         f"# {c['name']} — {c['architecture']}, int8",
         "",
         f"Facial-emotion classifier for 48×48 grey faces, 7 classes ({', '.join(CLASSES)}), "
-        f"quantised to int8 after quantisation-aware fine-tuning. Shipped with edge_fer {c['edge_fer_version']}.",
+        f"quantised to int8 {'after quantisation-aware fine-tuning' if c['qat'] else 'post-training'}. "
+        f"Shipped with edge_fer {c['edge_fer_version']}.",
         "",
         "## Data and protocol",
         f"- FER2013 ({t['data']}): trained on Training, epochs and QAT epoch chosen on PublicTest (validation), "
@@ -102,7 +103,7 @@ def _card_markdown(c: dict) -> str:
         f"{c['training']['seconds'] / 3600:.2f} h of wall time on {c['training']['machine']} (not a speed figure: "
         f"the 2 cores were shared with other work); batch "
         f"{c['recipe']['train']['batch_size']}, Adam {c['recipe']['train']['lr']:g}, augmentation "
-        f"{'on' if c['recipe']['train']['augment'] else 'off'}, ReduceLROnPlateau.",
+        f"{'on' if c['recipe']['train']['augment'] else 'off'}, {_schedule_text(c['recipe']['train'])}.",
         (f"- QAT: {c['recipe']['qat']['epochs']} epochs at lr {c['recipe']['qat']['lr']:g}, best epoch "
          f"{c['qat'].get('best_epoch')} (QAT val acc {_f(c['qat'].get('qat_val_accuracy'))})."
          if c["qat"] else "- No QAT: post-training quantisation of the float model."),
@@ -121,7 +122,8 @@ def _card_markdown(c: dict) -> str:
                      f"{m['macro_f1']:.4f} | {m['roc_auc_macro']:.4f} | {agree} | "
                      f"{'—' if size is None else f'{size / 1024:.0f} KB'} |")
     lines += ["", "The float model is the trained checkpoint before QAT; the int8 models come from its QAT "
-              "fine-tune, so part of the disagreement is the fine-tune itself.", "",
+              "fine-tune, so part of the disagreement is the fine-tune itself." if c["qat"] else
+              "The float model is the trained checkpoint; the int8 models are its post-training quantisation.", "",
               "Per-class F1 (int8 TFLite): " + ", ".join(f"{k} {v:.3f}" for k, v in q["per_class_f1"].items()), "",
               "## Latency (batch 1, p50, this toolkit's runner)", ""]
     for fmt, by_t in lat.items():
@@ -139,6 +141,22 @@ _FLAGS = {"precision": "--precision", "split_mode": "--split-mode", "label_mode"
           "schedule": "--schedule", "warmup_epochs": "--warmup-epochs", "mixup": "--mixup", "teacher": "--teacher",
           "distill_weight": "--distill-weight", "distill_temperature": "--distill-temperature", "seed": "--seed",
           "weights": "--weights", "ferplus": "--ferplus"}
+
+
+def _schedule_text(train: dict) -> str:
+    """The learning-rate schedule and regularisers of a recorded training recipe, in words."""
+    if train.get("schedule", "plateau") == "cosine":
+        out = [f"cosine decay after {train.get('warmup_epochs', 0)} warm-up epoch(s)"]
+    else:
+        out = ["ReduceLROnPlateau"]
+    if train.get("label_smoothing"):
+        out.append(f"label smoothing {train['label_smoothing']:g}")
+    if train.get("mixup"):
+        out.append(f"mixup α {train['mixup']:g}")
+    if train.get("teacher"):
+        out.append(f"distilled from {Path(str(train['teacher'])).name} (weight {train.get('distill_weight', 0.5):g}, "
+                   f"T {train.get('distill_temperature', 2.0):g})")
+    return ", ".join(out)
 
 
 def _non_default_flags(cfg) -> str:
@@ -188,12 +206,14 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     meta = json.loads(Path(str(tflite) + ".json").read_text())
     train_cfg = {k: v for k, v in cfg.to_dict().items() if k != "data"}
     data_arg = '--data fer2013.csv'
+    from_qat = meta.get("source") != "ptq"  # post-training quantised: no QAT step to reproduce
     commands = [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
-        f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}"
-        + f" --range-percentile {qat.get('range_percentile') or 'minmax'}",
-        f"edgefer export runs/{cfg.model} --int8" + ("" if art.get("status") == "ok" else " --force"),
+        *([f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}"
+           + f" --range-percentile {qat.get('range_percentile') or 'minmax'}"] if from_qat else []),
+        f"edgefer export runs/{cfg.model} --int8" + ("" if from_qat else " --from ptq")
+        + ("" if art.get("status") == "ok" else " --force"),
         f"edgefer zoo ship runs/{cfg.model}",
         f"# or all four in one: edgefer zoo build {name} {data_arg}",
     ]
@@ -201,8 +221,8 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         "name": name, "architecture": cfg.model, "edge_fer_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "classes": list(CLASSES),
         "input": meta.get("input"), "source_run": run_dir.name,
-        "recipe": {"train": train_cfg, "qat": {k: qat.get(k) for k in QAT_RECIPE_KEYS
-                                               if k in qat} or {"epochs": 3, "lr": 1e-4},
+        "recipe": {"train": train_cfg, "qat": ({k: qat.get(k) for k in QAT_RECIPE_KEYS if k in qat}
+                                               or {"epochs": 3, "lr": 1e-4}) if from_qat else None,
                    "export": {"precision": "int8", "source": meta.get("source"), "io": meta["input"].get("io_type")}},
         "training": {"epochs_trained": state.get("epoch"), "best_epoch": state.get("best", {}).get("epoch"),
                      "best_val_accuracy": state.get("best", {}).get("val_accuracy"), "seconds": state.get("seconds") or 0,
@@ -253,9 +273,13 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
         train_cfg["epochs"] = epochs
     cfg = TrainConfig.from_dict(train_cfg)
     result = train(cfg, out=out, verbose=verbose)
-    q = recipe.get("qat", {})
-    qat_run(result.run_dir, epochs=q.get("epochs", 3), lr=q.get("lr", 1e-4), batch_size=q.get("batch_size", 64),
-            warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"), verbose=verbose)
-    export_run(result.run_dir, precisions=["int8"], source="qat", io=recipe.get("export", {}).get("io", "int8"),
+    q = recipe.get("qat")
+    source = recipe.get("export", {}).get("source") or "qat"
+    if source == "qat":
+        q = q or {}
+        qat_run(result.run_dir, epochs=q.get("epochs", 3), lr=q.get("lr", 1e-4), batch_size=q.get("batch_size", 64),
+                warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"),
+                verbose=verbose)
+    export_run(result.run_dir, precisions=["int8"], source=source, io=recipe.get("export", {}).get("io", "int8"),
                force=True)
     return ship_run(result.run_dir, name=name, data_path=data_path, dest=dest or Path(result.run_dir) / "shipped")
