@@ -122,10 +122,17 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
     if pending:
         lines += ["", "Not in the table yet (trained in the background over several sessions; rerun the command "
                   "above when they are done):", ""] + [f"- {p['what']}" for p in pending]
+    machines = {}
+    for r in rows:
+        machines.setdefault(r.get("latency_machine") or "unknown CPU", []).append(r["architecture"])
+    timed_on = ("" if len(machines) < 2 else
+                " The rows were timed on different CPUs (runs measured in different sessions): "
+                + "; ".join(f"{cpu}: {', '.join(archs)}" for cpu, archs in machines.items())
+                + ". Compare latencies within one CPU.")
     if pareto:
         lines += ["", "## Accuracy against latency", "", f"![Pareto plot]({pareto})", "",
                   "Latency on this 2-core VM varies from one measurement to the next by up to ~40% (the model "
-                  "cards were timed separately); compare models within one page.", ""]
+                  "cards were timed separately); compare models within one page." + timed_on, ""]
     for r in rows:
         a = r["architecture"]
         lines += ["", f"## {a}", "",
