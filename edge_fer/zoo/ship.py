@@ -207,6 +207,8 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     train_cfg = {k: v for k, v in cfg.to_dict().items() if k != "data"}
     data_arg = '--data fer2013.csv'
     from_qat = meta.get("source") != "ptq"  # post-training quantised: no QAT step to reproduce
+    if not from_qat:
+        qat = {}  # a QAT model the run may also hold is not what this artefact came from
     commands = [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
