@@ -133,3 +133,30 @@ def test_clip_activation_ranges_shrinks_data_ranges_only(faces):
     moved = {k for k in before if after[k] < before[k] - 1e-6}
     assert moved and all(k.split("/")[-1].startswith(("post_activation", "output")) for k in moved), moved
     assert np.isfinite(qat.predict(faces[:8], verbose=0)).all()
+
+
+
+def test_dense_batchnorm_scale_is_folded_before_qat(faces):
+    """The cnn's fc1 → fc1_bn: per-tensor Dense kernels do not survive the converter's BatchNorm fold, so
+    QAT starts from the folded kernel; the folded model computes the float model's function."""
+    from edge_fer._tf import keras
+    from edge_fer.quantization.qat import _fold_dense_batchnorm_scale
+
+    K = keras()
+    model = create_model("cnn", width=0.25)
+    rng = np.random.default_rng(0)
+    n = model.get_layer("fc1_bn").get_weights()[0].shape[0]
+    stats = [rng.uniform(0.05, 3.0, n), rng.normal(0, 0.5, n), rng.normal(0, 1, n), rng.uniform(0.01, 4.0, n)]
+    model.get_layer("fc1_bn").set_weights([w.astype(np.float32) for w in stats])
+    folded = K.models.clone_model(model)
+    folded.set_weights(model.get_weights())
+    assert _fold_dense_batchnorm_scale(folded) == 1  # fc1 only: every other BatchNorm follows a conv
+    x = faces[:32]
+    a = K.Model(model.input, model.get_layer("fc1_relu").output)(x, training=False).numpy()
+    b = K.Model(folded.input, folded.get_layer("fc1_relu").output)(x, training=False).numpy()
+    assert np.abs(a - b).max() <= 1e-4 * max(1.0, np.abs(a).max())
+    assert np.allclose(folded.get_layer("fc1_bn").get_weights()[0], 1.0) and not folded.get_layer("fc1_bn").trainable
+    qat = quantize_model(model)  # folds its own copy
+    qbn = next(l for l in qat.layers if l.name.endswith("fc1_bn"))
+    assert np.allclose(qbn.get_weights()[0], 1.0) and not qbn.trainable
+    assert np.allclose(model.get_layer("fc1_bn").get_weights()[0], stats[0])  # the float model is untouched

@@ -238,6 +238,40 @@ def custom_objects() -> dict:
 OUTPUT_QUANTIZED = ("Rescaling", "Normalization", "HardSwish", "HardSigmoid", "Multiply")
 
 
+def _fold_dense_batchnorm_scale(model) -> int:
+    """Fold the scale of each BatchNormalization that follows a Dense layer into the Dense kernel, in place.
+
+    The converter folds BatchNorm into the layer before it. Conv kernels are quantised per output channel,
+    so folding scales each channel's grid and QAT stays faithful; Dense kernels are quantised per tensor,
+    so folding a BatchNorm scale that differs between units puts the int8 kernel on a grid QAT never saw
+    (the cnn's fc1: 24% relative error at fc1_relu, int8 agreeing with its QAT model on 89% of faces).
+    Here the scale moves into the kernel before QAT and the BatchNorm keeps only its shift, frozen (it
+    then runs in inference mode), so the converter folds a scale of exactly 1. Returns how many it folded.
+    """
+    keras = _keras()
+    folded = 0
+    for layer in model.layers:
+        nodes = layer._outbound_nodes
+        if not isinstance(layer, keras.layers.Dense) or len(nodes) != 1:
+            continue
+        bn = nodes[0].outbound_layer
+        if not isinstance(bn, keras.layers.BatchNormalization) or not bn.scale or bn.axis not in ([-1], -1, [1], 1):
+            continue
+        gamma, beta, mean, var = (w.astype(np.float64) for w in bn.get_weights())
+        s = gamma / np.sqrt(var + bn.epsilon)
+        weights = layer.get_weights()
+        weights[0] = (weights[0] * s).astype(np.float32)
+        if layer.use_bias:
+            weights[1] = (weights[1] * s).astype(np.float32)
+        layer.set_weights(weights)
+        ones = np.ones_like(gamma)
+        bn.set_weights([ones.astype(np.float32), beta.astype(np.float32), (mean * s).astype(np.float32),
+                        (ones - bn.epsilon).astype(np.float32)])
+        bn.trainable = False
+        folded += 1
+    return folded
+
+
 def quantize_model(float_model):
     """A QAT copy of ``float_model`` (the input model is not changed)."""
     tfmot = _tfmot()
@@ -261,6 +295,7 @@ def quantize_model(float_model):
 
     clone = keras.models.clone_model(float_model, clone_function=annotate)
     clone.set_weights(float_model.get_weights())
+    _fold_dense_batchnorm_scale(clone)
     annotated = q.quantize_annotate_model(clone)
     with q.quantize_scope(objs):
         return q.quantize_apply(annotated, scheme=_scheme())
