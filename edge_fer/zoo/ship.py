@@ -197,18 +197,17 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
                               "(publish larger ones' results only)")
     name = name or f"{cfg.model}_int8"
     state = read_state(run_dir)
-    qat = json.loads((run_dir / QAT_DIR / "qat.json").read_text()) if (run_dir / QAT_DIR / "qat.json").is_file() else {}
     report = json.loads((export_dir / "export_report.json").read_text()) if (export_dir / "export_report.json").is_file() else {}
     art = report.get("artefacts", {}).get(tflite.name, {})
     log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     measured.pop("bench_records")
     meta = json.loads(Path(str(tflite) + ".json").read_text())
+    from_qat = meta.get("source") != "ptq"  # post-training quantised: no QAT step to reproduce
+    qat_json = run_dir / QAT_DIR / "qat.json"  # a run may hold a QAT model its PTQ artefact did not come from
+    qat = json.loads(qat_json.read_text()) if from_qat and qat_json.is_file() else {}
     train_cfg = {k: v for k, v in cfg.to_dict().items() if k != "data"}
     data_arg = '--data fer2013.csv'
-    from_qat = meta.get("source") != "ptq"  # post-training quantised: no QAT step to reproduce
-    if not from_qat:
-        qat = {}  # a QAT model the run may also hold is not what this artefact came from
     commands = [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
@@ -275,10 +274,9 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
         train_cfg["epochs"] = epochs
     cfg = TrainConfig.from_dict(train_cfg)
     result = train(cfg, out=out, verbose=verbose)
-    q = recipe.get("qat")
+    q = recipe.get("qat") or {}
     source = recipe.get("export", {}).get("source") or "qat"
     if source == "qat":
-        q = q or {}
         qat_run(result.run_dir, epochs=q.get("epochs", 3), lr=q.get("lr", 1e-4), batch_size=q.get("batch_size", 64),
                 warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"),
                 verbose=verbose)
