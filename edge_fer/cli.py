@@ -328,8 +328,12 @@ def compare_cmd(inputs, split, out) -> None:
                    "tighter percentiles (99.99 … 99.5) in int8 TFLite on the validation split and keep the first "
                    "whose agreement reaches the export's 98% gate (≈1 min per try for small models). minmax: tfmot's moving min/max only (no tries). P (e.g. 99.9): clip each range to "
                    "the P-th percentile of its values after warm-up and keep it fixed while fine-tuning.")
+@click.option("--per-tensor", is_flag=True,
+              help="One weight scale per kernel instead of one per output channel: smaller int8 files for small "
+                   "models (each channel's scale and zero point cost 12 bytes) and what some accelerators need; "
+                   "may cost accuracy. export follows this choice.")
 @_run_data_option
-def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, data_path) -> None:
+def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_tensor, data_path) -> None:
     """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
 
     The best epoch on validation is kept and its activation ranges are chosen in int8 on
@@ -338,7 +342,8 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, data_
     from .quantization import qat_run
 
     r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
-                range_percentile=range_percentile, data_path=data_path, verbose=1 if sys.stdout.isatty() else 2)
+                range_percentile=range_percentile, per_tensor=per_tensor, data_path=data_path,
+                verbose=1 if sys.stdout.isatty() else 2)
     click.echo(f"{r.run_dir}: float val acc {r.float_val_accuracy:.4f}; QAT after warm-up {r.qat_val_accuracy_before:.4f} "
                f"(agreement {r.agreement_before:.2%}); best QAT {r.qat_val_accuracy:.4f} at epoch {r.best_epoch}")
     for t in r.range_trials:
@@ -385,9 +390,12 @@ def _int_csv(value: str, hint: str) -> list[int]:
 @click.option("--batch", type=int, default=None, help="Fixed batch size (GPU delegates need one); default dynamic.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder; default RUN/export.")
+@click.option("--per-tensor/--per-channel", "per_tensor", default=None,
+              help="int8 weight scales per kernel or per output channel. Default: as `edgefer qat` trained the "
+                   "QAT model (int8 from QAT must follow it); per channel for post-training int8.")
 @_run_data_option
 def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, calib_data, calib_method, threshold,
-               force, batch, out, data_path) -> None:
+               force, batch, out, per_tensor, data_path) -> None:
     """Export a run (default: the latest) to TFLite and ONNX, each verified against its Keras source.
 
     \b
@@ -401,7 +409,7 @@ def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, cali
     results = export_run(run, formats=_csv(formats), precisions=["int8"] if int8_only else _csv(precisions),
                          source=source, io=io, calib_size=calib_size, calib_data=calib_data,
                          calib_method=calib_method, threshold=threshold, force=force, out=out, batch=batch,
-                         data_path=data_path, on_result=lambda r: click.echo(r.line()))
+                         data_path=data_path, per_tensor=per_tensor, on_result=lambda r: click.echo(r.line()))
     click.echo(f"wrote {len(results)} artefact(s) with .json metadata to {Path(results[0].file).parent}/ "
                "(export_report.json)")
 

@@ -310,6 +310,62 @@ def test_qat_range_percentile_auto_chooses_on_validation_in_int8(trained, tmp_pa
         export_run(run, formats=["tflite"], precisions=["int8"], source="qat", threshold=1.0, out=tmp_path / "y")
 
 
+def test_qat_auto_keeps_the_best_epoch_even_when_it_is_the_warm_up(trained, tmp_path):
+    """A fine-tune that only makes the model worse: the ranges are chosen for, and saved on, the epoch-0
+    (warm-up) model that best.h5 holds, not the last epoch left in memory."""
+    run = tmp_path / "cnn"
+    shutil.copytree(trained.run_dir, run, ignore=shutil.ignore_patterns("qat", "export", "tb", "bench"))
+    r = qat_run(run, epochs=1, lr=0.5, verbose=0)  # Adam at 0.5 wrecks the weights in one epoch
+    q = json.loads((run / "qat" / "qat.json").read_text())
+    assert q["history"][0]["val_accuracy"] < q["qat_val_accuracy_before"] - 0.05, q["history"]
+    assert r.best_epoch == 0
+    assert q["range_trials"][0]["qat_accuracy"] == pytest.approx(q["qat_val_accuracy_before"], abs=1e-9)
+
+
+def _kernel_scales(path) -> dict:
+    """{op name: number of scales of its int8 weight tensor} for the conv, depthwise and dense ops of a .tflite."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    codes = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED"}
+    out = {}
+    for sg in model.subgraphs:
+        for i, op in enumerate(sg.operators):
+            code = model.operatorCodes[op.opcodeIndex]
+            kind = codes.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if kind:
+                t = sg.tensors[op.inputs[1]]
+                out[f"{kind}:{i}"] = len(np.atleast_1d(t.quantization.scale))
+    return out
+
+
+def test_qat_per_tensor_then_export_follows_it(trained, tmp_path):
+    """`edgefer qat --per-tensor`: every int8 kernel has one scale (smaller file), export follows the QAT
+    model's granularity, says so in the metadata, and refuses a contradicting flag in one line."""
+    run = tmp_path / "cnn"
+    shutil.copytree(trained.run_dir, run, ignore=shutil.ignore_patterns("qat", "export", "tb", "bench"))
+    r = CliRunner().invoke(main, ["qat", str(run), "--epochs", "0", "--range-percentile", "minmax", "--per-tensor"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((run / "qat" / "qat.json").read_text())["weights"] == "per-tensor"
+    results = export_run(run, precisions=["int8"], source="qat", force=True, out=tmp_path / "pt")
+    tfl, onnx_ = results
+    assert tfl.verification["agreement"] >= 0.97 and onnx_.verification["agreement"] >= 0.97, results
+    scales = _kernel_scales(tfl.file)
+    assert scales and set(scales.values()) == {1}, scales
+    assert read_tflite_metadata(Path(tfl.file))["weights"] == "per-tensor"
+    (pc,) = export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="ptq", force=True,
+                       out=tmp_path / "pc")
+    assert max(_kernel_scales(pc.file).values()) > 1 and tfl.size_bytes < pc.size_bytes
+    assert read_tflite_metadata(Path(pc.file))["weights"] == "per-channel"
+    r = CliRunner().invoke(main, ["export", str(run), "--int8", "--per-channel", "--out", str(tmp_path / "x")])
+    assert r.exit_code != 0 and "Traceback" not in r.output and not (tmp_path / "x").exists(), r.output
+    assert r.output.strip().splitlines()[-1].startswith(f"Error: {run}: its QAT model was trained with per-tensor "
+                                                        "weights"), r.output
+    (pt,) = export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="ptq", per_tensor=True,
+                       force=True, out=tmp_path / "ptq_pt")  # post-training int8 per tensor, on request
+    assert set(_kernel_scales(pt.file).values()) == {1}
+
+
 def test_run_whose_data_moved_needs_data_option(trained, subset, tmp_path, monkeypatch):
     """A run recorded with a relative data path, used from another folder: one line naming --data,
     and --data reads the same file (the split redone as in training)."""

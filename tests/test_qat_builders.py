@@ -140,7 +140,7 @@ def test_dense_batchnorm_scale_is_folded_before_qat(faces):
     """The cnn's fc1 → fc1_bn: per-tensor Dense kernels do not survive the converter's BatchNorm fold, so
     QAT starts from the folded kernel; the folded model computes the float model's function."""
     from edge_fer._tf import keras
-    from edge_fer.quantization.qat import _fold_dense_batchnorm_scale
+    from edge_fer.quantization.qat import _fold_batchnorm_scales
 
     K = keras()
     model = create_model("cnn", width=0.25)
@@ -150,7 +150,7 @@ def test_dense_batchnorm_scale_is_folded_before_qat(faces):
     model.get_layer("fc1_bn").set_weights([w.astype(np.float32) for w in stats])
     folded = K.models.clone_model(model)
     folded.set_weights(model.get_weights())
-    assert _fold_dense_batchnorm_scale(folded) == 1  # fc1 only: every other BatchNorm follows a conv
+    assert _fold_batchnorm_scales(folded) == 1  # fc1 only: every other BatchNorm follows a conv
     x = faces[:32]
     a = K.Model(model.input, model.get_layer("fc1_relu").output)(x, training=False).numpy()
     b = K.Model(folded.input, folded.get_layer("fc1_relu").output)(x, training=False).numpy()
@@ -160,3 +160,33 @@ def test_dense_batchnorm_scale_is_folded_before_qat(faces):
     qbn = next(l for l in qat.layers if l.name.endswith("fc1_bn"))
     assert np.allclose(qbn.get_weights()[0], 1.0) and not qbn.trainable
     assert np.allclose(model.get_layer("fc1_bn").get_weights()[0], stats[0])  # the float model is untouched
+
+
+def test_per_tensor_qat_folds_every_batchnorm_and_quantises_kernels_whole(faces):
+    """Per-tensor QAT: every BatchNorm after a conv, depthwise conv or Dense is folded into its kernel first
+    (the folded model computes the same function), and each kernel gets one range, not one per channel."""
+    from edge_fer._tf import keras
+    from edge_fer.quantization.qat import _fold_batchnorm_scales, model_weights
+
+    K = keras()
+    model = create_model("ferlite", width=0.5)
+    rng = np.random.default_rng(1)
+    bns = [l for l in model.layers if isinstance(l, K.layers.BatchNormalization)]
+    for bn in bns:  # trained-looking statistics, different in every channel
+        n = bn.get_weights()[0].shape[0]
+        bn.set_weights([rng.uniform(0.2, 2.0, n).astype(np.float32), rng.normal(0, 0.3, n).astype(np.float32),
+                        rng.normal(0, 0.5, n).astype(np.float32), rng.uniform(0.1, 3.0, n).astype(np.float32)])
+    folded = K.models.clone_model(model)
+    folded.set_weights(model.get_weights())
+    assert _fold_batchnorm_scales(folded, dense_only=False) == len(bns)
+    assert all(np.allclose(l.get_weights()[0], 1.0) and not l.trainable
+               for l in folded.layers if isinstance(l, K.layers.BatchNormalization))
+    x = faces[:16]
+    a, b = model(x, training=False).numpy(), folded(x, training=False).numpy()
+    assert np.abs(a - b).max() <= 1e-4
+    qat = quantize_model(model, per_tensor=True)
+    ranges = {v.name: v.shape for v in qat.variables if "kernel_m" in v.name}
+    assert ranges and all(shape == () for shape in ranges.values()), ranges  # per channel: shape (channels,)
+    per_channel = quantize_model(model)
+    assert any(v.shape != () for v in per_channel.variables if "kernel_m" in v.name)
+    assert (model_weights(qat), model_weights(per_channel)) == ("per-tensor", "per-channel")  # what export follows

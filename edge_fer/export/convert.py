@@ -28,8 +28,9 @@ def _fixed_batch_function(model, batch: int | None):
 
 
 def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io: str = "int8",
-              batch: int | None = None) -> bytes:
-    """Convert a Keras (float or QAT) model. ``io`` applies to int8 models: their input/output type."""
+              batch: int | None = None, per_tensor: bool = False) -> bytes:
+    """Convert a Keras (float or QAT) model. ``io`` applies to int8 models: their input/output type.
+    ``per_tensor``: int8 kernels with one scale each instead of one per output channel."""
     tf = _tf()
     if io not in IO_TYPES:
         raise ConfigError(f"unknown int8 I/O type {io!r}; expected {', '.join(IO_TYPES)}")
@@ -55,6 +56,7 @@ def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io:
         io_type = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[io]
         conv.inference_input_type = io_type
         conv.inference_output_type = io_type
+        conv._experimental_disable_per_channel = per_tensor
     elif precision != "float32":
         raise ConfigError(f"unknown TFLite precision {precision!r}")
     return conv.convert()
@@ -70,8 +72,9 @@ def to_onnx_float(model, *, batch: int | None = None) -> bytes:
 
 
 def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
-                         method: CalibrationMethod = CalibrationMethod.MINMAX) -> bytes:
-    """Post-training static quantisation with ONNX Runtime: QDQ, per-channel, int8 weights and activations."""
+                         method: CalibrationMethod = CalibrationMethod.MINMAX, *, per_tensor: bool = False) -> bytes:
+    """Post-training static quantisation with ONNX Runtime: QDQ, int8 weights (per channel unless
+    ``per_tensor``) and activations."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, create_calibrator, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -97,7 +100,7 @@ def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
         del calibrator
         quantize_static(
             str(pre), str(out), None,
-            quant_format=QuantFormat.QDQ, per_channel=True,
+            quant_format=QuantFormat.QDQ, per_channel=not per_tensor,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             calibrate_method=method.ort(), calibration_cache_path=str(cache),
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},

@@ -108,11 +108,15 @@ def export_run(
     batch: int | None = None,
     data=None,
     data_path: str | Path | None = None,
+    per_tensor: bool | None = None,
     on_result=None,
 ) -> list[ExportResult]:
+    """``per_tensor``: int8 kernels with one scale each instead of one per output channel. ``None``
+    (default): as the run's QAT model was trained (``edgefer qat --per-tensor``) for int8 from QAT, per
+    channel for post-training int8."""
     from ..data.pipeline import as_model_input
     from ..quantization import load_float_model, load_qat_model
-    from ..quantization.qat import QAT_DIR
+    from ..quantization.qat import QAT_DIR, WEIGHTS, model_weights
 
     if source not in SOURCES:
         raise ConfigError(f"--from must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -133,6 +137,15 @@ def export_run(
             log.info("int8 from %s%s", source, "" if source == "qat" else
                      f" (no {qat_path.relative_to(run_dir)}; run `edgefer qat {run_dir}` for quantisation-aware int8)")
     qat_model = load_qat_model(qat_path) if source == "qat" and any(f.precision == "int8" for f in chosen) else None
+    if qat_model is not None:
+        trained = model_weights(qat_model)
+        if per_tensor is not None and WEIGHTS[per_tensor] != trained:
+            flag = "--per-tensor" if per_tensor else "--per-channel"
+            raise ConfigError(f"{run_dir}: its QAT model was trained with {trained} weights, so int8 from QAT is "
+                              f"{trained} too; drop {flag}, export --from ptq {flag}, or run `edgefer qat {run_dir}"
+                              f"{' --per-tensor' if per_tensor else ''}` first")
+        per_tensor = trained == WEIGHTS[True]
+    per_tensor = bool(per_tensor)
 
     data = data or cfg.load_data(data_path)
     val = data["validation"]
@@ -161,11 +174,14 @@ def export_run(
             t0 = time.time()
             with warnings.catch_warnings(), quiet_native_stderr():
                 warnings.simplefilter("ignore")
-                blob, float_onnx = _convert(fmt, float_model, qat_model, calib, method, io, batch, float_onnx)
+                blob, float_onnx = _convert(fmt, float_model, qat_model, calib, method, io, batch, float_onnx,
+                                            per_tensor)
             meta = base_metadata(model_name=cfg.model, input_shape=input_shape, fmt=fmt.format,
                                  precision=fmt.precision, source=src, run_dir=run_dir, train_config=cfg.to_dict(),
                                  io=io if (fmt.format == "tflite" and fmt.precision == "int8") else "float",
                                  calibration=calib_info if fmt.needs_calibration else None)
+            if fmt.precision == "int8":
+                meta["weights"] = WEIGHTS[per_tensor]
             path = tmp / name
             path.write_bytes(blob)
             runner = open_runner(path)
@@ -220,18 +236,20 @@ def export_run(
     return results
 
 
-def _convert(fmt: ExportFormat, float_model, qat_model, calib, method, io, batch, float_onnx):
+def _convert(fmt: ExportFormat, float_model, qat_model, calib, method, io, batch, float_onnx, per_tensor=False):
     """Returns (model bytes, the float ONNX bytes cached for the int8 ONNX route)."""
     if fmt.format == "tflite":
         model = qat_model if (fmt.precision == "int8" and qat_model is not None) else float_model
-        return convert.to_tflite(model, fmt.precision, calib=calib, io=io, batch=batch), float_onnx
+        return convert.to_tflite(model, fmt.precision, calib=calib, io=io, batch=batch,
+                                 per_tensor=per_tensor), float_onnx
     if fmt.precision == "float32":
         blob = convert.to_onnx_float(float_model, batch=batch)
         return blob, blob
     if qat_model is not None:  # keep QAT's learned ranges
-        return convert.onnx_from_tflite(convert.to_tflite(qat_model, "int8", calib=calib, io="float", batch=batch)), float_onnx
+        blob = convert.to_tflite(qat_model, "int8", calib=calib, io="float", batch=batch, per_tensor=per_tensor)
+        return convert.onnx_from_tflite(blob), float_onnx
     float_onnx = float_onnx or convert.to_onnx_float(float_model, batch=batch)
-    return convert.onnx_int8_from_float(float_onnx, calib, method), float_onnx
+    return convert.onnx_int8_from_float(float_onnx, calib, method, per_tensor=per_tensor), float_onnx
 
 
 def _update_report(out_dir: Path, results: list[ExportResult], threshold: float) -> None:

@@ -21,6 +21,7 @@ Steps, each one needed:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 import warnings
@@ -146,10 +147,12 @@ def _configs():
             "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig}
 
 
-def _scheme():
+def _scheme(per_tensor: bool = False):
     """tfmot's default 8-bit scheme, corrected where its QAT graph differs from TFLite's int8 graph.
 
-    1. Depthwise kernels are quantised per channel (see ``DepthwiseKernelQuantizer``).
+    1. Depthwise kernels are quantised per channel (see ``DepthwiseKernelQuantizer``); with
+       ``per_tensor`` every kernel has one range (tfmot's ``disable_per_axis``), as the converter then
+       quantises them.
     2. A Conv2D/DepthwiseConv2D/Dense followed directly by a ReLU layer keeps its weight
        quantisation. tfmot's ``LayerReLUQuantize`` gives such a layer a no-op QuantizeConfig to keep
        a fake-quant out from between the layer and its ReLU, which also drops the fake-quant of
@@ -215,14 +218,35 @@ def _scheme():
             return Layout()
 
         def get_quantize_registry(self):
-            reg = registry.Default8BitQuantizeRegistry()
-            reg._layer_quantize_map[keras.layers.DepthwiseConv2D] = depthwise_config()
+            reg = registry.Default8BitQuantizeRegistry(disable_per_axis=per_tensor)
+            if not per_tensor:
+                reg._layer_quantize_map[keras.layers.DepthwiseConv2D] = depthwise_config()
             return reg
 
-    return Scheme()
+    return Scheme(disable_per_axis=per_tensor)
 
 
 _CONFIGS: dict | None = None
+WEIGHTS = {False: "per-channel", True: "per-tensor"}
+
+
+def qat_weights(run_dir: Path) -> str | None:
+    """The weight granularity RUN's QAT run recorded ("per-channel" for a qat.json older than the
+    choice), or None without a qat.json."""
+    path = Path(run_dir) / QAT_DIR / "qat.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("weights", WEIGHTS[False])
+    except (OSError, ValueError):
+        return None
+
+
+def model_weights(qat_model) -> str:
+    """The weight granularity a QAT model was built with, read from its kernel range variables (one
+    value per kernel, or one per output channel)."""
+    ranges = [v for v in qat_model.variables if v.name.split("/")[-1].split(":")[0].endswith("kernel_min")]
+    return WEIGHTS[not any(len(v.shape) > 0 for v in ranges)] if ranges else WEIGHTS[False]
 
 
 def custom_objects() -> dict:
@@ -238,29 +262,37 @@ def custom_objects() -> dict:
 OUTPUT_QUANTIZED = ("Rescaling", "Normalization", "HardSwish", "HardSigmoid", "Multiply")
 
 
-def _fold_dense_batchnorm_scale(model) -> int:
-    """Fold the scale of each BatchNormalization that follows a Dense layer into the Dense kernel, in place.
+def _fold_batchnorm_scales(model, *, dense_only: bool = True) -> int:
+    """Fold the scale of each BatchNormalization that follows a Dense (and, unless ``dense_only``, a Conv2D
+    or DepthwiseConv2D) layer into that layer's kernel, in place.
 
-    The converter folds BatchNorm into the layer before it. Conv kernels are quantised per output channel,
-    so folding scales each channel's grid and QAT stays faithful; Dense kernels are quantised per tensor,
-    so folding a BatchNorm scale that differs between units puts the int8 kernel on a grid QAT never saw
-    (the cnn's fc1: 24% relative error at fc1_relu, int8 agreeing with its QAT model on 89% of faces).
-    Here the scale moves into the kernel before QAT and the BatchNorm keeps only its shift, frozen (it
-    then runs in inference mode), so the converter folds a scale of exactly 1. Returns how many it folded.
+    The converter folds BatchNorm into the layer before it. A kernel quantised per output channel only has
+    each channel's grid rescaled by the fold, so QAT stays faithful; a kernel quantised per tensor does not:
+    folding scales that differ between channels puts the int8 kernel on a grid QAT never saw (the cnn's
+    Dense fc1: 24% relative error at fc1_relu, int8 agreeing with its QAT model on 89% of faces). Dense
+    kernels are always per tensor; with ``per_tensor`` QAT, conv and depthwise kernels are too. Here the
+    scale moves into the kernel before QAT and the BatchNorm keeps only its shift, frozen (it then runs in
+    inference mode), so the converter folds a scale of exactly 1. Returns how many it folded.
     """
     keras = _keras()
+    kinds = (keras.layers.Dense,) if dense_only else (keras.layers.Dense, keras.layers.Conv2D,
+                                                       keras.layers.DepthwiseConv2D)
     folded = 0
     for layer in model.layers:
         nodes = layer._outbound_nodes
-        if not isinstance(layer, keras.layers.Dense) or len(nodes) != 1:
+        if not isinstance(layer, kinds) or len(nodes) != 1 or layer.get_config().get("activation") != "linear":
             continue
         bn = nodes[0].outbound_layer
-        if not isinstance(bn, keras.layers.BatchNormalization) or not bn.scale or bn.axis not in ([-1], -1, [1], 1):
+        if not isinstance(bn, keras.layers.BatchNormalization) or not bn.scale or bn.axis not in ([-1], -1, [3], 3, [1], 1):
             continue
         gamma, beta, mean, var = (w.astype(np.float64) for w in bn.get_weights())
         s = gamma / np.sqrt(var + bn.epsilon)
         weights = layer.get_weights()
-        weights[0] = (weights[0] * s).astype(np.float32)
+        kernel = weights[0]
+        if isinstance(layer, keras.layers.DepthwiseConv2D):  # (h, w, channels, multiplier): output c·m + j
+            weights[0] = (kernel * s.reshape(kernel.shape[2], kernel.shape[3])).astype(np.float32)
+        else:
+            weights[0] = (kernel * s).astype(np.float32)
         if layer.use_bias:
             weights[1] = (weights[1] * s).astype(np.float32)
         layer.set_weights(weights)
@@ -272,8 +304,11 @@ def _fold_dense_batchnorm_scale(model) -> int:
     return folded
 
 
-def quantize_model(float_model):
-    """A QAT copy of ``float_model`` (the input model is not changed)."""
+def quantize_model(float_model, *, per_tensor: bool = False):
+    """A QAT copy of ``float_model`` (the input model is not changed).
+
+    ``per_tensor``: one weight scale per kernel instead of one per output channel (see ``qat_run``).
+    """
     tfmot = _tfmot()
     keras = _keras()
     q = tfmot.quantization.keras
@@ -295,10 +330,10 @@ def quantize_model(float_model):
 
     clone = keras.models.clone_model(float_model, clone_function=annotate)
     clone.set_weights(float_model.get_weights())
-    _fold_dense_batchnorm_scale(clone)
+    _fold_batchnorm_scales(clone, dense_only=not per_tensor)
     annotated = q.quantize_annotate_model(clone)
     with q.quantize_scope(objs):
-        return q.quantize_apply(annotated, scheme=_scheme())
+        return q.quantize_apply(annotated, scheme=_scheme(per_tensor=per_tensor))
 
 
 @contextlib.contextmanager
@@ -389,7 +424,8 @@ AUTO_PERCENTILES = (None, 99.99, 99.95, 99.9, 99.8, 99.7, 99.5)
 
 
 def choose_range_percentile(qat_model, batches, calib, x_val, y_val, *, threshold: float = 0.98,
-                            candidates=AUTO_PERCENTILES, try_all: bool = False) -> tuple[float | None, list[dict]]:
+                            candidates=AUTO_PERCENTILES, try_all: bool = False,
+                            per_tensor: bool = False) -> tuple[float | None, list[dict]]:
     """Pick the activation-range percentile of a fine-tuned QAT model on the validation split, in int8.
 
     The candidates (``None`` = keep the min/max ranges), ordered from the least clipping to the
@@ -418,7 +454,7 @@ def choose_range_percentile(qat_model, batches, calib, x_val, y_val, *, threshol
             p_qat = qat_model.predict(x_val, batch_size=256, verbose=0)
             with warnings.catch_warnings(), quiet_native_stderr():
                 warnings.simplefilter("ignore")
-                blob = to_tflite(qat_model, "int8", calib=calib)
+                blob = to_tflite(qat_model, "int8", calib=calib, per_tensor=per_tensor)
             path = Path(tmp) / "candidate.tflite"
             path.write_bytes(blob)
             p_int8 = open_runner(path).predict(x_val)
@@ -509,17 +545,23 @@ class QATResult:
     range_percentile: float | str | None = "auto"  # as asked: "auto", None (min/max) or a percentile
     range_percentile_chosen: float | None = None  # what the model was saved with
     range_trials: list = field(default_factory=list)  # "auto": one dict per candidate
+    weights: str = "per-channel"  # weight quantisation granularity: "per-channel" or "per-tensor"
 
 
 def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
-            warmup_batches: int = 50, range_percentile: float | str | None = "auto", data=None,
-            data_path: str | None = None, verbose: int = 2) -> QATResult:
+            warmup_batches: int = 50, range_percentile: float | str | None = "auto", per_tensor: bool = False,
+            data=None, data_path: str | None = None, verbose: int = 2) -> QATResult:
     """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/.
 
     ``range_percentile``: ``"auto"`` (default) fine-tunes with min/max ranges, then chooses among
     ``AUTO_PERCENTILES`` on the validation split in int8 (``choose_range_percentile``); ``None`` (or
     ``"minmax"``) keeps tfmot's min/max moving-average ranges; a number P clips each activation
     range to its P-th percentile after warm-up and keeps it fixed while fine-tuning.
+    ``per_tensor``: quantise each kernel with one scale instead of one per output channel. Each
+    channel's scale and zero point cost 12 bytes in a .tflite (a float32 and an int64), which a model
+    of a few hundred thousand weights does not amortise (ferlite: 55 KB of 314 KB); some accelerators
+    also require per-tensor weights. The BatchNorm scales are folded into the kernels before QAT, so the
+    grid QAT trains is the one the converter writes. ``edgefer export`` follows the choice (qat.json).
     ``data_path``: read the run's data from here instead of where training read it.
     """
     from ..data.pipeline import Augment, as_model_input, make_dataset
@@ -545,7 +587,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
         return float((p.argmax(1) == va.y).mean()), p
 
     float_acc, p_float = accuracy(float_model)
-    qat_model = quantize_model(float_model)
+    qat_model = quantize_model(float_model, per_tensor=per_tensor)
     rng = np.random.default_rng(cfg.seed)
     warm = (as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels)
             for _ in range(warmup_batches))
@@ -589,9 +631,10 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     if auto:
         from ..calibration import CalibrationSet
 
-        model = load_qat_model(best_path) if best["epoch"] else qat_model
+        # After fine-tuning the model in memory holds the last epoch; best.h5 the best one (epoch 0: the warm-up).
+        model = load_qat_model(best_path) if epochs > 0 else qat_model
         calib = CalibrationSet.from_source(None, tr, size=256, seed=cfg.seed, channels=channels)
-        chosen, trials = choose_range_percentile(model, clip, calib, x_val, va.y)
+        chosen, trials = choose_range_percentile(model, clip, calib, x_val, va.y, per_tensor=per_tensor)
         best["val_accuracy"] = next(t["qat_accuracy"] for t in trials if t["percentile"] == chosen)
         _save_h5(model, best_path)
         log.info("QAT %s: activation ranges %s chosen on validation", cfg.model,
@@ -601,7 +644,8 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
                        float_val_accuracy=float_acc, qat_val_accuracy_before=before_acc,
                        qat_val_accuracy=best["val_accuracy"], agreement_before=agreement,
                        warmup_batches=n_warm, seconds=time.time() - t0, range_percentile=range_percentile,
-                       range_percentile_chosen=chosen, range_trials=trials)
+                       range_percentile_chosen=chosen, range_trials=trials,
+                       weights=WEIGHTS[per_tensor])
     write_json(out / "qat.json", {**asdict(result), "lr": lr, "batch_size": batch_size, "history": history,
                                   "model": cfg.model, "selected_on": "validation"})
     return result

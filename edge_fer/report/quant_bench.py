@@ -25,16 +25,18 @@ from ..training.config import TrainConfig
 def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
     from ..device_bench.latency import measure
     from ..export import export_run, open_runner
+    from ..quantization.qat import WEIGHTS, qat_weights
 
     from ..data import load_fer
 
     run_dir = resolve_run(run)
     out = run_dir / "bench"
     face = load_fer(None)["validation"].x[:1]  # latency does not depend on which face
+    per_tensor = qat_weights(run_dir) == WEIGHTS[True]  # PTQ at the granularity QAT used, to compare like with like
     rows = []
     for source, precisions in (("ptq", ["float32", "int8"]), ("qat", ["int8"])):
         results = export_run(run_dir, formats=["tflite"], precisions=precisions, source=source, force=True,
-                             out=out, batch=1)
+                             out=out, batch=1, per_tensor=per_tensor if source == "ptq" else None)
         for r in results:
             row = {"artefact": Path(r.file).name, "precision": r.precision, "source": r.source,
                    "size_bytes": r.size_bytes, "float_ops": len(r.float_ops), **r.verification}
@@ -44,7 +46,7 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
                 row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)
     cfg = TrainConfig.load(run_dir)
-    return {"run": str(run_dir), "model": cfg.label + _ranges_label(run_dir),
+    return {"run": str(run_dir), "model": cfg.label + _ranges_label(run_dir) + (", per-tensor weights" if per_tensor else ""),
             "epochs": read_state(run_dir).get("epoch"), "measured": time.strftime("%Y-%m-%d"), "rows": rows}
 
 

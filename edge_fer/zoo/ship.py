@@ -92,7 +92,8 @@ def _card_markdown(c: dict) -> str:
         f"# {c['name']} — {c['architecture']}, int8",
         "",
         f"Facial-emotion classifier for 48×48 grey faces, 7 classes ({', '.join(CLASSES)}), "
-        f"quantised to int8 {'after quantisation-aware fine-tuning' if c['qat'] else 'post-training'}. "
+        f"quantised to int8 {'after quantisation-aware fine-tuning' if c['qat'] else 'post-training'}"
+        f"{' with one weight scale per kernel (per-tensor)' if c['recipe']['export'].get('weights') == 'per-tensor' else ''}. "
         f"Shipped with edge_fer {c['edge_fer_version']}.",
         "",
         "## Data and protocol",
@@ -174,7 +175,7 @@ def _non_default_flags(cfg) -> str:
     return "".join(" " + o for o in out)
 
 
-QAT_RECIPE_KEYS = ("epochs", "lr", "batch_size", "warmup_batches", "range_percentile")
+QAT_RECIPE_KEYS = ("epochs", "lr", "batch_size", "warmup_batches", "range_percentile", "weights")
 
 
 def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest: Path | None = None,
@@ -212,8 +213,10 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
         *([f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}"
-           + f" --range-percentile {qat.get('range_percentile') or 'minmax'}"] if from_qat else []),
+           + f" --range-percentile {qat.get('range_percentile') or 'minmax'}"
+           + (" --per-tensor" if qat.get("weights") == "per-tensor" else "")] if from_qat else []),
         f"edgefer export runs/{cfg.model} --int8" + ("" if from_qat else " --from ptq")
+        + (" --per-tensor" if not from_qat and meta.get("weights") == "per-tensor" else "")
         + ("" if art.get("status") == "ok" else " --force"),
         f"edgefer zoo ship runs/{cfg.model}",
         f"# or all four in one: edgefer zoo build {name} {data_arg}",
@@ -224,7 +227,8 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         "input": meta.get("input"), "source_run": run_dir.name,
         "recipe": {"train": train_cfg, "qat": ({k: qat.get(k) for k in QAT_RECIPE_KEYS if k in qat}
                                                or {"epochs": 3, "lr": 1e-4}) if from_qat else None,
-                   "export": {"precision": "int8", "source": meta.get("source"), "io": meta["input"].get("io_type")}},
+                   "export": {"precision": "int8", "source": meta.get("source"), "io": meta["input"].get("io_type"),
+                              "weights": meta.get("weights", "per-channel")}},
         "training": {"epochs_trained": state.get("epoch"), "best_epoch": state.get("best", {}).get("epoch"),
                      "best_val_accuracy": state.get("best", {}).get("val_accuracy"), "seconds": state.get("seconds") or 0,
                      "finished": state.get("status") == "finished", "machine": state.get("machine") or "this toolkit's CPU"},
@@ -279,7 +283,8 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
     if source == "qat":
         qat_run(result.run_dir, epochs=q.get("epochs", 3), lr=q.get("lr", 1e-4), batch_size=q.get("batch_size", 64),
                 warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"),
-                verbose=verbose)
-    export_run(result.run_dir, precisions=["int8"], source=source, io=recipe.get("export", {}).get("io", "int8"),
-               force=True)
+                per_tensor=q.get("weights") == "per-tensor", verbose=verbose)
+    export = recipe.get("export", {})
+    export_run(result.run_dir, precisions=["int8"], source=source, io=export.get("io", "int8"), force=True,
+               per_tensor=export.get("weights") == "per-tensor" if source == "ptq" else None)
     return ship_run(result.run_dir, name=name, data_path=data_path, dest=dest or Path(result.run_dir) / "shipped")
