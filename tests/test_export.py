@@ -339,6 +339,52 @@ def _kernel_scales(path) -> dict:
     return out
 
 
+def _bias_scale_ratios(path) -> list[float]:
+    """For each conv, depthwise and dense op of a .tflite: max |bias scale / (input scale × weight scale) − 1|."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    out = []
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if max(code.builtinCode, code.deprecatedBuiltinCode) in (3, 4, 9) and len(op.inputs) > 2 and op.inputs[2] >= 0:
+                x, w, b = (sg.tensors[op.inputs[i]].quantization for i in range(3))
+                want = np.asarray(x.scale, np.float64) * np.asarray(w.scale, np.float64)
+                out.append(float(np.max(np.abs(np.asarray(b.scale, np.float64) / want - 1))))
+    return out
+
+
+def test_fix_bias_scales_requantises_an_inconsistent_bias(exported, data):
+    """A bias stored at a scale other than input × weight scale (as TF 2.21 writes per-tensor QAT kernels)
+    is rewritten at the scale the kernels read, and the model computes what it declared; a consistent
+    model comes back byte for byte."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    blob = (exported / "cnn_int8.tflite").read_bytes()
+    assert convert.fix_bias_scales(blob) == (blob, 0)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
+    sg = model.subgraphs[0]
+    op = next(o for o in sg.operators if model.operatorCodes[o.opcodeIndex].builtinCode == 3)
+    b = sg.tensors[op.inputs[2]]
+    q = np.frombuffer(bytes(bytearray(model.buffers[b.buffer].data)), "<i4")
+    # The same real bias declared at 1.1× the scale: values / 1.1 (what the converter's mismatch looks like).
+    b.quantization.scale = (np.asarray(b.quantization.scale) * 1.1).astype(np.float32)
+    model.buffers[b.buffer].data = np.frombuffer(np.round(q / 1.1).astype("<i4").tobytes(), np.uint8)
+    broken = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    repaired, n = convert.fix_bias_scales(broken)
+    assert n == 1
+    x = data["validation"].x[:200]
+    paths = {}
+    for name, bytes_ in (("ok", blob), ("broken", broken), ("repaired", repaired)):
+        paths[name] = exported.parent / f"bias_{name}.tflite"
+        paths[name].write_bytes(bytes_)
+    p = {k: open_runner(v).predict(x) for k, v in paths.items()}
+    assert max(_bias_scale_ratios(paths["repaired"])) < 1e-6 < max(_bias_scale_ratios(paths["broken"]))
+    assert np.abs(p["broken"] - p["ok"]).max() > 0.01  # the kernels ignore the declared scale
+    assert np.abs(p["repaired"] - p["ok"]).max() <= np.abs(p["broken"] - p["ok"]).max() / 5
+
+
 def test_qat_per_tensor_then_export_follows_it(trained, tmp_path):
     """`edgefer qat --per-tensor`: every int8 kernel has one scale (smaller file), export follows the QAT
     model's granularity, says so in the metadata, and refuses a contradicting flag in one line."""
@@ -352,6 +398,7 @@ def test_qat_per_tensor_then_export_follows_it(trained, tmp_path):
     assert tfl.verification["agreement"] >= 0.97 and onnx_.verification["agreement"] >= 0.97, results
     scales = _kernel_scales(tfl.file)
     assert scales and set(scales.values()) == {1}, scales
+    assert max(_bias_scale_ratios(tfl.file)) < 1e-6  # see convert.fix_bias_scales
     assert read_tflite_metadata(Path(tfl.file))["weights"] == "per-tensor"
     (pc,) = export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="ptq", force=True,
                        out=tmp_path / "pc")
