@@ -112,6 +112,8 @@ def fix_bias_scales(blob: bytes) -> tuple[bytes, int]:
             if np.allclose(s_b, want, rtol=1e-6, atol=0):
                 continue
             q = np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4")
+            if want.size not in (1, q.size):
+                continue
             scale_now = np.broadcast_to(s_b, q.shape) if s_b.size > 1 else s_b
             scale_want = np.broadcast_to(want, q.shape) if want.size > 1 else want
             requant = np.clip(np.round(q * scale_now / scale_want), -(2**31), 2**31 - 1).astype("<i4")
