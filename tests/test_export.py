@@ -322,36 +322,33 @@ def test_qat_auto_keeps_the_best_epoch_even_when_it_is_the_warm_up(trained, tmp_
     assert q["range_trials"][0]["qat_accuracy"] == pytest.approx(q["qat_val_accuracy_before"], abs=1e-9)
 
 
-def _kernel_scales(path) -> dict:
-    """{op name: number of scales of its int8 weight tensor} for the conv, depthwise and dense ops of a .tflite."""
+def _weight_ops(path):
+    """(name, [activation, weights, bias or None] tensors) for the conv, depthwise and dense ops of a .tflite."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(path))
     codes = {3: "CONV_2D", 4: "DEPTHWISE_CONV_2D", 9: "FULLY_CONNECTED"}
-    out = {}
     for sg in model.subgraphs:
         for i, op in enumerate(sg.operators):
             code = model.operatorCodes[op.opcodeIndex]
             kind = codes.get(max(code.builtinCode, code.deprecatedBuiltinCode))
             if kind:
-                t = sg.tensors[op.inputs[1]]
-                out[f"{kind}:{i}"] = len(np.atleast_1d(t.quantization.scale))
-    return out
+                ins = list(op.inputs) + [-1]
+                yield f"{kind}:{i}", [sg.tensors[t] if t >= 0 else None for t in ins[:3]]
+
+
+def _kernel_scales(path) -> dict:
+    """{op name: number of scales of its int8 weight tensor} for the conv, depthwise and dense ops of a .tflite."""
+    return {name: len(np.atleast_1d(t[1].quantization.scale)) for name, t in _weight_ops(path)}
 
 
 def _bias_scale_ratios(path) -> list[float]:
     """For each conv, depthwise and dense op of a .tflite: max |bias scale / (input scale × weight scale) − 1|."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model(str(path))
     out = []
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            if max(code.builtinCode, code.deprecatedBuiltinCode) in (3, 4, 9) and len(op.inputs) > 2 and op.inputs[2] >= 0:
-                x, w, b = (sg.tensors[op.inputs[i]].quantization for i in range(3))
-                want = np.asarray(x.scale, np.float64) * np.asarray(w.scale, np.float64)
-                out.append(float(np.max(np.abs(np.asarray(b.scale, np.float64) / want - 1))))
+    for _, (x, w, b) in _weight_ops(path):
+        if b is not None:
+            want = np.asarray(x.quantization.scale, np.float64) * np.asarray(w.quantization.scale, np.float64)
+            out.append(float(np.max(np.abs(np.asarray(b.quantization.scale, np.float64) / want - 1))))
     return out
 
 

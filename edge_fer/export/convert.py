@@ -71,9 +71,10 @@ def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io:
     return blob
 
 
-# Builtin operator codes (TFLite schema) whose int32 bias the kernels read in units of
-# input scale × weight scale, and the input index of that bias.
-_BIAS_INPUT = {3: 2, 4: 2, 9: 2, 67: 3}  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, TRANSPOSE_CONV
+# Builtin operator codes (TFLite schema) whose int32 bias the kernels read in units of input scale ×
+# weight scale: the input indices of (activation, weights, bias).
+_BIAS_OPS = {3: (0, 1, 2), 4: (0, 1, 2), 9: (0, 1, 2),  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
+             67: (2, 1, 3)}  # TRANSPOSE_CONV
 _INT32 = 2  # TensorType.INT32
 
 
@@ -95,32 +96,25 @@ def fix_bias_scales(blob: bytes) -> tuple[bytes, int]:
     for sg in model.subgraphs:
         for op in sg.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            bias_at = _BIAS_INPUT.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-            if bias_at is None or len(op.inputs) <= bias_at or op.inputs[bias_at] < 0:
+            at = _BIAS_OPS.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if at is None or len(op.inputs) <= at[2] or op.inputs[at[2]] < 0:
                 continue
-            x, w, b = (sg.tensors[op.inputs[i]] for i in (0 if bias_at == 2 else 2, 1, bias_at))
+            x, w, b = (sg.tensors[op.inputs[i]] for i in at)
             buf = model.buffers[b.buffer]
-            if (b.type != _INT32 or b.quantization is None or x.quantization is None or w.quantization is None
-                    or buf.data is None or len(buf.data) == 0):
+            if b.type != _INT32 or None in (b.quantization, x.quantization, w.quantization) or buf.data is None:
                 continue
-            s_x = np.asarray(x.quantization.scale, np.float64)
-            s_w = np.asarray(w.quantization.scale, np.float64)
-            s_b = np.asarray(b.quantization.scale, np.float64)
-            if s_x.size != 1 or s_b.size not in (1, s_w.size):
-                continue
+            s_x, s_w, s_b = (np.asarray(t.quantization.scale, np.float64) for t in (x, w, b))
+            q = np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4")
             want = s_x * s_w
+            # One scale for the whole tensor or one per channel; anything else is left to the converter.
+            if q.size == 0 or s_x.size != 1 or s_b.size not in (1, q.size) or want.size not in (1, q.size):
+                continue
             if np.allclose(s_b, want, rtol=1e-6, atol=0):
                 continue
-            q = np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4")
-            if want.size not in (1, q.size):
-                continue
-            scale_now = np.broadcast_to(s_b, q.shape) if s_b.size > 1 else s_b
-            scale_want = np.broadcast_to(want, q.shape) if want.size > 1 else want
-            requant = np.clip(np.round(q * scale_now / scale_want), -(2**31), 2**31 - 1).astype("<i4")
+            requant = np.clip(np.round(q * s_b / want), -(2**31), 2**31 - 1).astype("<i4")
             buf.data = np.frombuffer(requant.tobytes(), dtype=np.uint8)
-            b.quantization.scale = np.broadcast_to(want, (q.size,)).astype(np.float32) if want.size > 1 \
-                else np.asarray(want, np.float32).reshape(-1)
-            b.quantization.zeroPoint = np.zeros(len(b.quantization.scale), np.int64)
+            b.quantization.scale = want.astype(np.float32)
+            b.quantization.zeroPoint = np.zeros(want.size, np.int64)
             fixed += 1
     if not fixed:
         return blob, 0
