@@ -13,6 +13,11 @@ def _prepare_env() -> None:
     # Must be set before TensorFlow is first imported, or tf.keras is Keras 3.
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512/AMX; on an AVX2-only
+    # CPU (an AMD EPYC here) it falls back to Eigen, and training ResNet-50 runs 3.4x slower (11 vs 37
+    # img/s, `python -m edge_fer.training.throughput --models resnet50`, docs/benchmarks.md). Set it to
+    # 0 to get TensorFlow's own choice back.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
 @contextmanager

@@ -101,7 +101,10 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     page = (tmp_path / "docs" / "results.md").read_text()
     acc = card["test"]["int8"]["accuracy"]
     # the run's builder options name the row; the emulated aarch64 Pi gives the same labels
-    assert f"| cnn (width=0.5) | 4/4 | " in page and f"{acc:.4f}" in page and "neutral" in page
+    assert f"| cnn (width=0.5) | 4/4 (short plan) | " in page and f"{acc:.4f}" in page and "neutral" in page
+    # a plan shorter than the study's 45 epochs is labelled a budget run, with its recipe
+    assert "**Short plan**: 4 epochs instead of the study's 45" in page, page
+    assert "Recipe: batch 64, Adam 0.001, ReduceLROnPlateau (flags: `--no-augment -o width=0.5`)." in page
     assert "| 16/16 labels, " in page, page.splitlines()[10]
     [row] = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())
     assert row["emulated_pi"]["machine"]["machine"] == "aarch64"

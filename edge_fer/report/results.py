@@ -10,7 +10,8 @@ correctness check of the int8 TFLite file on the emulated Raspberry Pi (aarch64 
 ``scripts/arm64_pi.sh``; ``--rpi-python none`` skips it). A run trained with builder options
 (``-o stem_stride=1``) is labelled with them.
 Then one Pareto plot of every int8 artefact. Figures are copied next to the page (small PNGs).
-A run that has not finished its planned epochs is marked so — never presented as converged.
+A run that has not finished its planned epochs is marked so — never presented as converged — and so is
+a run whose plan was shorter than the study's 45 epochs (a budget schedule, e.g. ResNet-50 on this CPU).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from ..labels import CLASSES
 from ..runs import atomic_path, read_state, resolve_run, write_json
 from .quant_bench import ranges_label
 
+STUDY_EPOCHS = 45  # the study's recipe; a shorter plan is a budget run and is labelled as one
+
 
 def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None,
                 rpi_python: str | None = None, rpi_faces: int = 200) -> dict:
     from ..device_bench.bench import cross_check
     from ..training import TrainConfig
-    from ..zoo.ship import int8_artefact, measure
+    from ..zoo.ship import _non_default_flags, _schedule_text, int8_artefact, measure
     from .evaluate import evaluate_run
 
     run_dir = resolve_run(run)
@@ -52,6 +55,8 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
         "stopped_early": state.get("stopped_early"), "best_epoch": state.get("best", {}).get("epoch"),
         "train_seconds": state.get("seconds"), "qat": json.loads(qat.read_text()) if qat.is_file() else None,
         "params": params,
+        "recipe": {"batch_size": cfg.batch_size, "lr": cfg.lr, "schedule": _schedule_text(cfg.to_dict()),
+                   "flags": _non_default_flags(cfg).strip()},
         "sizes": {"float32_weights": params * 4, "int8_tflite": tflite.stat().st_size,
                   **({"int8_onnx": onnx.stat().st_size} if onnx else {})},
         "artefacts": {"tflite": tflite.name, **({"onnx": onnx.name} if onnx else {})},
@@ -98,7 +103,8 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
         t = r["test"]
         f, q = t["float32"], t["int8"]
         lat = r["latency_ms"].get("tflite", {})
-        ep = f"{r['epochs_trained']}/{r['epochs_planned']}" + ("" if r["finished"] else " **not finished**")
+        ep = (f"{r['epochs_trained']}/{r['epochs_planned']}" + ("" if r["finished"] else " **not finished**")
+              + (" (short plan)" if r["epochs_planned"] < STUDY_EPOCHS else ""))
         lines.append(
             f"| {r['architecture']} | {ep} | {f['accuracy']:.4f} | {q['accuracy']:.4f} | {q['macro_precision']:.4f} | "
             f"{q['macro_recall']:.4f} | {q['macro_f1']:.4f} | {q['roc_auc_macro']:.4f} | {q['agreement_with_float']:.2%} | "
@@ -133,15 +139,28 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
         lines += ["", "## Accuracy against latency", "", f"![Pareto plot]({pareto})", "",
                   "Latency on this 2-core VM varies from one measurement to the next by up to ~40% (the model "
                   "cards were timed separately); compare models within one page." + timed_on, ""]
+    if any(r["epochs_planned"] < STUDY_EPOCHS for r in rows):
+        lines += ["", f"\"(short plan)\": the run was planned for fewer epochs than the study's {STUDY_EPOCHS}, "
+                  "with a learning-rate schedule that ends inside that plan, because the study's length does not fit "
+                  "the time this CPU can give it (its section says how long one epoch takes). It finished its own "
+                  "plan, but it is a budget run, not the study's recipe trained to convergence: its accuracy is a "
+                  "lower bound for the architecture.", ""]
     for r in rows:
         a = r["architecture"]
+        rec = r.get("recipe")
+        per_epoch = (r["train_seconds"] or 0) / 60 / max(r["epochs_trained"] or 1, 1)
         lines += ["", f"## {a}", "",
                   f"Run `{r['run']}`: {r['epochs_trained']} of {r['epochs_planned']} epochs "
                   f"({'finished' if r['finished'] else 'NOT finished: not converged, figures provisional'}"
                   f"{', stopped early' if r['stopped_early'] else ''}), best epoch {r['best_epoch']}, "
                   f"{(r['train_seconds'] or 0) / 3600:.2f} h; "
                   + (f"QAT {r['qat']['epochs']} epochs, best {r['qat']['best_epoch']}, {ranges_label(r['qat'])}."
-                     if r["qat"] else "no QAT."),
+                     if r["qat"] else "no QAT.")
+                  + (f" Recipe: batch {rec['batch_size']}, Adam {rec['lr']:g}, {rec['schedule']}"
+                     f"{' (flags: `' + rec['flags'] + '`)' if rec['flags'] else ''}." if rec else "")
+                  + (f" **Short plan**: {r['epochs_planned']} epochs instead of the study's {STUDY_EPOCHS} "
+                     f"(≈ {per_epoch:.0f} min an epoch here), so not converged to the study's recipe."
+                     if r["epochs_planned"] < STUDY_EPOCHS else ""),
                   ""]
         for key, title in (("curves", "training curves"), ("confusion", "confusion matrix (float)"),
                            ("roc", "ROC curves (float)")):
