@@ -96,6 +96,7 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     # the results page from the same run: table row, per-class F1, figures copied, Pareto plot
     from edge_fer.report.results import main as results_main
 
+    (run_dir / "notes.md").write_text("Epoch 1 ran slower than the rest.\n")
     results_main([str(run_dir), "--out", str(tmp_path / "docs" / "results.md"), "--threads", "1",
                   "--min-seconds", "0.1", "--rpi-faces", "16"])
     page = (tmp_path / "docs" / "results.md").read_text()
@@ -105,6 +106,7 @@ def test_ship_a_run_with_its_card(trained, exported, tmp_path, monkeypatch):
     # a plan shorter than the study's 45 epochs is labelled a budget run, with its recipe
     assert "**Short plan**: 4 epochs instead of the study's 45" in page, page
     assert "Recipe: batch 64, Adam 0.001, ReduceLROnPlateau (flags: `--no-augment -o width=0.5`)." in page
+    assert "\nEpoch 1 ran slower than the rest.\n" in page  # the run's notes.md, in its section
     assert "| 16/16 labels, " in page, page.splitlines()[10]
     [row] = json.loads((tmp_path / "docs" / "results" / "results.json").read_text())
     assert row["emulated_pi"]["machine"]["machine"] == "aarch64"

@@ -8,7 +8,8 @@ ONNX artefacts measured on PrivateTest (accuracy, macro P/R/F1, per-class F1, RO
 with float), sizes, batch-1 p50 latency on this CPU (1 and 2 threads), training time and epochs, and a
 correctness check of the int8 TFLite file on the emulated Raspberry Pi (aarch64 under qemu-user,
 ``scripts/arm64_pi.sh``; ``--rpi-python none`` skips it). A run trained with builder options
-(``-o stem_stride=1``) is labelled with them.
+(``-o stem_stride=1``) is labelled with them; a run's own ``notes.md`` (what happened to it that its
+files do not say) is printed in its section.
 Then one Pareto plot of every int8 artefact. Figures are copied next to the page (small PNGs).
 A run that has not finished its planned epochs is marked so — never presented as converged — and so is
 a run whose plan was shorter than the study's 45 epochs (a budget schedule, e.g. ResNet-50 on this CPU).
@@ -55,6 +56,7 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
         "stopped_early": state.get("stopped_early"), "best_epoch": state.get("best", {}).get("epoch"),
         "train_seconds": state.get("seconds"), "qat": json.loads(qat.read_text()) if qat.is_file() else None,
         "params": params,
+        "note": (run_dir / "notes.md").read_text().strip() if (run_dir / "notes.md").is_file() else None,
         "recipe": {"batch_size": cfg.batch_size, "lr": cfg.lr, "schedule": _schedule_text(cfg.to_dict()),
                    "flags": _non_default_flags(cfg).strip()},
         "sizes": {"float32_weights": params * 4, "int8_tflite": tflite.stat().st_size,
@@ -161,7 +163,7 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
                   + (f" **Short plan**: {r['epochs_planned']} epochs instead of the study's {STUDY_EPOCHS} "
                      f"(≈ {per_epoch:.0f} min an epoch here), so not converged to the study's recipe."
                      if r["epochs_planned"] < STUDY_EPOCHS else ""),
-                  ""]
+                  ""] + ([r["note"], ""] if r.get("note") else [])
         for key, title in (("curves", "training curves"), ("confusion", "confusion matrix (float)"),
                            ("roc", "ROC curves (float)")):
             if r["figures"].get(key):
