@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -441,3 +443,43 @@ def test_qat_bad_range_percentile_is_one_line(trained):
         r = CliRunner().invoke(main, ["qat", str(trained.run_dir), "--range-percentile", bad])
         assert r.exit_code != 0 and "--range-percentile" in r.output and "Traceback" not in r.output, r.output
         assert len(r.output.strip().splitlines()) == 1, r.output
+
+
+# Runs an int8 ONNX model on 200 faces and saves the labels: through edge_fer's runner, or (the control) a plain
+# ORT session with default options. Needs only numpy and onnxruntime, so it starts in seconds under emulation.
+_LABELS = """
+import sys, numpy as np
+model, faces, out, how = sys.argv[1:]
+x = np.load(faces)
+if how == "edge_fer":
+    from edge_fer.export.runtimes import open_runner
+    p = open_runner(model).predict(x)
+else:
+    import onnxruntime as ort
+    s = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    p = s.run(None, {s.get_inputs()[0].name: x[..., None].astype(np.float32)})[0]
+np.save(out, p.argmax(1))
+"""
+
+
+def test_onnx_int8_is_exact_on_x86_without_vnni(exported, data, tmp_path):
+    """ORT's fast u8s8 int8 kernels add products in pairs into 16 bits on x86 CPUs without VNNI (AVX2 and the
+    first AVX-512 generations), which saturates: the CI machine once measured cnn_int8.onnx at 57.6% agreement.
+    A Haswell emulated by qemu-user has no VNNI, so both kernels run here, whatever this machine's CPU."""
+    qemu = shutil.which("qemu-x86_64-static") or shutil.which("qemu-x86_64")
+    if not qemu:
+        pytest.fail("no qemu-x86_64-static: run scripts/setup.sh (it installs Debian's qemu-user-static)")
+    model, faces = exported / "cnn_int8.onnx", tmp_path / "faces.npy"
+    x = data["validation"].x[:200]
+    np.save(faces, x)
+    here = open_runner(model).predict(x).argmax(1)
+
+    def on_haswell(how):
+        out = tmp_path / f"{how}.npy"
+        subprocess.run([qemu, "-cpu", "Haswell", sys.executable, "-c", _LABELS, str(model), str(faces), str(out), how],
+                       cwd=Path(__file__).resolve().parents[1], check=True, capture_output=True, timeout=300)
+        return np.load(out)
+
+    plain = (on_haswell("plain") == here).mean()
+    assert plain < 0.95, f"a default ORT session agrees {plain:.1%} on the emulated Haswell: it did not saturate"
+    assert (on_haswell("edge_fer") == here).mean() >= 0.99

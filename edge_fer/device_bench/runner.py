@@ -239,6 +239,8 @@ class OnnxModel:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        # exact int8 kernels on x86 without VNNI, whose fast u8s8 ones saturate (see edge_fer.export.runtimes)
+        so.add_session_config_entry("session.x64quantprecision", "1")
         providers = ["CPUExecutionProvider"]
         if gpu:
             available = ort.get_available_providers()
