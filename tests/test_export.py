@@ -138,7 +138,7 @@ def test_qat_warm_up_and_fine_tune(qat, trained):
     assert saved["range_percentile"] is None and saved["range_trials"] == []  # minmax: no range tries
 
 
-def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data):
+def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data, monkeypatch):
     results = export_run(trained.run_dir, precisions=["int8"], source="qat", out=tmp_path)
     assert [r.file.split("/")[-1] for r in results] == ["cnn_int8_qat.tflite", "cnn_int8_qat.onnx"]
     for r in results:
@@ -148,6 +148,25 @@ def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data):
     a = open_runner(tmp_path / "cnn_int8_qat.tflite").predict(x)
     b = open_runner(tmp_path / "cnn_int8_qat.onnx").predict(x)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
+    # it loads as written in ORT's exact-int8 mode, which refuses tf2onnx's shared zero points (ORT 1.32)
+    import onnxruntime as ort
+
+    from edge_fer.device_bench.runner import EXACT_INT8
+
+    so = ort.SessionOptions()
+    so.add_session_config_entry(EXACT_INT8, "1")
+    ort.InferenceSession(str(tmp_path / "cnn_int8_qat.onnx"), so, providers=["CPUExecutionProvider"])
+    # tf2onnx's own file (shared zero points, as in models exported before 2026-12-02): edge_fer's runner
+    # rewrites it on loading, with the same results
+    import onnx
+
+    from edge_fer.device_bench.runner import unshare_initializers
+
+    monkeypatch.setattr(convert, "unshare_initializers", lambda model: False)
+    export_run(trained.run_dir, formats=["onnx"], precisions=["int8"], source="qat", out=tmp_path / "shared")
+    shared = tmp_path / "shared" / "cnn_int8_qat.onnx"
+    assert unshare_initializers(onnx.load(str(shared)))
+    np.testing.assert_array_equal(open_runner(shared).predict(x), b)
     # refused QAT export of a min/max run: the hint names `edgefer qat`'s default range choice
     with pytest.raises(ExportRefused, match="default `--range-percentile auto`"):
         export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="qat", threshold=1.0,
@@ -482,4 +501,8 @@ def test_onnx_int8_is_exact_on_x86_without_vnni(exported, data, tmp_path):
 
     plain = (on_haswell("plain") == here).mean()
     assert plain < 0.95, f"a default ORT session agrees {plain:.1%} on the emulated Haswell: it did not saturate"
+    assert (on_haswell("edge_fer") == here).mean() >= 0.99
+    # a shipped model from the QAT route (tf2onnx from TFLite)
+    model = Path(__file__).resolve().parents[1] / "edge_fer" / "zoo" / "shipped" / "cnn_int8.onnx"
+    here = open_runner(model).predict(x).argmax(1)
     assert (on_haswell("edge_fer") == here).mean() >= 0.99

@@ -229,6 +229,67 @@ ORT_GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecu
                      "OpenVINOExecutionProvider", "CoreMLExecutionProvider", "TensorrtExecutionProvider")
 
 
+# On x86 CPUs without VNNI (AVX2, or AVX-512 before Cascade Lake / Zen 4) ORT's fast u8s8 int8 kernels add
+# products in pairs into 16 bits, which saturates: an int8 model then disagrees with its source (56% instead
+# of 98.5% on a test CNN under `qemu-x86_64 -cpu Haswell`). This session option makes ORT use exact u8u8
+# kernels there; it changes no result on VNNI CPUs or on ARM.
+EXACT_INT8 = "session.x64quantprecision"
+
+
+def unshare_initializers(model) -> bool:
+    """Give each weight's DequantizeLinear its own zero point (an onnx ModelProto, changed in place; True if any
+    was shared). tf2onnx shares equal zero points between nodes, and ORT's rewrite of int8 weights for
+    ``EXACT_INT8`` then cannot load the model ("Attempt to replace the existing tensor", ORT 1.32). A copy per
+    weight costs a few bytes per channel, loads, and computes the same."""
+    inits = {t.name: t for t in model.graph.initializer}
+    users = {}
+    for node in model.graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    extra = []
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 3 or node.input[0] not in inits:
+            continue
+        zp = node.input[2]
+        if zp in inits and users[zp] > 1:
+            copy = type(inits[zp])()
+            copy.CopyFrom(inits[zp])
+            copy.name = f"{zp}__{len(extra)}"
+            node.input[2] = copy.name
+            users[zp] -= 1
+            extra.append(copy)
+    model.graph.initializer.extend(extra)
+    return bool(extra)
+
+
+def ort_session(path, so, providers):
+    """An onnxruntime InferenceSession with exact int8 kernels (``EXACT_INT8``). A model that ORT cannot load so
+    because of shared initializers is rewritten in memory with :func:`unshare_initializers` (the ``onnx``
+    package; without it, the model is loaded without the option, with a warning)."""
+    import onnxruntime as ort
+
+    so.add_session_config_entry(EXACT_INT8, "1")
+    level, so.log_severity_level = so.log_severity_level, 4  # the exception says it all; ORT would log it too
+    try:
+        return ort.InferenceSession(str(path), so, providers=providers)
+    except Exception as e:
+        if "replace the existing tensor" not in str(e):
+            raise
+    finally:
+        so.log_severity_level = level
+    try:
+        import onnx
+    except ImportError:
+        print(f"warning: {path}: loaded without {EXACT_INT8} (pip install onnx to keep it): its int8 results may "
+              "saturate on x86 CPUs without VNNI", file=sys.stderr)
+        plain = ort.SessionOptions()
+        plain.intra_op_num_threads, plain.inter_op_num_threads = so.intra_op_num_threads, so.inter_op_num_threads
+        return ort.InferenceSession(str(path), plain, providers=providers)
+    model = onnx.load(str(path))
+    unshare_initializers(model)
+    return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+
+
 class OnnxModel:
     def __init__(self, path, threads, xnnpack=True, gpu=False, cpu_fallback=False):
         try:
@@ -239,8 +300,6 @@ class OnnxModel:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        # exact int8 kernels on x86 without VNNI, whose fast u8s8 ones saturate (see edge_fer.export.runtimes)
-        so.add_session_config_entry("session.x64quantprecision", "1")
         providers = ["CPUExecutionProvider"]
         if gpu:
             available = ort.get_available_providers()
@@ -251,7 +310,7 @@ class OnnxModel:
             providers = [gpus[0]] + (["CPUExecutionProvider"] if cpu_fallback else [])
             if gpus[0] == "OpenVINOExecutionProvider":
                 providers[0] = (gpus[0], {"device_type": "GPU"})
-        self.session = ort.InferenceSession(path, so, providers=providers)
+        self.session = ort_session(path, so, providers)
         if gpu and self.session.get_providers()[0] == "CPUExecutionProvider":
             raise RuntimeError(f"unavailable: onnxruntime fell back to the CPU (asked for {providers[0]}, got "
                                f"{self.session.get_providers()})")

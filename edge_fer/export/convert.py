@@ -16,6 +16,7 @@ import numpy as np
 
 from .._tf import tf as _tf
 from ..calibration import CalibrationMethod, CalibrationSet
+from ..device_bench.runner import unshare_initializers
 from ..errors import ConfigError
 
 IO_TYPES = ("int8", "uint8", "float")
@@ -182,4 +183,6 @@ def onnx_from_tflite(tflite_bytes: bytes) -> bytes:
         src = Path(d) / "model.tflite"
         src.write_bytes(tflite_bytes)
         proto, _ = tf2onnx.convert.from_tflite(str(src), opset=ONNX_OPSET)
-        return proto.SerializeToString()
+    # tf2onnx shares equal zero points between Q/DQ nodes, which ORT's exact-int8 mode cannot load
+    unshare_initializers(proto)
+    return proto.SerializeToString()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device_bench.runner import ort_session
 from ..errors import ConfigError, EdgeFerError
 
 
@@ -147,13 +148,8 @@ class OnnxRunner(Runner):
         if threads:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
-        # On x86 CPUs without VNNI (AVX2, or AVX-512 before Cascade Lake / Zen 4) ORT's fast u8s8 int8 kernels
-        # add products in pairs into 16 bits, which saturates: int8 models then disagree with their source
-        # (56% instead of 98.5% on the test CNN under `qemu-x86_64 -cpu Haswell`). This option makes ORT use
-        # exact u8u8 kernels there; it changes nothing on VNNI CPUs or on ARM.
-        so.add_session_config_entry("session.x64quantprecision", "1")
-        try:
-            self.session = ort.InferenceSession(str(path), so, providers=providers or ["CPUExecutionProvider"])
+        try:  # exact int8 kernels on x86 CPUs without VNNI (see device_bench.runner.EXACT_INT8)
+            self.session = ort_session(path, so, providers or ["CPUExecutionProvider"])
         except Exception as e:
             raise EdgeFerError(f"{path}: not a loadable ONNX model ({str(e)[:160]})") from None
         self.path = Path(path)
