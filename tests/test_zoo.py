@@ -3,6 +3,7 @@ shipped models on the embedded sample), plus `edgefer zoo ship` on a small train
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,21 @@ def test_zoo_build_needs_full_data_and_a_shipped_name(run):
     assert r.exit_code == 2 and "no shipped model 'nope_int8'" in r.output
     r = run("zoo", "ship", "no/such/run")
     assert r.exit_code == 2 and "no such run" in r.output
+
+
+def test_results_page_checks_the_edge_native_targets():
+    from edge_fer.report.results import edge_targets, markdown
+
+    row = json.loads((Path(__file__).parents[1] / "docs" / "results" / "results.json").read_text())
+    [ferlite] = [r for r in row if r["architecture"] == "ferlite"]
+    checks = {what: (v, met) for what, v, _, met in edge_targets(ferlite)}
+    assert checks["int8 PrivateTest accuracy"] == (f"{ferlite['test']['int8']['accuracy']:.4f}",
+                                                   ferlite["test"]["int8"]["accuracy"] >= 0.72)
+    assert checks["int8 TFLite size (KB)"][1] is (ferlite["sizes"]["int8_tflite"] <= 500 * 1024)
+    slow = dict(ferlite, latency_ms={"tflite": {"1": 0.26}}, train_seconds=7300.0)
+    checks = {what: met for what, _, _, met in edge_targets(slow)}
+    assert checks["batch-1 p50, 1 thread (ms)"] is False and checks["training + QAT wall time (h)"] is False
+    assert edge_targets(dict(ferlite, latency_ms={}))[2][3] is None  # not measured: neither met nor missed
+    page = markdown([slow], "cmd", None)
+    assert "| batch-1 p50, 1 thread (ms) | 0.260 | ≤ 0.250 | **no** |" in page
+    assert "Edge-native targets" not in markdown([dict(slow, architecture="cnn")], "cmd", None)

@@ -28,6 +28,25 @@ from ..runs import atomic_path, read_state, resolve_run, write_json
 from .quant_bench import ranges_label
 
 STUDY_EPOCHS = 45  # the study's recipe; a shorter plan is a budget run and is labelled as one
+# Issue 5 §2: what the edge-native architecture aims at, each checked against the run's measured figures.
+EDGE_NATIVE = "ferlite"
+EDGE_TARGETS = (  # (what, how it is read from a row, comparison, target, format)
+    ("int8 PrivateTest accuracy", lambda r: r["test"]["int8"]["accuracy"], ">=", 0.72, ".4f"),
+    ("int8 TFLite size (KB)", lambda r: r["sizes"]["int8_tflite"] / 1024, "<=", 500, ".0f"),
+    ("batch-1 p50, 1 thread (ms)", lambda r: r["latency_ms"].get("tflite", {}).get("1"), "<=", 0.25, ".3f"),
+    ("training + QAT wall time (h)",
+     lambda r: ((r["train_seconds"] or 0) + ((r["qat"] or {}).get("seconds") or 0)) / 3600, "<=", 2.0, ".2f"),
+)
+
+
+def edge_targets(row: dict) -> list[tuple[str, str, str, bool | None]]:
+    """(what, measured, target, met) for an edge-native row; met is None when the figure was not measured."""
+    out = []
+    for what, read, op, target, spec in EDGE_TARGETS:
+        v = read(row)
+        met = None if v is None else (v >= target if op == ">=" else v <= target)
+        out.append((what, _fmt(v, spec), f"{'≥' if op == '>=' else '≤'} {target:{spec}}", met))
+    return out
 
 
 def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str | None = None,
@@ -127,6 +146,14 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
     for r in rows:
         pc = r["test"]["int8"]["per_class_f1"]
         lines.append(f"| {r['architecture']} | " + " | ".join(f"{pc[c]:.3f}" for c in CLASSES) + " |")
+    for r in rows:
+        if r["architecture"].split(" ")[0] != EDGE_NATIVE:
+            continue
+        lines += ["", f"Edge-native targets (issue 5 §2), run `{r['run']}` as measured above "
+                  "(experiment log, one change at a time on PublicTest: [ferlite.md](ferlite.md)):", "",
+                  "| target | measured | aim | met |", "|---|---|---|---|"]
+        lines += [f"| {what} | {v} | {aim} | {'—' if met is None else ('yes' if met else '**no**')} |"
+                  for what, v, aim, met in edge_targets(r)]
     if pending:
         lines += ["", "Not in the table yet (trained in the background over several sessions; rerun the command "
                   "above when they are done):", ""] + [f"- {p['what']}" for p in pending]
