@@ -10,5 +10,7 @@ demo: setup
 	rm -rf runs/demo-bench
 	.venv/bin/edgefer bench --shipped --min-seconds 1 --out runs/demo-bench
 
+# Two pytest workers (pytest-xdist): much of the suite is single-threaded (TFLite conversion, runtime
+# start-up, emulated Pi), so the two cores overlap it. `.venv/bin/python -m pytest tests/x.py` runs one file.
 test: setup
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 2
