@@ -144,8 +144,8 @@ def test_zoo_build_needs_full_data_and_a_shipped_name(run):
 def test_results_page_checks_the_edge_native_targets():
     from edge_fer.report.results import edge_targets, markdown
 
-    row = json.loads((Path(__file__).parents[1] / "docs" / "results" / "results.json").read_text())
-    [ferlite] = [r for r in row if r["architecture"] == "ferlite"]
+    rows = json.loads((Path(__file__).parents[1] / "docs" / "results" / "results.json").read_text())
+    [ferlite] = [r for r in rows if r["architecture"] == "ferlite"]
     checks = {what: (v, met) for what, v, _, met in edge_targets(ferlite)}
     assert checks["int8 PrivateTest accuracy"] == (f"{ferlite['test']['int8']['accuracy']:.4f}",
                                                    ferlite["test"]["int8"]["accuracy"] >= 0.72)

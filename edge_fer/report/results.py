@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import operator
 import shutil
 from pathlib import Path
 
@@ -31,12 +32,13 @@ STUDY_EPOCHS = 45  # the study's recipe; a shorter plan is a budget run and is l
 # Issue 5 §2: what the edge-native architecture aims at, each checked against the run's measured figures.
 EDGE_NATIVE = "ferlite"
 EDGE_TARGETS = (  # (what, how it is read from a row, comparison, target, format)
-    ("int8 PrivateTest accuracy", lambda r: r["test"]["int8"]["accuracy"], ">=", 0.72, ".4f"),
-    ("int8 TFLite size (KB)", lambda r: r["sizes"]["int8_tflite"] / 1024, "<=", 500, ".0f"),
-    ("batch-1 p50, 1 thread (ms)", lambda r: r["latency_ms"].get("tflite", {}).get("1"), "<=", 0.25, ".3f"),
+    ("int8 PrivateTest accuracy", lambda r: r["test"]["int8"]["accuracy"], "≥", 0.72, ".4f"),
+    ("int8 TFLite size (KB)", lambda r: r["sizes"]["int8_tflite"] / 1024, "≤", 500, ".0f"),
+    ("batch-1 p50, 1 thread (ms)", lambda r: r["latency_ms"].get("tflite", {}).get("1"), "≤", 0.25, ".3f"),
     ("training + QAT wall time (h)",
-     lambda r: ((r["train_seconds"] or 0) + ((r["qat"] or {}).get("seconds") or 0)) / 3600, "<=", 2.0, ".2f"),
+     lambda r: ((r["train_seconds"] or 0) + ((r["qat"] or {}).get("seconds") or 0)) / 3600, "≤", 2.0, ".2f"),
 )
+_MEETS = {"≥": operator.ge, "≤": operator.le}
 
 
 def edge_targets(row: dict) -> list[tuple[str, str, str, bool | None]]:
@@ -44,8 +46,7 @@ def edge_targets(row: dict) -> list[tuple[str, str, str, bool | None]]:
     out = []
     for what, read, op, target, spec in EDGE_TARGETS:
         v = read(row)
-        met = None if v is None else (v >= target if op == ">=" else v <= target)
-        out.append((what, _fmt(v, spec), f"{'≥' if op == '>=' else '≤'} {target:{spec}}", met))
+        out.append((what, _fmt(v, spec), f"{op} {target:{spec}}", None if v is None else _MEETS[op](v, target)))
     return out
 
 
