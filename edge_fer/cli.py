@@ -215,9 +215,10 @@ def _model_options(options) -> dict:
 @click.option("--warmup-epochs", type=int, default=0, show_default=True, help="cosine: warm-up epochs.")
 @click.option("--mixup", type=float, default=0.0, show_default=True, metavar="ALPHA",
               help="mixup on training batches with Beta(ALPHA, ALPHA), e.g. 0.2; 0 disables it.")
-@click.option("--teacher", default=None, metavar="RUN",
-              help="Distil from a trained run (or .keras model): its softened predictions on the same augmented "
-                   "faces are mixed into the targets, e.g. --teacher runs/cnn.")
+@click.option("--teacher", default=None, metavar="RUN|MODEL",
+              help="Distil from a trained run (or .keras model), a .tflite file or a shipped model: its softened "
+                   "predictions on the same augmented faces are mixed into the targets, e.g. --teacher runs/cnn "
+                   "or --teacher cnn_int8.")
 @click.option("--distill-weight", type=float, default=0.5, show_default=True,
               help="With --teacher: targets = (1-w)·labels + w·softmax(teacher logits / T).")
 @click.option("--distill-temperature", type=float, default=2.0, show_default=True, help="With --teacher: T.")
@@ -240,6 +241,7 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
     Run the same command again: training resumes from the last finished epoch.
     """
     from .training import TrainConfig, train
+    from .training.config import as_path
 
     cfg = TrainConfig(model=model, data=_resolve_data(data), epochs=epochs, batch_size=batch_size, lr=lr,
                       precision=precision, split_mode=split_mode, ferplus=ferplus, label_mode=label_mode,
@@ -247,7 +249,7 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
                       weights=None if weights == "none" else weights, monitor=monitor,
                       early_stopping_patience=patience, seed=seed, skip_bad=skip_bad, schedule=schedule,
                       warmup_epochs=warmup_epochs, mixup=mixup,
-                      teacher=str(Path(teacher).expanduser().resolve()) if teacher else None,
+                      teacher=as_path(teacher) if teacher else None,
                       distill_weight=distill_weight, distill_temperature=distill_temperature,
                       model_options=_model_options(options))
     result = train(cfg, out, verbose=1 if sys.stdout.isatty() else 2)

@@ -173,7 +173,7 @@ def test_distillation_targets_and_training(trained, tmp_path, subset):
     saved = json.loads((out / "config.json").read_text())
     assert saved["teacher"] == str(trained.run_dir.resolve()) and saved["mixup"] == 0.2
     assert json.loads((out / "state.json").read_text())["status"] == "finished"
-    for teacher, message in ((tmp_path / "nope", "not a run directory or .keras model"),
+    for teacher, message in ((tmp_path / "nope", "not a run directory, .keras or .tflite model"),
                              (tmp_path, "has no best.keras yet")):
         bad = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "--teacher", str(teacher),
                                         "--out", str(tmp_path / "bad")])
@@ -182,3 +182,64 @@ def test_distillation_targets_and_training(trained, tmp_path, subset):
     bad = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "--mixup", "-1",
                                     "--out", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "--mixup must be ≥ 0" in bad.output
+
+
+def test_distillation_from_a_shipped_tflite_model(fer, tmp_path):
+    """--teacher cnn_int8: the shipped int8 model teaches through its (dequantised) probabilities,
+    softmax(log p / T) standing in for softmax(logits / T); its predictions are those the runner
+    gives (the study's accuracy on real PublicTest faces); a run records the name, not a path, and
+    resumes from another directory; a bad teacher file or name is one clear line."""
+    import numpy as np
+    from click.testing import CliRunner
+
+    from edge_fer.cli import main
+    from edge_fer.data.pipeline import teacher_targets
+    from edge_fer.device_bench.runner import TFLiteModel, predict
+    from edge_fer.training.train import TFLiteTeacher, load_teacher
+    from edge_fer.zoo import resolve_model
+
+    from conftest import pick_rows, write_subset_npz
+
+    teacher = load_teacher(TrainConfig(model="ferlite", data="x", teacher="cnn_int8"))
+    assert isinstance(teacher, TFLiteTeacher) and teacher.input_shape == (None, 48, 48, 1)
+    public = np.flatnonzero(fer["usage"] == "PublicTest")[:512]
+    faces, labels = fer["pixels"][public].astype("float32"), fer["labels"][public]
+    p = teacher.probabilities(faces[..., None])
+    assert p.shape == (512, 7) and np.allclose(p.sum(1), 1, atol=0.03)
+    runner = predict(TFLiteModel(str(resolve_model("cnn_int8")), 1), fer["pixels"][public])
+    assert np.mean(p.argmax(1) == runner) > 0.99  # ties between equal int8 outputs may break either way
+    assert np.mean(p.argmax(1) == labels) > 0.6   # the shipped cnn: ≈ 0.70 on PublicTest
+
+    y = np.eye(7, dtype="float32")[labels[:64]]
+    _, t = teacher_targets(teacher, 0.3, 2.0)(faces[:64, ..., None], y)
+    z = np.log(np.clip(p[:64], teacher.floor, 1)) / 2
+    soft = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    assert np.allclose(t.numpy(), 0.7 * y + 0.3 * soft, atol=1e-5)
+    assert np.allclose(t.numpy().sum(1), 1, atol=1e-5)
+
+    data = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 300))
+    out = tmp_path / "student"
+    args = ["train", "--model", "ferlite", "--data", str(data), "-o", "width=0.25", "--teacher", "cnn_int8",
+            "--out", str(out)]
+    r = CliRunner().invoke(main, [*args, "--epochs", "1"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "config.json").read_text())["teacher"] == "cnn_int8"
+    saved = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    here = saved.identity()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cwd = os.getcwd()
+    os.chdir(elsewhere)
+    try:  # a resume started in another directory must see the same settings: the name stays a name
+        assert saved.identity() == here and here["teacher"] == "cnn_int8"
+    finally:
+        os.chdir(cwd)
+
+    (tmp_path / "broken.tflite").write_bytes(b"not a flatbuffer")
+    for bad_teacher, message in ((str(tmp_path / "broken.tflite"), "not a TFLite model LiteRT can load"),
+                                 ("no_such_model", "unknown model 'no_such_model'"),
+                                 (str(tmp_path / "missing.tflite"), "no such model file")):
+        bad = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(data), "--teacher", bad_teacher,
+                                        "--out", str(tmp_path / "bad")])
+        assert bad.exit_code != 0 and message in bad.output and "Traceback" not in bad.output, bad.output
+        assert not (tmp_path / "bad").exists()

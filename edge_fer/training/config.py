@@ -18,6 +18,15 @@ MONITORS = ("val_accuracy", "val_loss", "val_f1")
 SCHEDULES = ("plateau", "cosine")
 
 
+def as_path(value: str) -> str:
+    """A path setting stored absolute; a bare name that is no file here (a shipped model such as
+    ``--teacher cnn_int8``) stays a name, so that a resumed run finds it wherever it starts."""
+    p = Path(value).expanduser()
+    if p.exists() or p.parent != Path("."):
+        return str(p.resolve())
+    return str(value)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str
@@ -103,7 +112,7 @@ class TrainConfig:
         d.pop("skip_bad")
         for key in ("data", "ferplus", "teacher"):
             if d.get(key):
-                d[key] = str(Path(d[key]).expanduser().resolve())
+                d[key] = as_path(d[key])
         return d
 
     def load_data(self, path: str | None = None):

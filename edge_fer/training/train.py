@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import csv
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from .._tf import keras as _keras
 from .._tf import tf as _tf
@@ -149,17 +152,81 @@ class _RunCheckpoint:
         return RunCheckpoint()
 
 
+class TFLiteTeacher:
+    """A ``.tflite`` classifier (e.g. the shipped ``cnn_int8``) as a distillation teacher.
+
+    Called on a batch of 0–255 images in the input pipeline, it returns log-probabilities, which
+    stand in for logits: softmax(log p / T) is the teacher's distribution softened by T, as
+    softmax(logits / T) is. An int8 output resolves probabilities only to its scale (1/256 for the
+    shipped models), so they are clipped below at half a step before the log.
+    """
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import os
+
+        from ..device_bench.runner import TFLiteModel
+
+        try:
+            self.model = TFLiteModel(str(path), threads or os.cpu_count() or 1)
+        except (ValueError, RuntimeError) as e:
+            raise ConfigError(f"--teacher {path}: not a TFLite model LiteRT can load ({str(e).splitlines()[0]})")
+        inp, out = self.model.inp, self.model.out
+        self.input_shape = (None, *map(int, inp["shape"][1:]))
+        self.classes = int(out["shape"][-1])
+        self.out_quant = out["quantization"] if np.dtype(out["dtype"]).kind in "iu" else None
+        floor = self.out_quant[0] / 2 if self.out_quant and self.out_quant[0] > 0 else 1e-6
+        self.floor = float(floor)
+        self.path = path
+        self._lock = threading.Lock()  # one interpreter: tf.data may call from several threads
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """float32 (B,H,W,C) 0–255 images → (B, classes) probabilities."""
+        faces = np.asarray(images, np.float32)[..., 0]
+        step = max(self.model.max_batch or len(faces), 1)
+        outs = []
+        with self._lock:
+            for i in range(0, len(faces), step):
+                chunk = faces[i:i + step]
+                n = len(chunk)
+                if self.model.max_batch and n < step:
+                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+                outs.append(np.array(self.model.invoke(self.model.prepare(chunk)))[:n])
+        out = np.concatenate(outs).astype(np.float32)
+        if self.out_quant:
+            scale, zp = self.out_quant
+            out = (out - zp) * scale
+        return out
+
+    def _log_p(self, images):
+        return np.log(np.clip(self.probabilities(images), self.floor, 1.0)).astype(np.float32)
+
+    def __call__(self, images, training=False):
+        tf = _tf()
+        z = tf.numpy_function(self._log_p, [images], tf.float32, stateful=True)
+        z.set_shape([None, self.classes])
+        return z
+
+
 def load_teacher(cfg: TrainConfig):
-    """The logits model of ``cfg.teacher`` (a run directory or a ``.keras`` file), or None."""
+    """The teacher named by ``cfg.teacher`` — a run directory or ``.keras`` file (its logits model),
+    or a ``.tflite`` file or shipped model name (:class:`TFLiteTeacher`) — or None."""
     if not cfg.teacher:
         return None
     p = Path(cfg.teacher).expanduser()
+    if p.suffix == ".tflite" or (not p.exists() and p.parent == Path(".")):
+        from ..zoo import resolve_model
+
+        path = resolve_model(cfg.teacher)  # a file, or a shipped name; unknown names: one clear line
+        if path.suffix != ".tflite":
+            raise ConfigError(f"--teacher {cfg.teacher}: only .tflite files, runs or .keras models can teach; "
+                              f"e.g. --teacher cnn_int8")
+        return TFLiteTeacher(path)
     path = p / "best.keras" if p.is_dir() else p
     if p.is_dir() and not path.is_file():
         raise ConfigError(f"--teacher {cfg.teacher}: the run has no best.keras yet; train it first")
     if path.suffix != ".keras" or not path.is_file():
-        raise ConfigError(f"--teacher {cfg.teacher}: not a run directory or .keras model; "
-                          "pass a trained run, e.g. --teacher runs/cnn")
+        raise ConfigError(f"--teacher {cfg.teacher}: not a run directory, .keras or .tflite model or shipped "
+                          "name; pass a trained run or a shipped model, e.g. --teacher runs/cnn or --teacher cnn_int8")
     model = load_model(path)
     if "logits" not in {layer.name for layer in model.layers}:
         raise ConfigError(f"--teacher {cfg.teacher}: no 'logits' layer; use a model built by edge_fer")
