@@ -368,16 +368,22 @@ class KerasModel:
         return self.fn(prepared).numpy()
 
 
-def predict(model, faces, batch=64):
+def outputs(model, faces, batch=64):
+    """The model's raw outputs (N, classes) on (N,H,W) faces, in batches; a static-batch model's
+    last batch padded with its last face."""
     step = model.max_batch or batch
-    labels = []
+    out = []
     for i in range(0, len(faces), step):
         chunk = faces[i:i + step]
         n = len(chunk)
         if model.max_batch and n < step:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-        labels.append(np.asarray(model.invoke(model.prepare(chunk))).argmax(axis=1)[:n])
-    return np.concatenate(labels)
+        out.append(np.array(model.invoke(model.prepare(chunk)))[:n])
+    return np.concatenate(out)
+
+
+def predict(model, faces, batch=64):
+    return outputs(model, faces, batch).argmax(axis=1)
 
 
 def machine_info():

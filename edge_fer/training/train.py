@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -162,8 +163,6 @@ class TFLiteTeacher:
     """
 
     def __init__(self, path: Path, threads: int | None = None):
-        import os
-
         from ..device_bench.runner import TFLiteModel
 
         try:
@@ -174,28 +173,17 @@ class TFLiteTeacher:
         self.input_shape = (None, *map(int, inp["shape"][1:]))
         self.classes = int(out["shape"][-1])
         self.out_quant = out["quantization"] if np.dtype(out["dtype"]).kind in "iu" else None
-        floor = self.out_quant[0] / 2 if self.out_quant and self.out_quant[0] > 0 else 1e-6
-        self.floor = float(floor)
-        self.path = path
+        self.floor = float(self.out_quant[0] / 2) if self.out_quant and self.out_quant[0] > 0 else 1e-6
         self._lock = threading.Lock()  # one interpreter: tf.data may call from several threads
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 (B,H,W,C) 0–255 images → (B, classes) probabilities."""
-        faces = np.asarray(images, np.float32)[..., 0]
-        step = max(self.model.max_batch or len(faces), 1)
-        outs = []
+        from ..device_bench.runner import outputs
+        from ..export.runtimes import dequantize
+
         with self._lock:
-            for i in range(0, len(faces), step):
-                chunk = faces[i:i + step]
-                n = len(chunk)
-                if self.model.max_batch and n < step:
-                    chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-                outs.append(np.array(self.model.invoke(self.model.prepare(chunk)))[:n])
-        out = np.concatenate(outs).astype(np.float32)
-        if self.out_quant:
-            scale, zp = self.out_quant
-            out = (out - zp) * scale
-        return out
+            out = outputs(self.model, np.asarray(images, np.float32)[..., 0], batch=max(len(images), 1))
+        return dequantize(out, *self.out_quant) if self.out_quant else out.astype(np.float32)
 
     def _log_p(self, images):
         return np.log(np.clip(self.probabilities(images), self.floor, 1.0)).astype(np.float32)
