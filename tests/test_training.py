@@ -140,6 +140,36 @@ def test_mixup_blends_images_and_targets():
     assert all(np.abs(x - partner[i]).reshape(32, -1).max(1).min() < 1e-2 for i in np.flatnonzero(blended)[:5])
 
 
+def test_training_metrics_score_soft_targets_by_their_dominant_class(tmp_path):
+    """Label smoothing makes every target entry > 0: stock Precision/AUC then read all 7 classes as
+    positives (precision 1.0, AUC 0). The compiled metrics must give the one-hot figures instead."""
+    from edge_fer._tf import keras as _keras
+    from edge_fer.models.summary import load_model
+    from edge_fer.training import compile_model
+
+    keras = _keras()
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (256, 48, 48, 1)).astype("float32")
+    hard = np.eye(7, dtype="float32")[rng.integers(0, 7, 256)]
+    soft = hard * 0.9 + 0.1 / 7
+    model = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Rescaling(1 / 255.0),
+                              keras.layers.Flatten(), keras.layers.Dense(7, activation="softmax")])
+    compile_model(model, TrainConfig(model="cnn", label_smoothing=0.1))
+    by_hard = model.evaluate(x, hard, verbose=0, return_dict=True)
+    by_soft = model.evaluate(x, soft, verbose=0, return_dict=True)
+    for k in ("accuracy", "precision", "recall", "auc", "f1"):
+        assert by_soft[k] == pytest.approx(by_hard[k], abs=1e-6), k
+    assert 0.3 < by_hard["auc"] < 0.8 and by_hard["precision"] < 0.5  # a random model, not 0 / 1
+
+    stock = keras.metrics.Precision()
+    stock.update_state(soft, model.predict(x, verbose=0))
+    assert stock.result().numpy() == pytest.approx(1.0)  # what the stock metric would have printed
+
+    model.save(tmp_path / "m.keras")  # a checkpoint resumes (compile=True) with these metrics
+    again = load_model(tmp_path / "m.keras", compile=True)
+    assert again.evaluate(x, soft, verbose=0, return_dict=True)["auc"] == pytest.approx(by_hard["auc"], abs=1e-6)
+
+
 def test_distillation_targets_and_training(trained, tmp_path, subset):
     """--teacher: targets = (1-w)·labels + w·softmax(teacher logits / T) on the same augmented faces;
     the run records the teacher; a wrong teacher is one clear line."""

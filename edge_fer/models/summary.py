@@ -11,13 +11,14 @@ from ..errors import RunError
 def load_model(path: str | Path, *, compile: bool = False):
     """Load a ``.keras`` model saved by edge_fer (custom layers included)."""
     from .layers import CUSTOM_OBJECTS
+    from .metrics import METRIC_OBJECTS
 
     p = Path(path)
     if not p.is_file():
         raise RunError(f"{p}: no such model file; train a model first with `edgefer train`")
     keras = _keras()
     try:
-        return keras.models.load_model(p, custom_objects=CUSTOM_OBJECTS, compile=compile)
+        return keras.models.load_model(p, custom_objects={**CUSTOM_OBJECTS, **METRIC_OBJECTS}, compile=compile)
     except Exception as e:  # a truncated or foreign file
         raise RunError(f"{p}: cannot load the model ({type(e).__name__}: {str(e)[:160]}); retrain or restore it") from None
 

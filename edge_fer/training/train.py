@@ -46,17 +46,20 @@ class TrainResult:
 
 
 def compile_model(model, cfg: TrainConfig, optimizer=None):
+    from ..models import metrics as em
+
     keras = _keras()
-    m = keras.metrics
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate=cfg.lr),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        # scored against each target's dominant class: soft targets (smoothing, mixup,
+        # distillation) would otherwise read as all-positive (precision 1.0, AUC 0.0)
         metrics=[
-            m.CategoricalAccuracy(name="accuracy"),
-            m.Precision(name="precision"),
-            m.Recall(name="recall"),
-            m.AUC(name="auc"),
-            m.F1Score(average="macro", name="f1"),
+            keras.metrics.CategoricalAccuracy(name="accuracy"),
+            em.DominantPrecision(name="precision"),
+            em.DominantRecall(name="recall"),
+            em.DominantAUC(name="auc"),
+            em.DominantF1Score(average="macro", name="f1"),
         ],
     )
     return model
