@@ -13,11 +13,11 @@ from .._tf import keras as _keras
 from .._tf import tf as _tf
 
 keras = _keras()
+tf = _tf()  # module-level: update_state runs under AutoGraph, which must not trace into _tf()
 
 
 def dominant_one_hot(y_true):
     """(B, C) targets → one-hot of each row's largest entry, same dtype."""
-    tf = _tf()
     y_true = tf.convert_to_tensor(y_true)
     depth = y_true.shape[-1] if y_true.shape[-1] is not None else tf.shape(y_true)[-1]
     return tf.one_hot(tf.argmax(y_true, axis=-1), depth, dtype=y_true.dtype)
