@@ -141,8 +141,9 @@ def test_mixup_blends_images_and_targets():
 
 
 def test_training_metrics_score_soft_targets_by_their_dominant_class(tmp_path):
-    """Label smoothing makes every target entry > 0: stock Precision/AUC then read all 7 classes as
-    positives (precision 1.0, AUC 0). The compiled metrics must give the one-hot figures instead."""
+    """Distillation makes every target entry > 0 (mixup two of them): stock Precision/AUC then read
+    all 7 classes as positives (precision 1.0, AUC 0). The compiled metrics must give the one-hot
+    figures instead."""
     from edge_fer._tf import keras as _keras
     from edge_fer.models.summary import load_model
     from edge_fer.training import compile_model
