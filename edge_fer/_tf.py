@@ -41,13 +41,20 @@ def quiet_native_stderr(first_import_only: bool = False):
         os.close(devnull)
 
 
+_TF = None
+
+
 def tf():
+    global _TF
+    if _TF is not None:  # set up once; later calls (some traced by AutoGraph, in tf.data maps and
+        return _TF       # metrics) stay out of os.environ, whose methods AutoGraph cannot convert
     _prepare_env()
     with quiet_native_stderr(first_import_only=True):
         import tensorflow
 
         # Device discovery logs a CUDA probe failure on machines without a GPU.
         tensorflow.config.list_physical_devices("GPU")
+    _TF = tensorflow
     return tensorflow
 
 

@@ -15,7 +15,7 @@ from .._tf import keras as _keras
 from .._tf import tf as _tf
 
 keras = _keras()
-tf = _tf()  # module-level: update_state runs under AutoGraph, which must not trace into _tf()
+tf = _tf()
 
 
 def dominant_one_hot(y_true):

@@ -52,7 +52,7 @@ def _configs():
     """The QuantizeConfigs for layers tfmot's default 8-bit registry does not cover (built lazily)."""
     tfmot = _tfmot()
     keras = _keras()
-    tf = _tf()  # bound here: _tf() touches os.environ, which autograph cannot trace
+    tf = _tf()
     quantizers = tfmot.quantization.keras.quantizers
 
     @keras.utils.register_keras_serializable(package="edge_fer")

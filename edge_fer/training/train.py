@@ -178,7 +178,6 @@ class TFLiteTeacher:
         self.out_quant = out["quantization"] if np.dtype(out["dtype"]).kind in "iu" else None
         self.floor = float(self.out_quant[0] / 2) if self.out_quant and self.out_quant[0] > 0 else 1e-6
         self._lock = threading.Lock()  # one interpreter: tf.data may call from several threads
-        self._tf = _tf()
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 (B,H,W,C) 0–255 images → (B, classes) probabilities."""
@@ -193,9 +192,7 @@ class TFLiteTeacher:
         return np.log(np.clip(self.probabilities(images), self.floor, 1.0)).astype(np.float32)
 
     def __call__(self, images, training=False):
-        # tf comes from __init__: this runs under AutoGraph inside a tf.data map, and calling _tf() here
-        # made AutoGraph try to convert os.environ.setdefault and log the whole environment
-        tf = self._tf
+        tf = _tf()
         z = tf.numpy_function(self._log_p, [images], tf.float32, stateful=True)
         z.set_shape([None, self.classes])
         return z
