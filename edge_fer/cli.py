@@ -334,17 +334,31 @@ def compare_cmd(inputs, split, out) -> None:
               help="One weight scale per kernel instead of one per output channel: smaller int8 files for small "
                    "models (each channel's scale and zero point cost 12 bytes) and what some accelerators need; "
                    "may cost accuracy. export follows this choice.")
+@click.option("--teacher", default=None, metavar="RUN|MODEL",
+              help="Fine-tune on distillation targets, as train --teacher does: a run, a .keras/.tflite model or "
+                   "a shipped name (e.g. cnn_int8). For a run trained with a teacher, pass the same one to keep "
+                   "what distillation gained.")
+@click.option("--distill-weight", type=float, default=None,
+              help="With --teacher: targets = (1-w)·labels + w·teacher. Default: the run's own, else 0.5.")
+@click.option("--distill-temperature", type=float, default=None,
+              help="With --teacher: softmax temperature T. Default: the run's own, else 2.")
 @_run_data_option
-def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_tensor, data_path) -> None:
+def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_tensor, teacher, distill_weight,
+            distill_temperature, data_path) -> None:
     """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
 
     The best epoch on validation is kept and its activation ranges are chosen in int8 on
     validation (--range-percentile). Then: edgefer export RUN --int8
+
+    \b
+      edgefer qat runs/ferlite --epochs 2
+      edgefer qat runs/ferlite --epochs 2 --teacher cnn_int8   # distilled run: keep the teacher
     """
     from .quantization import qat_run
 
     r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
-                range_percentile=range_percentile, per_tensor=per_tensor, data_path=data_path,
+                range_percentile=range_percentile, per_tensor=per_tensor, teacher=teacher,
+                distill_weight=distill_weight, distill_temperature=distill_temperature, data_path=data_path,
                 verbose=1 if sys.stdout.isatty() else 2)
     click.echo(f"{r.run_dir}: float val acc {r.float_val_accuracy:.4f}; QAT after warm-up {r.qat_val_accuracy_before:.4f} "
                f"(agreement {r.agreement_before:.2%}); best QAT {r.qat_val_accuracy:.4f} at epoch {r.best_epoch}")

@@ -506,3 +506,70 @@ def test_onnx_int8_is_exact_on_x86_without_vnni(exported, data, tmp_path):
     model = Path(__file__).resolve().parents[1] / "edge_fer" / "zoo" / "shipped" / "cnn_int8.onnx"
     here = open_runner(model).predict(x).argmax(1)
     assert (on_haswell("edge_fer") == here).mean() >= 0.99
+
+
+def test_qat_distils_from_a_teacher_and_the_card_replays_it(trained, tmp_path, monkeypatch):
+    """qat --teacher: fine-tuning batches carry (1-w)·labels + w·softmax(log p / T) of the teacher on the
+    same augmented faces; qat.json records the teacher; the shipped card's recipe and commands repeat it
+    and zoo build passes it back to qat; bad combinations are one clear line with nothing written."""
+    import edge_fer.data.pipeline as pipeline
+    import edge_fer.zoo.ship as ship
+    from edge_fer.training.train import TFLiteTeacher
+    from edge_fer.zoo import resolve_model
+
+    run_dir = tmp_path / "cnn"
+    shutil.copytree(trained.run_dir, run_dir, ignore=shutil.ignore_patterns("qat", "export", "eval", "tb"))
+    for args, message in (
+            (["--teacher", "no_such_model"], "no_such_model"),
+            (["--teacher", "cnn_int8", "--epochs", "0"], "--teacher needs fine-tuning epochs"),
+            (["--distill-weight", "0.3"], "need --teacher"),
+            (["--teacher", "cnn_int8", "--distill-weight", "2"], "--distill-weight must be in (0, 1]")):
+        r = CliRunner().invoke(main, ["qat", str(run_dir), *args])
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1, r.output
+        assert not (run_dir / "qat").exists()
+
+    seen = []
+    real = pipeline.make_dataset
+
+    def spy(*a, **kw):
+        if kw.get("training"):
+            seen.append(kw.get("teacher"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "make_dataset", spy)
+    r = CliRunner().invoke(main, ["qat", str(run_dir), "--epochs", "1", "--range-percentile", "minmax",
+                                  "--teacher", "cnn_int8", "--distill-weight", "0.3"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert len(seen) == 1 and seen[0] is not None
+    saved = json.loads((run_dir / "qat" / "qat.json").read_text())
+    assert (saved["teacher"], saved["distill_weight"], saved["distill_temperature"]) == ("cnn_int8", 0.3, 2.0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (16, 48, 48, 1)).astype("float32")
+    y = np.eye(7, dtype="float32")[rng.integers(0, 7, 16)]
+    _, t = seen[0](x, y)
+    teacher = TFLiteTeacher(resolve_model("cnn_int8"))
+    z = np.log(np.clip(teacher.probabilities(x), teacher.floor, 1)) / 2.0
+    soft = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    assert np.allclose(t.numpy(), 0.7 * y + 0.3 * soft, atol=1e-5)
+
+    export_run(run_dir, precisions=["int8"], formats=["tflite"], source="qat", force=True)
+    card = ship.ship_run(run_dir, dest=tmp_path / "shipped", threads=[1], min_seconds=0.1)
+    assert card["recipe"]["qat"]["teacher"] == "cnn_int8" and card["recipe"]["qat"]["distill_weight"] == 0.3
+    qat_cmd = next(c for c in card["commands"] if c.startswith("edgefer qat"))
+    assert qat_cmd.endswith("--teacher cnn_int8 --distill-weight 0.3 --distill-temperature 2"), qat_cmd
+    assert "distilling from cnn_int8 (weight 0.3, temperature 2)" in (tmp_path / "shipped" / "cnn_int8.md").read_text()
+
+    # zoo build hands the recorded teacher back to qat (train, qat, export and ship stubbed: wiring only)
+    import edge_fer.export as export_pkg
+    import edge_fer.quantization as quantization
+    import edge_fer.training as training
+
+    calls = {}
+    monkeypatch.setattr(ship, "get_shipped", lambda name: type("S", (), {"card": card})())
+    monkeypatch.setattr(training, "train", lambda cfg, out=None, verbose=2: type("R", (), {"run_dir": run_dir})())
+    monkeypatch.setattr(quantization, "qat_run", lambda run, **kw: calls.update(kw))
+    monkeypatch.setattr(export_pkg, "export_run", lambda *a, **kw: None)
+    monkeypatch.setattr(ship, "ship_run", lambda *a, **kw: {})
+    ship.build("cnn_int8", data_path="fer.npz", out=tmp_path / "rebuilt")
+    assert (calls["teacher"], calls["distill_weight"], calls["distill_temperature"]) == ("cnn_int8", 0.3, 2.0)

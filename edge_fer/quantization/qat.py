@@ -25,7 +25,7 @@ import json
 import logging
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from .._tf import keras as _keras
 from .._tf import quiet_native_stderr
 from .._tf import tf as _tf
-from ..errors import RunError
+from ..errors import ConfigError, RunError
 from ..runs import atomic_path, resolve_run, write_json
 
 log = logging.getLogger(__name__)
@@ -546,11 +546,16 @@ class QATResult:
     range_percentile_chosen: float | None = None  # what the model was saved with
     range_trials: list = field(default_factory=list)  # "auto": one dict per candidate
     weights: str = "per-channel"  # weight quantisation granularity: "per-channel" or "per-tensor"
+    teacher: str | None = None  # distillation while fine-tuning: the teacher, as given
+    distill_weight: float | None = None
+    distill_temperature: float | None = None
 
 
 def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_size: int = 64,
             warmup_batches: int = 50, range_percentile: float | str | None = "auto", per_tensor: bool = False,
-            data=None, data_path: str | None = None, verbose: int = 2) -> QATResult:
+            teacher: str | None = None, distill_weight: float | None = None,
+            distill_temperature: float | None = None, data=None, data_path: str | None = None,
+            verbose: int = 2) -> QATResult:
     """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/.
 
     ``range_percentile``: ``"auto"`` (default) fine-tunes with min/max ranges, then chooses among
@@ -562,10 +567,14 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     of a few hundred thousand weights does not amortise (ferlite: 55 KB of 314 KB); some accelerators
     also require per-tensor weights. The BatchNorm scales are folded into the kernels before QAT, so the
     grid QAT trains is the one the converter writes. ``edgefer export`` follows the choice (qat.json).
+    ``teacher``: fine-tune on distillation targets, as ``edgefer train --teacher`` does — a run, a
+    ``.keras``/``.tflite`` model or a shipped name; ``distill_weight`` / ``distill_temperature`` default
+    to the run's own when it was trained with a teacher, else to training's defaults. Fine-tuning a
+    distilled model on hard labels alone pulls it back toward what labels alone teach.
     ``data_path``: read the run's data from here instead of where training read it.
     """
-    from ..data.pipeline import Augment, as_model_input, make_dataset
-    from ..training.train import compile_model
+    from ..data.pipeline import Augment, as_model_input, make_dataset, teacher_targets
+    from ..training.train import _check_teacher, compile_model, load_teacher
 
     keras = _keras()
     run_dir = resolve_run(run)
@@ -576,6 +585,24 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     fixed = range_percentile is not None and not auto
     t0 = time.time()
     float_model, cfg = load_float_model(run_dir)
+    teacher_fn, distill = None, {"teacher": None, "distill_weight": None, "distill_temperature": None}
+    if teacher:
+        if epochs == 0:
+            raise ConfigError("--teacher needs fine-tuning epochs: with --epochs 0 nothing is trained; "
+                              "pass --epochs 1 or more, or drop --teacher")
+        tcfg = replace(
+            cfg, teacher=teacher,
+            distill_weight=distill_weight if distill_weight is not None else cfg.distill_weight,
+            distill_temperature=distill_temperature if distill_temperature is not None else cfg.distill_temperature)
+        teacher_model = load_teacher(tcfg)  # a bad name or file: one clear line, before anything is written
+        _check_teacher(tcfg, teacher_model, float_model)
+        teacher_fn = teacher_targets(teacher_model, tcfg.distill_weight, tcfg.distill_temperature)
+        distill = {"teacher": teacher, "distill_weight": tcfg.distill_weight,
+                   "distill_temperature": tcfg.distill_temperature}
+        log.info("QAT %s: distilling from %s (weight %.2f, temperature %.1f)", cfg.model, teacher,
+                 tcfg.distill_weight, tcfg.distill_temperature)
+    elif distill_weight is not None or distill_temperature is not None:
+        raise ConfigError("--distill-weight and --distill-temperature need --teacher (e.g. --teacher cnn_int8)")
     data = data or cfg.load_data(data_path)
     tr, va = data["train"], data["validation"]
     keras.utils.set_random_seed(cfg.seed)
@@ -612,7 +639,8 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     if epochs > 0:
         compile_model(qat_model, cfg, optimizer=keras.optimizers.Adam(learning_rate=lr))
         ds_train = make_dataset(tr.x, tr.targets, batch_size=batch_size, training=True,
-                                augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels)
+                                augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels,
+                                teacher=teacher_fn)
         ds_val = make_dataset(va.x, va.targets, batch_size=256, training=False, channels=channels)
 
         class KeepBest(keras.callbacks.Callback):
@@ -645,7 +673,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
                        qat_val_accuracy=best["val_accuracy"], agreement_before=agreement,
                        warmup_batches=n_warm, seconds=time.time() - t0, range_percentile=range_percentile,
                        range_percentile_chosen=chosen, range_trials=trials,
-                       weights=WEIGHTS[per_tensor])
+                       weights=WEIGHTS[per_tensor], **distill)
     write_json(out / "qat.json", {**asdict(result), "lr": lr, "batch_size": batch_size, "history": history,
                                   "model": cfg.model, "selected_on": "validation"})
     return result

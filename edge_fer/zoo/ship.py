@@ -106,8 +106,10 @@ def _card_markdown(c: dict) -> str:
         f"{c['recipe']['train']['batch_size']}, Adam {c['recipe']['train']['lr']:g}, augmentation "
         f"{'on' if c['recipe']['train']['augment'] else 'off'}, {_schedule_text(c['recipe']['train'])}.",
         (f"- QAT: {c['recipe']['qat']['epochs']} epochs at lr {c['recipe']['qat']['lr']:g}, best epoch "
-         f"{c['qat'].get('best_epoch')} (QAT val acc {_f(c['qat'].get('qat_val_accuracy'))})."
-         if c["qat"] else "- No QAT: post-training quantisation of the float model."),
+         f"{c['qat'].get('best_epoch')} (QAT val acc {_f(c['qat'].get('qat_val_accuracy'))})"
+         + (f", distilling from {c['recipe']['qat']['teacher']} (weight {c['recipe']['qat']['distill_weight']:g}, "
+            f"temperature {c['recipe']['qat']['distill_temperature']:g})" if c["recipe"]["qat"].get("teacher") else "")
+         + "." if c["qat"] else "- No QAT: post-training quantisation of the float model."),
         (f"- Export verification on PublicTest: int8 TFLite agreement with its Keras source "
          f"{c['export']['agreement']:.2%} (gate 98%: {c['export'].get('status')})."
          if c["export"].get("agreement") is not None else "- Export verification: no export_report.json in the run."),
@@ -175,7 +177,8 @@ def _non_default_flags(cfg) -> str:
     return "".join(" " + o for o in out)
 
 
-QAT_RECIPE_KEYS = ("epochs", "lr", "batch_size", "warmup_batches", "range_percentile", "weights")
+QAT_RECIPE_KEYS = ("epochs", "lr", "batch_size", "warmup_batches", "range_percentile", "weights", "teacher",
+                   "distill_weight", "distill_temperature")
 
 
 def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest: Path | None = None,
@@ -214,7 +217,10 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
         *([f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}"
            + f" --range-percentile {qat.get('range_percentile') or 'minmax'}"
-           + (" --per-tensor" if qat.get("weights") == "per-tensor" else "")] if from_qat else []),
+           + (" --per-tensor" if qat.get("weights") == "per-tensor" else "")
+           + (f" --teacher {qat['teacher']} --distill-weight {qat['distill_weight']:g}"
+              f" --distill-temperature {qat['distill_temperature']:g}" if qat.get("teacher") else "")]
+          if from_qat else []),
         f"edgefer export runs/{cfg.model} --int8" + ("" if from_qat else " --from ptq")
         + (" --per-tensor" if not from_qat and meta.get("weights") == "per-tensor" else "")
         + ("" if art.get("status") == "ok" else " --force"),
@@ -283,7 +289,9 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
     if source == "qat":
         qat_run(result.run_dir, epochs=q.get("epochs", 3), lr=q.get("lr", 1e-4), batch_size=q.get("batch_size", 64),
                 warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"),
-                per_tensor=q.get("weights") == "per-tensor", verbose=verbose)
+                per_tensor=q.get("weights") == "per-tensor", teacher=q.get("teacher"),
+                distill_weight=q.get("distill_weight"), distill_temperature=q.get("distill_temperature"),
+                verbose=verbose)
     export = recipe.get("export", {})
     export_run(result.run_dir, precisions=["int8"], source=source, io=export.get("io", "int8"), force=True,
                per_tensor=export.get("weights") == "per-tensor" if source == "ptq" else None)
