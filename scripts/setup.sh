@@ -30,10 +30,10 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: pip install -e .[test] (first time: a few minutes, ~2.5 GB)"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
+  echo "setup: pip install -e .[test] with the versions of requirements.lock (first time: a few minutes, ~2.5 GB)"
   .venv/bin/pip install --quiet --upgrade pip
-  .venv/bin/pip install --quiet -e ".[test]"
+  .venv/bin/pip install --quiet -c requirements.lock -e ".[test]"
   touch "$stamp"
 fi
 
