@@ -611,7 +611,7 @@ def _next_predict_dir() -> Path:
               help="Face crop side / detector box side; default per detector (frames faces as FER2013 does).")
 @click.option("--no-align", is_flag=True, help="Do not level the eyes with the detector's landmarks.")
 def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotate, every, max_frames, threads,
-                detect_size, min_score, margin, no_align) -> None:
+                detect_size, min_score, margin, no_align, max_pixels) -> None:
     """Faces and their emotions in images, folders, globs, videos and cameras.
 
     \b
@@ -696,6 +696,9 @@ def zoo_ship_cmd(run, name, dest, data, threads, min_seconds) -> None:
         click.echo(f"wrote {f}")
 
 
+@click.option("--max-pixels", type=int, default=180_000_000, show_default=True, metavar="N",  # sources.DEFAULT_MAX_PIXELS
+              help="Images with more pixels than this (width × height, read from the header) are skipped with an "
+                   "error line, a guard against decompression bombs; raise it to read larger images.")
 @zoo_group.command("build")
 @click.argument("name")
 @_data_option
@@ -718,6 +721,9 @@ def zoo_build_cmd(name, data, out, epochs) -> None:
     for f in card["files"]:
         click.echo(f"wrote {f}")
 
+    if max_pixels < 1:
+        raise click.BadParameter(f"must be ≥ 1 pixel, got {max_pixels}", param_hint="--max-pixels")
 
 if __name__ == "__main__":
     main()
+                             max_pixels=max_pixels,

@@ -1,7 +1,7 @@
 """Emotion recognition on photos, video and cameras: detect faces, align, classify with an int8 model.
 
     from edge_fer import Recognizer
-    Recognizer("cnn_int8").predict(rgb)          # records: box, landmarks, label, probabilities
+    Recognizer("cnn_int8").predict(rgb)          # one record per face, [] for none: box, label, probabilities
 
 ``edgefer predict`` runs :func:`predict_inputs` over files, folders, globs, videos and cameras.
 """

@@ -5,8 +5,12 @@
     for r in rec.predict(rgb_frame):                  # numpy (H,W,3) RGB uint8; color="bgr" for OpenCV frames
         print(r["label"], r["probability"], r["box"])
 
-Each record is a dict (JSON-ready): source, frame, time, face, status ("ok" / "no_face"), box
-[x, y, w, h] in pixels, detector score, landmarks, label, probability and all class probabilities.
+``predict`` returns one record per face found, and an empty list for a frame without a face. Every
+record is a dict (JSON-ready) with the same keys: source, frame, time, face (index in the frame),
+status ("ok"), box [x, y, w, h] in pixels, score (the detector's), landmarks (None when the detector
+gives none), label, probability and probabilities (every class). `edgefer predict` adds a
+``no_face`` record to its records file for a frame without a face; that record is the file's, not
+the API's.
 """
 
 from __future__ import annotations
@@ -138,7 +142,8 @@ class Recognizer:
 
     def predict(self, image, *, color: str = "rgb", boxes=None, source: str | None = None, frame: int = 0,
                 time_s: float | None = None, detect_size: int | None = None) -> list[dict]:
-        """Records for every face of ``image`` (one "no_face" record when there is none).
+        """One record per face of ``image``, every one with the same keys (see the module docstring);
+        an empty list when there is no face.
 
         ``boxes``: your own face boxes [(x, y, w, h), ...] instead of the detector's;
         ``detect_size``: run the detector on the frame downscaled to this long side (see :meth:`detect`)."""
@@ -158,7 +163,7 @@ class Recognizer:
         base = {"source": source, "frame": frame, "time": time_s}
         if not faces:
             self._account(t1 - t0, 0.0, 0)
-            return [{**base, "face": None, "status": "no_face", "detector": detector, "model": self.model_name}]
+            return []
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         crops = np.stack([crop_face(grey, f, self.size, self.margin, self.align) for f in faces])
         probs = self.classify(crops)

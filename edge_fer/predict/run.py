@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, EdgeFerError
 from .recognizer import Recognizer
-from .sources import Source, VideoReader, expand_inputs, read_image
+from .sources import DEFAULT_MAX_PIXELS, Source, VideoReader, expand_inputs, read_image
 
 log = logging.getLogger("edge_fer")
 
@@ -188,9 +188,10 @@ def _progress(total, desc: str, enabled: bool):
 def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, records: Path | None = None,
                    annotate_outputs: bool = True, every: int = 1, camera: int | None = None, boxes: dict | None = None,
                    max_frames: int | None = None, progress: bool | None = None, on_error=None,
-                   detect_size: int | None = None, video_detect_size: int | None = VIDEO_DETECT_SIZE) -> dict:
+                   detect_size: int | None = None, video_detect_size: int | None = VIDEO_DETECT_SIZE,
+                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> dict:
     """Run every input; returns a summary (counts, fps, output files). ``on_error(line)`` gets each
-    input that could not be read (default: log it).
+    input that could not be read (default: log it), an image above ``max_pixels`` included.
 
     The detector sees images at their size (``detect_size`` caps it) and video / camera frames
     downscaled to ``video_detect_size`` (320: YuNet 4× faster, faces from ~40 px in VGA kept)."""
@@ -229,7 +230,10 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
                                                                   index)) or []
         recs = recognizer.predict(rgb, boxes=given, source=source.name, frame=index, time_s=t, detect_size=size)
         summary["frames"] += 1
-        emit(recs)
+        # the records file keeps a line for a frame without a face, so every frame read is accounted for
+        emit(recs or [{"source": source.name, "frame": index, "time": t, "face": None, "status": "no_face",
+                       "detector": "boxes" if given is not None else recognizer.detector.name,
+                       "model": recognizer.model_name}])
         return recs
 
     try:
@@ -238,11 +242,11 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
                 kind, rgb = source.kind, None
                 if kind == "unknown":  # named explicitly with an unknown suffix: an image, else a video
                     try:
-                        rgb, kind = read_image(source.path), "image"
+                        rgb, kind = read_image(source.path, max_pixels), "image"
                     except EdgeFerError:
                         kind = "video"
                 if kind == "image":
-                    rgb = read_image(source.path) if rgb is None else rgb
+                    rgb = read_image(source.path, max_pixels) if rgb is None else rgb
                     recs = run_frame(rgb, source, 0, None, detect_size)
                     if out and annotate_outputs:
                         from PIL import Image

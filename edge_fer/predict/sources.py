@@ -15,6 +15,11 @@ import numpy as np
 
 from ..errors import ConfigError, EdgeFerError
 
+# Images with more pixels than this are refused from their header, before anything is decoded: a
+# small file may declare 20,000×20,000 pixels (a decompression bomb) and decode into gigabytes.
+# A 108-megapixel phone photo passes; `edgefer predict --max-pixels` raises it.
+DEFAULT_MAX_PIXELS = 180_000_000
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
@@ -74,21 +79,35 @@ def expand_inputs(inputs, camera: int | None = None) -> tuple[list[Source], list
     return sources, problems
 
 
-def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 (H,W,3); EdgeFerError with the reason for empty, missing or undecodable files."""
+def read_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """RGB uint8 (H,W,3); EdgeFerError with the reason for empty, missing or undecodable files, and
+    for images above ``max_pixels`` (checked from the header, before decoding; None: no limit)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+    # Pillow's own guard (a warning above 89 MP, an exception above 179 MP) is replaced by ours, which
+    # says the size, the limit and how to raise it.
+    guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         if path.stat().st_size == 0:
             raise EdgeFerError(f"{path}: empty file (0 bytes); skipped")
         with Image.open(path) as im:
+            w, h = im.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise EdgeFerError(f"{path}: {w}×{h} = {w * h:,} pixels, above the limit of {max_pixels:,} (a guard "
+                                   f"against decompression bombs); skipped; to read it pass --max-pixels {w * h} "
+                                   "(max_pixels= in Python)")
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
         raise EdgeFerError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise EdgeFerError(f"{path}: not a readable image ({type(e).__name__}: {str(e)[:120]}); skipped") from None
+    except MemoryError:
+        raise EdgeFerError(f"{path}: too large to decode in this machine's memory; skipped; lower --max-pixels to "
+                           "refuse such images from their header") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
 
 
 @dataclass
