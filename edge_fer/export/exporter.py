@@ -30,7 +30,7 @@ import numpy as np
 
 from .._tf import quiet_native_stderr
 from ..calibration import CalibrationMethod, CalibrationSet
-from ..errors import ConfigError, EdgeFerError
+from ..errors import ConfigError, EdgeFerError, RunError
 from ..runs import atomic_path, resolve_run, write_json
 from . import convert
 from .formats import ExportFormat, artefact_name, select_formats
@@ -116,7 +116,7 @@ def export_run(
     channel for post-training int8."""
     from ..data.pipeline import as_model_input
     from ..quantization import load_float_model, load_qat_model
-    from ..quantization.qat import QAT_DIR, WEIGHTS, model_weights
+    from ..quantization.qat import QAT_DIR, WEIGHTS, model_weights, unfinished_qat
 
     if source not in SOURCES:
         raise ConfigError(f"--from must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -128,6 +128,9 @@ def export_run(
     method = CalibrationMethod.parse(calib_method)
     run_dir = resolve_run(run)
     out_dir = Path(out) if out else run_dir / "export"
+    unfinished = unfinished_qat(run_dir) if source != "ptq" and any(f.precision == "int8" for f in chosen) else None
+    if unfinished:
+        raise RunError(f"{unfinished}, or export --from ptq")
 
     float_model, cfg = load_float_model(run_dir)
     qat_path = run_dir / QAT_DIR / "best.h5"
@@ -231,6 +234,8 @@ def export_run(
         for src_path, dst, meta in staged:
             with atomic_path(dst) as t:
                 shutil.copyfile(src_path, t)
+                # the sidecar vouches for the model beside it: gone just before the model is replaced, then rewritten
+                Path(str(dst) + ".json").unlink(missing_ok=True)
             write_json(Path(str(dst) + ".json"), meta)
     _update_report(out_dir, results, threshold)
     return results

@@ -16,6 +16,9 @@ Steps, each one needed:
 5. Activation ranges chosen on validation, in int8 (``range_percentile="auto"``, the default):
    min/max, then ever tighter percentile clippings, each converted as ``edgefer export --int8``
    converts it; the first that passes the export's 98% agreement gate is saved.
+
+The model is written as RUN/qat/best.partial.h5 until the end, then becomes best.h5 and qat.json
+is written: an interrupted run leaves no qat.json for its model, and ``edgefer export`` refuses it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -228,6 +232,26 @@ def _scheme(per_tensor: bool = False):
 
 _CONFIGS: dict | None = None
 WEIGHTS = {False: "per-channel", True: "per-tensor"}
+# While `edgefer qat` runs, its model lives here; best.h5 and then qat.json (the stage's "finished"
+# marker) are written only at the end, so an interrupted run never passes for a finished one.
+PARTIAL = "best.partial.h5"
+
+
+def unfinished_qat(run_dir: Path) -> str | None:
+    """Why RUN's QAT model must not be used — a QAT run that did not finish, said with the fix — or
+    None (QAT finished, or never ran)."""
+    run_dir = Path(run_dir)
+    d = run_dir / QAT_DIR
+    partial, best, done = d / PARTIAL, d / "best.h5", d / "qat.json"
+    if partial.is_file():
+        keep = (f", or delete {partial} to use the QAT model that finished before it" if best.is_file()
+                and done.is_file() else "")
+        return (f"{d}: an `edgefer qat` run did not finish ({PARTIAL} left behind); run `edgefer qat {run_dir}` "
+                f"again to finish it{keep}")
+    if best.is_file() and not done.is_file():
+        return (f"{best}: QAT did not finish (no qat.json beside it); run `edgefer qat {run_dir}` again to "
+                "finish it")
+    return None
 
 
 def qat_weights(run_dir: Path) -> str | None:
@@ -632,7 +656,8 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     out = run_dir / QAT_DIR
     out.mkdir(parents=True, exist_ok=True)
     # HDF5: tf_keras' .keras format cannot reload tfmot's QuantizeLayer variables (5 expected, 3 saved).
-    best_path = out / "best.h5"
+    # Until the end the model is saved as best.partial.h5: a finished QAT model of an earlier run stays usable.
+    best_path = out / PARTIAL
     best = {"epoch": 0, "val_accuracy": before_acc}
     _save_h5(qat_model, best_path)
     history = []
@@ -668,12 +693,17 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
         log.info("QAT %s: activation ranges %s chosen on validation", cfg.model,
                  "min/max" if chosen is None else f"at the {chosen:g}th percentile")
 
+    # qat.json vouches for best.h5: it goes first and comes back last, so no kill leaves it beside another model.
+    done = out / "qat.json"
+    done.unlink(missing_ok=True)
+    os.replace(best_path, out / "best.h5")
+    best_path = out / "best.h5"
     result = QATResult(run_dir=run_dir, model_path=best_path, epochs=epochs, best_epoch=best["epoch"],
                        float_val_accuracy=float_acc, qat_val_accuracy_before=before_acc,
                        qat_val_accuracy=best["val_accuracy"], agreement_before=agreement,
                        warmup_batches=n_warm, seconds=time.time() - t0, range_percentile=range_percentile,
                        range_percentile_chosen=chosen, range_trials=trials,
                        weights=WEIGHTS[per_tensor], **distill)
-    write_json(out / "qat.json", {**asdict(result), "lr": lr, "batch_size": batch_size, "history": history,
+    write_json(done, {**asdict(result), "lr": lr, "batch_size": batch_size, "history": history,
                                   "model": cfg.model, "selected_on": "validation"})
     return result
