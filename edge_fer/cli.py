@@ -230,7 +230,10 @@ def _model_options(options) -> dict:
 @click.option("--monitor", type=click.Choice(["val_accuracy", "val_loss", "val_f1"]), default="val_accuracy",
               show_default=True, help="Validation metric for the best checkpoint and early stopping.")
 @click.option("--patience", type=int, default=10, show_default=True, help="Early-stopping patience; 0 disables it.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seeds the weights, the random80 split, the shuffle order, augmentation and mixup, with "
+                   "TensorFlow's op determinism on: the same command on the same machine and TensorFlow version "
+                   "trains the same weights (a resumed run repeats the order from its first epoch).")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed rows/files instead of stopping.")
 def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, ferplus, label_mode,
               label_smoothing, schedule, warmup_epochs, mixup, teacher, distill_weight, distill_temperature, options,
@@ -307,6 +310,10 @@ def compare_cmd(inputs, split, out) -> None:
         from .report.bench_compare import compare_bench
 
         result = compare_bench(inputs, out=out)
+        if result["mixed_data"]:
+            from .report.bench_compare import mixed_warning
+
+            click.echo(mixed_warning(result["mixed_data"]), err=True)
     else:
         from .report import compare_runs
 
@@ -356,10 +363,15 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_t
     """
     from .quantization import qat_run
 
-    r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
-                range_percentile=range_percentile, per_tensor=per_tensor, teacher=teacher,
-                distill_weight=distill_weight, distill_temperature=distill_temperature, data_path=data_path,
-                verbose=1 if sys.stdout.isatty() else 2)
+    try:
+        r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
+                    range_percentile=range_percentile, per_tensor=per_tensor, teacher=teacher,
+                    distill_weight=distill_weight, distill_temperature=distill_temperature, data_path=data_path,
+                    verbose=1 if sys.stdout.isatty() else 2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; QAT did not finish, so export will not use it; run the same `edgefer qat` "
+                   "command again to finish it (it starts over)", err=True)
+        sys.exit(130)
     click.echo(f"{r.run_dir}: float val acc {r.float_val_accuracy:.4f}; QAT after warm-up {r.qat_val_accuracy_before:.4f} "
                f"(agreement {r.agreement_before:.2%}); best QAT {r.qat_val_accuracy:.4f} at epoch {r.best_epoch}")
     for t in r.range_trials:
@@ -375,6 +387,14 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_t
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _finite(value, hint: str):
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number", param_hint=hint)
+    return value
 
 
 def _int_csv(value: str, hint: str) -> list[int]:
@@ -462,20 +482,31 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
 @click.option("--device", type=click.Choice(["cpu", "gpu", "rpi"]), default="cpu", show_default=True,
               help="cpu: this machine (XNNPACK on); gpu: LiteRT's GPU accelerator / a TFLite delegate / ONNX Runtime "
                    "GPU providers; rpi: Raspberry Pis over SSH.")
-@click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts to sweep.")
-@_data_option
+@click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts to sweep (each ≥ 1).")
+@click.option("--data", "data", default=None, metavar="PATH",
+              help="Labelled faces: FER2013 csv, .npz or image folder. Default: $EDGEFER_DATA or `data` in "
+                   "edgefer.toml; else each model's training data (as its run split it), else the embedded sample.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
               help="Labelled faces for accuracy and F1.")
 @click.option("--no-xnnpack", is_flag=True, help="TFLite without the XNNPACK delegate, for comparison.")
-@click.option("--min-seconds", type=float, default=2.0, show_default=True,
-              help="Minimum timed duration per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
+@click.option("--min-seconds", type=click.FloatRange(min=0), callback=lambda c, p, v: _finite(v, "--min-seconds"),
+              default=2.0, show_default=True,
+              help="Minimum timed duration (s, ≥ 0) per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
+@click.option("--input-scale", default=None, metavar="SCALE[,OFFSET]",
+              help="Models without edge_fer metadata: input = pixel (0–255) × SCALE + OFFSET, e.g. 1/255 or "
+                   "1/127.5,-1. With --classes, their accuracy is measured; without, they are timed only.")
+@click.option("--input-size", type=click.IntRange(min=1), default=None,
+              help="Models without edge_fer metadata: faces are resized to this square size (default: the model's).")
+@click.option("--classes", default=None, metavar="NAMES",
+              help="Models without edge_fer metadata: their output classes in order, comma-separated edge_fer names "
+                   "(angry,disgust,fear,happy,sad,surprise,neutral).")
 @click.option("--allow-cpu-fallback", is_flag=True,
               help="gpu: run ops the GPU cannot on the CPU (recorded as not fully accelerated); default GPU only.")
 @click.option("--delegate", type=click.Path(dir_okay=False), default=None,
               help="gpu: a TFLite GPU delegate library (.so) built for your board, loaded with load_delegate.")
 @click.option("--host", "hosts", multiple=True, help="rpi: user@address of a Pi; repeat for a fleet (benchmarked "
               "concurrently). Default $EDGEFER_RPI_HOST (comma-separated) or [rpi] host in edgefer.toml.")
-@click.option("--port", type=int, default=22, show_default=True, help="rpi: SSH port.")
+@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True, help="rpi: SSH port.")
 @click.option("--identity", type=click.Path(dir_okay=False), default=None, help="rpi: SSH private key file.")
 @click.option("--remote-python", default="python3", show_default=True,
               help="rpi: Python on the device (with numpy and ai-edge-litert or tflite-runtime).")
@@ -488,13 +519,16 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write bench.json, the comparison table (bench_comparison.md/.csv/.json) and the Pareto plot "
                    "(pareto_<device>.png) to this folder.")
-def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_seconds, allow_cpu_fallback, delegate,
-              hosts, port, identity, remote_python, known_hosts, trust_new_host, json_out, out) -> None:
+def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_seconds, input_scale, input_size, classes,
+              allow_cpu_fallback, delegate, hosts, port, identity, remote_python, known_hosts, trust_new_host, json_out,
+              out) -> None:
     """Accuracy, F1 and latency of exported models on a device.
 
-    MODELS are .tflite/.onnx files (with their .json sidecar from `edgefer export`), .keras baselines,
-    or shipped model names (cnn_int8, cnn_int8.onnx; see `edgefer models`). Default: the latest
-    run's export/ folder; without runs, the shipped models.
+    MODELS are .tflite/.onnx files exported by `edgefer export` (metadata from the .json sidecar, else
+    embedded in the file), .keras baselines, or shipped model names (cnn_int8, cnn_int8.onnx; see
+    `edgefer models`). Default: the latest run's export/ folder; without runs, the shipped models.
+    Any other .tflite/.onnx is timed (latency, memory, operators, int8 share); its accuracy needs
+    --classes and --input-scale. Ctrl-C keeps the records measured so far (--json/--out).
 
     \b
     Examples:
@@ -505,10 +539,16 @@ def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_sec
       edgefer bench --device rpi --host pi@192.0.2.10   on a Raspberry Pi over SSH
       edgefer bench --device rpi --host pi@pi4 --host pi@pi5 --json fleet.json   several Pis at once
     """
-    from .device_bench.bench import bench_models, format_table
-    from .runs import write_json
+    from .device_bench.bench import format_table
 
     thread_list = _int_csv(threads, "--threads")
+    if not thread_list or any(t < 1 for t in thread_list):
+        raise click.BadParameter(f"thread counts must be ≥ 1, got {threads!r}; e.g. --threads 1,2,4",
+                                 param_hint="--threads")
+    from .device_bench.bench import BenchInterrupted, parse_classes, parse_input_scale
+
+    feed = {"input_scale": parse_input_scale(input_scale) if input_scale is not None else None,
+            "input_size": input_size, "classes": parse_classes(classes) if classes is not None else None}
     click.echo(f"device {device}; threads {thread_list if device != 'gpu' else '-'}; "
                f"XNNPACK {'off' if no_xnnpack or device == 'gpu' else 'on'}; "
                f"≥ {min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {split}")
@@ -519,8 +559,10 @@ def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_sec
             gpu = r.get("gpu") or {}
             accel = (f" on {gpu.get('adapter') or gpu.get('providers') or gpu.get('delegate')} [{gpu['label']}"
                      f"{'' if gpu.get('fully_accelerated') in (True, None) else ', NOT fully accelerated'}]") if gpu else ""
+            quality = (f"acc {r['accuracy']:.4f} on {r['data']}" if r["accuracy"] is not None
+                       else "accuracy not measured (no edge_fer metadata; see --classes, --input-scale)")
             click.echo(f"  {where}{r['model']} × {r['threads']} thread(s){accel}: p50 {r['latency']['p50_ms']:.3f} ms, "
-                       f"acc {r['accuracy']:.4f}")
+                       f"{quality}")
         else:
             click.echo(f"  {where}{r['model']}: {r['status']}: {r['reason']}")
 
@@ -528,8 +570,71 @@ def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_sec
         from .device_bench.bench import shipped_files
 
         models = (*models, *map(str, shipped_files()))
-    common = {"threads": thread_list, "data": _resolve_data(data), "split": split, "xnnpack": not no_xnnpack,
-              "min_seconds": min_seconds, "on_record": progress}
+    from .settings import setting
+
+    # nothing set: each model is measured on the data its run was trained on (bench_models says which)
+    bench_data = None if setting("data", data)[0] is None else (_resolve_data(data) or "embedded")
+    measured = []
+
+    def on_record(r):
+        measured.append(r)
+        progress(r)
+
+    common = {"threads": thread_list, "data": bench_data, "split": split, "xnnpack": not no_xnnpack,
+              "min_seconds": min_seconds, "on_record": on_record, **feed}
+    try:
+        records = _bench_records(models, device, hosts, common, allow_cpu_fallback=allow_cpu_fallback,
+                                 delegate=delegate, port=port, identity=identity, remote_python=remote_python,
+                                 known_hosts=known_hosts, trust_new_host=trust_new_host)
+    except KeyboardInterrupt as e:
+        records = e.records if isinstance(e, BenchInterrupted) else [*measured, {
+            "model": ", ".join(map(str, models)) or "(default models)", "device": device, "status": "interrupted",
+            "reason": "not measured: the bench was interrupted (Ctrl-C)", "size_bytes": None}]
+        kept = [r for r in records if r["status"] != "interrupted"]
+        click.echo(format_table(records))
+        written = _write_bench_outputs(records, json_out, out)
+        missing = len(records) - len(kept)
+        if written:
+            click.echo(f"interrupted: kept the {len(kept)} record(s) measured so far in {', '.join(written)}, marked "
+                       f"incomplete ({missing} record(s) with status 'interrupted')", err=True)
+        else:
+            click.echo(f"interrupted: {len(kept)} record(s) measured (shown above), none written: pass --json FILE "
+                       "or --out DIR to keep them", err=True)
+        sys.exit(130)
+    ok = [r for r in records if r["status"] == "ok"]
+    if ok:
+        m = ok[0]["machine"]
+        click.echo(f"{m.get('cpu', m['machine'])}, {m['cores']} cores; {ok[0]['runtime']} {ok[0]['runtime_version']}")
+    click.echo(format_table(records))
+    _write_bench_outputs(records, json_out, out)
+    if not ok:
+        raise UserError("no model ran; see the status column")
+
+
+def _write_bench_outputs(records, json_out, out) -> list[str]:
+    """--json FILE and --out DIR (bench.json, comparison table, Pareto plot); the paths written."""
+    from .runs import write_json
+
+    written = []
+    if json_out:
+        write_json(json_out, records)
+        click.echo(f"wrote {json_out}")
+        written.append(str(json_out))
+    if out and any(r["status"] == "ok" for r in records):
+        from .report.bench_compare import compare_bench
+
+        write_json(out / "bench.json", records)
+        result = compare_bench([out / "bench.json"], out=out)
+        for p in [out / "bench.json", *result["outputs"]]:
+            click.echo(f"wrote {p}")
+        written.append(str(out / "bench.json"))
+    return written
+
+
+def _bench_records(models, device, hosts, common, *, allow_cpu_fallback, delegate, port, identity, remote_python,
+                   known_hosts, trust_new_host) -> list[dict]:
+    from .device_bench.bench import bench_models
+
     if device != "rpi":
         records = bench_models(list(models), device=device, allow_cpu_fallback=allow_cpu_fallback, delegate=delegate,
                                **common)
@@ -551,23 +656,7 @@ def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_sec
 
         records = bench_fleet(list(models), list(hosts), port=port, identity=identity, remote_python=remote_python,
                               known_hosts=known_hosts, trust_new_host=trust_new_host, on_probe=on_probe, **common)
-    ok = [r for r in records if r["status"] == "ok"]
-    if ok:
-        m = ok[0]["machine"]
-        click.echo(f"{m.get('cpu', m['machine'])}, {m['cores']} cores; {ok[0]['runtime']} {ok[0]['runtime_version']}")
-    click.echo(format_table(records))
-    if json_out:
-        write_json(json_out, records)
-        click.echo(f"wrote {json_out}")
-    if out and ok:
-        from .report.bench_compare import compare_bench
-
-        write_json(out / "bench.json", records)
-        result = compare_bench([out / "bench.json"], out=out)
-        for p in [out / "bench.json", *result["outputs"]]:
-            click.echo(f"wrote {p}")
-    if not ok:
-        raise UserError("no model ran; see the status column")
+    return records
 
 
 # ---------------------------------------------------------------------------------- predict
@@ -610,6 +699,9 @@ def _next_predict_dir() -> Path:
 @click.option("--margin", type=float, default=None,
               help="Face crop side / detector box side; default per detector (frames faces as FER2013 does).")
 @click.option("--no-align", is_flag=True, help="Do not level the eyes with the detector's landmarks.")
+@click.option("--max-pixels", type=int, default=180_000_000, show_default=True, metavar="N",  # sources.DEFAULT_MAX_PIXELS
+              help="Images with more pixels than this (width × height, read from the header) are skipped with an "
+                   "error line, a guard against decompression bombs; raise it to read larger images.")
 def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotate, every, max_frames, threads,
                 detect_size, min_score, margin, no_align, max_pixels) -> None:
     """Faces and their emotions in images, folders, globs, videos and cameras.
@@ -632,6 +724,8 @@ def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotat
         raise click.BadParameter(f"must be ≥ 1, got {max_frames}", param_hint="--max-frames")
     if margin is not None and margin <= 0:
         raise click.BadParameter(f"must be > 0, got {margin}", param_hint="--margin")
+    if max_pixels < 1:
+        raise click.BadParameter(f"must be ≥ 1 pixel, got {max_pixels}", param_hint="--max-pixels")
     if detect_size is not None and detect_size < 32:
         raise click.BadParameter(f"must be ≥ 32 pixels, got {detect_size}", param_hint="--detect-size")
     given = load_boxes(boxes) if boxes else None
@@ -647,6 +741,7 @@ def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotat
                f"input {rec.size}x{rec.size}; faces from {'--boxes ' + str(boxes) if given is not None else rec.detector.name}")
     summary = predict_inputs(list(inputs), rec, out=out, records=records, annotate_outputs=not no_annotate, every=every,
                              camera=camera, boxes=given, max_frames=max_frames, detect_size=detect_size,
+                             max_pixels=max_pixels,
                              on_error=lambda line: click.echo(f"error: {line}", err=True))
     fps = f"{summary['fps']:.1f} frames/s" if summary["fps"] else "-"
     split = (f" (detect {summary['detect_ms_per_frame']:.1f} ms + classify {summary['classify_ms_per_frame']:.2f} ms "
@@ -675,30 +770,35 @@ def zoo_group() -> None:
 @click.argument("run", required=False)
 @click.option("--name", default=None, help="Shipped name; default ARCH_int8.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder to write to; default the package's shipped models (edge_fer/zoo/shipped).")
+              help="Folder to write to; default RUN/shipped. The package's own models are in edge_fer/zoo/shipped.")
+@click.option("--overwrite", is_flag=True, help="Replace a model of the same name already in --dest.")
+@click.option("--force", is_flag=True, help="Ship an export written with --force below the agreement gate.")
 @click.option("--data", default=None, metavar="PATH", help="FER2013 to measure on, if not where the run read it.")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to time.")
 @click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed duration per thread count.")
-def zoo_ship_cmd(run, name, dest, data, threads, min_seconds) -> None:
+def zoo_ship_cmd(run, name, dest, overwrite, force, data, threads, min_seconds) -> None:
     """Ship a run's verified int8 export (≤ 5 MB) with a model card measured on PrivateTest.
 
     Needs `edgefer qat RUN` and `edgefer export RUN --int8` first. Writes NAME.tflite, NAME.onnx
-    (with their .json metadata), the card NAME.md and its figures NAME.card.json.
+    (with their .json metadata), the card NAME.md and its figures NAME.card.json into RUN/shipped
+    (or --dest). A model already there is replaced only with --overwrite; nothing is deleted.
+
+    \b
+    Example:
+      edgefer zoo ship runs/cnn                                   # → runs/cnn/shipped/cnn_int8.*
+      edgefer zoo ship runs/cnn --dest edge_fer/zoo/shipped --name cnn_int8 --overwrite
     """
     from .zoo.ship import ship_run
 
-    card = ship_run(run, name=name, data_path=data, dest=dest, threads=_int_csv(threads, "--threads"),
-                    min_seconds=min_seconds)
+    card = ship_run(run, name=name, data_path=data, dest=dest, overwrite=overwrite, force=force,
+                    threads=_int_csv(threads, "--threads"), min_seconds=min_seconds)
     q = card["test"]["int8"]
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {q['accuracy']:.4f}, macro F1 {q['macro_f1']:.4f}, "
                f"agreement with float {q['agreement_with_float']:.2%}, {card['size_bytes']['tflite'] / 1024:.0f} KB")
     for f in card["files"]:
-        click.echo(f"wrote {f}")
+        click.echo(f"{'replaced' if f in card['replaced'] else 'wrote'} {f}")
 
 
-@click.option("--max-pixels", type=int, default=180_000_000, show_default=True, metavar="N",  # sources.DEFAULT_MAX_PIXELS
-              help="Images with more pixels than this (width × height, read from the header) are skipped with an "
-                   "error line, a guard against decompression bombs; raise it to read larger images.")
 @zoo_group.command("build")
 @click.argument("name")
 @_data_option
@@ -721,9 +821,6 @@ def zoo_build_cmd(name, data, out, epochs) -> None:
     for f in card["files"]:
         click.echo(f"wrote {f}")
 
-    if max_pixels < 1:
-        raise click.BadParameter(f"must be ≥ 1 pixel, got {max_pixels}", param_hint="--max-pixels")
 
 if __name__ == "__main__":
     main()
-                             max_pixels=max_pixels,
