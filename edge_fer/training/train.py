@@ -253,6 +253,13 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
     log.info("devices: %s", ", ".join(d.name for d in gpus) if gpus else "CPU only (no GPU visible to TensorFlow)")
 
     keras.mixed_precision.set_global_policy(cfg.precision)
+    # --seed: the same weights from the same command (same machine and TensorFlow); op determinism
+    # makes TensorFlow pick reproducible kernels and keeps tf.data's order, for this call only
+    # (TensorFlow exports no switch to turn it off again, hence its framework module).
+    from tensorflow.python.framework import config as tf_config
+
+    deterministic = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
     try:
         keras.utils.set_random_seed(cfg.seed)
         initial_epoch = 0
@@ -299,6 +306,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
                       callbacks=callbacks, verbose=verbose)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+        if not deterministic:
+            tf_config.disable_op_determinism()
     final = read_state(run_dir)
     return TrainResult(run_dir=run_dir, epochs_done=final.get("epoch", 0), best_epoch=final.get("best", {}).get("epoch", 0),
                        best=final.get("best", {}), stopped_early=final.get("stopped_early", False),
