@@ -123,3 +123,123 @@ def test_readme_recognizer_snippet_runs_on_a_frame_with_and_without_a_face(capsy
         exec(snippet, {"Recognizer": Recognizer, "rgb_frame": rgb_frame})
         printed = capsys.readouterr().out.splitlines()
         assert len(printed) == lines, printed
+
+
+# ------------------------------------------------------------------ rpi target: an SSH server without SFTP
+
+@pytest.fixture(scope="module")
+def sshd_no_sftp(tmp_path_factory):
+    """A loopback OpenSSH server (throwaway keys) with no ``Subsystem sftp`` line, as some minimal
+    device images ship it; the remote python is this venv's."""
+    import getpass
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    from types import SimpleNamespace
+
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists():
+        pytest.fail("openssh-server is not installed; run scripts/setup.sh")
+    d = tmp_path_factory.mktemp("sshd-no-sftp")
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nLogLevel ERROR\n")
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH-"):
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"sshd did not start: {proc.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    key_type, key = (d / "host_key.pub").read_text().split(" ")[:2]
+    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {key_type} {key}\n")
+    yield SimpleNamespace(port=port, key=d / "client_key", known_hosts=d / "known_hosts", python=sys.executable,
+                          host=f"{getpass.getuser()}@127.0.0.1")
+    proc.terminate()
+    proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def few_faces(fer, tmp_path_factory):
+    from conftest import write_subset_npz
+
+    rows = np.concatenate([np.flatnonzero(fer["usage"] == u)[:30] for u in ("Training", "PublicTest", "PrivateTest")])
+    return write_subset_npz(tmp_path_factory.mktemp("faces") / "faces.npz", fer, rows)
+
+
+def _no_sftp_target(server):
+    from edge_fer.device_bench.remote import RemoteTarget
+
+    return RemoteTarget(server.host, port=server.port, identity=str(server.key), known_hosts=server.known_hosts,
+                        remote_python=server.python)
+
+
+def test_rpi_without_sftp_copies_through_the_shell(sshd_no_sftp, few_faces):
+    import paramiko
+
+    from edge_fer.device_bench.bench import bench_models
+    from edge_fer.zoo import resolve_model
+
+    model = resolve_model("cnn_int8")
+    before = set(Path("/tmp").glob("edgefer-bench.*"))
+    with _no_sftp_target(sshd_no_sftp) as pi:
+        with pytest.raises((paramiko.SSHException, EOFError)):
+            pi.client.open_sftp()  # the server really has no SFTP
+        remote = bench_models([model], device="rpi", threads=[1], data=str(few_faces), min_seconds=0.05, target=pi)
+    local = bench_models([model], device="cpu", threads=[1], data=str(few_faces), min_seconds=0.05)
+    assert remote[0]["status"] == "ok", remote[0].get("reason")
+    assert remote[0]["accuracy"] == local[0]["accuracy"]
+    assert remote[0]["confusion_matrix"] == local[0]["confusion_matrix"]
+    assert set(Path("/tmp").glob("edgefer-bench.*")) == before  # the temporary directory is gone
+
+
+def test_rpi_without_sftp_or_a_working_shell_copy_is_an_unavailable_record(sshd_no_sftp, few_faces, monkeypatch):
+    from edge_fer.device_bench.bench import bench_models
+    from edge_fer.device_bench.remote import RemoteTarget
+    from edge_fer.zoo import resolve_model
+
+    real_run = RemoteTarget.run
+
+    def run(self, command, **kw):  # a device whose /tmp refuses writes from the shell
+        if command.startswith("cat > "):
+            return 1, "", "sh: 1: cannot create /tmp/x/runner.py: Read-only file system\n"
+        return real_run(self, command, **kw)
+
+    monkeypatch.setattr(RemoteTarget, "run", run)
+    with _no_sftp_target(sshd_no_sftp) as pi:
+        [r] = bench_models([resolve_model("cnn_int8")], device="rpi", threads=[1], data=str(few_faces),
+                           min_seconds=0.05, target=pi)
+    assert r["status"] == "unavailable", r
+    assert "no SFTP" in r["reason"] and "Read-only file system" in r["reason"] and "Subsystem sftp" in r["reason"]
+    assert "\n" not in r["reason"]
+
+
+def test_cli_bench_rpi_without_sftp_has_no_traceback(sshd_no_sftp, few_faces, tmp_path):
+    import subprocess
+    import sys
+
+    from edge_fer.zoo import resolve_model
+
+    p = subprocess.run(
+        [sys.executable, "-m", "edge_fer.cli", "bench", str(resolve_model("cnn_int8")), "--device", "rpi", "--host",
+         sshd_no_sftp.host, "--port", str(sshd_no_sftp.port), "--identity", str(sshd_no_sftp.key), "--known-hosts",
+         str(sshd_no_sftp.known_hosts), "--remote-python", sshd_no_sftp.python, "--threads", "1", "--data",
+         str(few_faces), "--min-seconds", "0.05"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert f"rpi:{sshd_no_sftp.host}" in p.stdout and " ok" in p.stdout, p.stdout

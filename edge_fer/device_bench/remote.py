@@ -6,19 +6,23 @@
 
 Host keys are checked against known_hosts: an unknown key is refused unless ``trust_new_host``
 (then it is saved), a changed key always. Each run copies the runner, the model and the faces
-into a fresh ``mktemp -d`` directory, runs with a timeout, reads the JSON on the last stdout
-line and removes the directory in every case. Every remote path and argument is shell-quoted.
+into a fresh ``mktemp -d`` directory (over SFTP; through ``cat`` on the shell channel when the
+server has no SFTP subsystem), runs with a timeout, reads the JSON on the last stdout line and
+removes the directory in every case. Every remote path and argument is shell-quoted.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import socket
 import time
 from pathlib import Path
 
 from ..errors import EdgeFerError
+
+log = logging.getLogger("edge_fer")
 
 RUNNER_FILES = ("runner.py", "latency.py")
 PIP_FIX = "pip install ai-edge-litert numpy (64-bit OS) or pip install tflite-runtime 'numpy<2' (older systems)"
@@ -98,12 +102,25 @@ class RemoteTarget:
             self.client = None
 
     # -- commands -----------------------------------------------------------------------------
-    def run(self, command: str, *, timeout: float = 60.0) -> tuple[int, str, str]:
-        """Run a shell command; returns (exit code, stdout, stderr); raises RemoteError on timeout."""
+    def run(self, command: str, *, timeout: float = 60.0, stdin: Path | None = None) -> tuple[int, str, str]:
+        """Run a shell command, fed the file ``stdin`` if given; returns (exit code, stdout, stderr);
+        raises RemoteError on timeout."""
         chan = self.client.get_transport().open_session()
         chan.exec_command(command)
-        out, err = bytearray(), bytearray()
         deadline = time.monotonic() + timeout
+        if stdin is not None:
+            chan.settimeout(timeout)
+            try:
+                with open(stdin, "rb") as f:
+                    while block := f.read(1 << 16):
+                        chan.sendall(block)
+            except socket.timeout:
+                chan.close()
+                raise RemoteError(f"{self.host}: timed out after {timeout:.0f} s") from None
+            except OSError:
+                pass  # the command ended early (it could not write, say): its exit code and stderr tell why
+            chan.shutdown_write()
+        out, err = bytearray(), bytearray()
         while True:
             while chan.recv_ready():
                 out += chan.recv(65536)
@@ -140,28 +157,24 @@ class RemoteTarget:
         info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         return {k: v.strip() for k, v in info.items()}
 
-    def run_runner(self, model: Path, faces: Path, *, threads, xnnpack: bool = True, min_seconds: float = 2.0,
-                   timeout: float = 900.0) -> dict:
-        """Copy runner + model + faces to a fresh temp dir, run, parse the JSON, always clean up."""
+    def run_runner(self, model: Path, faces: Path | None, *, threads, xnnpack: bool = True, min_seconds: float = 2.0,
+                   timeout: float = 900.0, extra: tuple[str, ...] = ()) -> dict:
+        """Copy runner + model + faces to a fresh temp dir, run, parse the JSON, always clean up.
+        ``faces`` None: latency of random inputs only; ``extra``: more runner arguments."""
         code, out, err = self.run("mktemp -d /tmp/edgefer-bench.XXXXXX", timeout=30)
         remote_dir = out.strip()
         if code != 0 or not remote_dir.startswith("/tmp/edgefer-bench."):
             raise RemoteError(f"{self.host}: cannot create a temporary directory ({err.strip() or out.strip()})")
         try:
-            sftp = self.client.open_sftp()
-            try:
-                here = Path(__file__).parent
-                for name in RUNNER_FILES:
-                    sftp.put(str(here / name), f"{remote_dir}/{name}")
-                sftp.put(str(model), f"{remote_dir}/{model.name}")
-                sftp.put(str(faces), f"{remote_dir}/faces.npz")
-            finally:
-                sftp.close()
+            here = Path(__file__).parent
+            self.put_files([(here / name, f"{remote_dir}/{name}") for name in RUNNER_FILES]
+                           + [(Path(model), f"{remote_dir}/{model.name}")]
+                           + ([(Path(faces), f"{remote_dir}/faces.npz")] if faces is not None else []))
             q = shlex.quote
             cmd = " ".join([
                 "cd", q(remote_dir), "&&", q(self.remote_python), "runner.py", "--model", q(model.name),
-                "--data", "faces.npz", "--threads", q(",".join(map(str, threads))), "--min-seconds", q(str(min_seconds)),
-                *([] if xnnpack else ["--no-xnnpack"]),
+                *(["--data", "faces.npz"] if faces is not None else []), "--threads", q(",".join(map(str, threads))),
+                "--min-seconds", q(str(min_seconds)), *([] if xnnpack else ["--no-xnnpack"]), *map(q, extra),
             ])
             code, out, err = self.run(cmd, timeout=timeout)
         finally:
@@ -170,6 +183,41 @@ class RemoteTarget:
             except Exception:
                 pass
         return runner_result(code, out, err, where=self.host, python=self.remote_python)
+
+    def put_files(self, files: list[tuple[Path, str]]) -> str:
+        """Copy (local path, remote path) pairs over SFTP or, where the server has no SFTP subsystem,
+        through ``cat > PATH`` on the shell channel (size checked); returns "sftp" or "shell".
+        RemoteError when neither works: ``unavailable`` (no way to copy), or ``failed`` (a copy broke)."""
+        import paramiko
+
+        try:
+            sftp = self.client.open_sftp()
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            no_sftp = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        else:
+            try:
+                for local, remote in files:
+                    try:
+                        sftp.put(str(local), remote)
+                    except (OSError, paramiko.SSHException) as e:
+                        raise RemoteError(f"{self.host}: copying {Path(local).name} to {remote} over SFTP failed "
+                                          f"({e or type(e).__name__})") from None
+            finally:
+                sftp.close()
+            return "sftp"
+        log.info("%s: no SFTP (%s); copying through the shell channel", self.host, no_sftp)
+        q = shlex.quote
+        for local, remote in files:
+            size = Path(local).stat().st_size
+            code, out, err = self.run(f"cat > {q(remote)} && wc -c < {q(remote)}", timeout=max(60.0, size / 1e5),
+                                      stdin=Path(local))
+            if code != 0 or out.strip() != str(size):
+                got = (err.strip().splitlines() or [f"exit code {code}, {out.strip() or 0} of {size} bytes written"])[-1]
+                raise RemoteError(f"{self.host}: cannot copy files there: the server has no SFTP ({no_sftp}) and "
+                                  f"`cat > {remote}` failed ({got}); enable SFTP on the device (sshd_config: "
+                                  "Subsystem sftp internal-sftp) or check its disk space and /tmp",
+                                  status="unavailable")
+        return "shell"
 
 
 def runner_result(code: int, out: str, err: str, *, where: str = "", python: str = "python3") -> dict:
