@@ -12,6 +12,7 @@ the labels the runner predicted.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -40,20 +41,132 @@ def keras_info(path: Path) -> dict:
         raise EdgeFerError(f"{path}: no model.json beside it; bench a .keras model inside its run directory "
                            "(e.g. runs/cnn/best.keras)")
     model = json.loads(info.read_text())
+    config = path.parent / "config.json"
     return {"model": model["name"], "format": "keras", "precision": "float32", "source": "keras",
-            "classes": list(CLASSES), "input": {"shape": [1, *model["input_shape"]]}}
+            "classes": list(CLASSES), "input": {"shape": [1, *model["input_shape"]]}, "metadata_source": "run",
+            "train_config": json.loads(config.read_text()) if config.is_file() else None}
 
 
-def artefact_info(path: Path) -> dict:
-    """Metadata of an exported model (sidecar); the bench never guesses preprocessing or labels."""
-    from ..export.metadata import read_sidecar
+def parse_classes(value) -> list[str]:
+    """``--classes``: the model's output classes in order, each one of edge_fer's class names."""
+    names = [c.strip().lower() for c in (value.split(",") if isinstance(value, str) else value) if c.strip()]
+    unknown = [c for c in names if c not in CLASSES]
+    if not names or unknown or len(set(names)) != len(names):
+        what = (f"unknown {', '.join(map(repr, unknown))}" if unknown else "repeated names" if names else "empty")
+        raise ConfigError(f"--classes {value!r}: {what}; expected the model's output classes in order, each once, "
+                          f"from {','.join(CLASSES)} (e.g. --classes {','.join(CLASSES)})")
+    return names
+
+
+def parse_input_scale(value) -> tuple[float, float]:
+    """``--input-scale SCALE[,OFFSET]``: model input = pixel (0–255) × SCALE + OFFSET; fractions allowed
+    (``1/255``, ``1/127.5,-1``)."""
+    import math
+
+    def number(text: str) -> float:
+        num, _, den = text.strip().partition("/")
+        return float(num) / float(den) if den else float(num)
+
+    if isinstance(value, (tuple, list)):
+        parts = list(value)
+    else:
+        try:
+            parts = [number(v) for v in str(value).split(",")]
+        except (ValueError, ZeroDivisionError):
+            parts = []
+    if len(parts) == 1:
+        parts.append(0.0)
+    if len(parts) != 2 or not all(math.isfinite(p) for p in parts) or parts[0] == 0:
+        raise ConfigError(f"--input-scale {value!r}: expected SCALE or SCALE,OFFSET with SCALE non-zero, the model's "
+                          "input being pixel (0–255) × SCALE + OFFSET; e.g. 1 (raw pixels), 1/255 (0–1), 1/127.5,-1 (±1)")
+    return float(parts[0]), float(parts[1])
+
+
+def foreign_info(path: Path, *, input_scale=None, input_size: int | None = None, classes=None) -> dict:
+    """What the bench can know of a model edge_fer did not export (no metadata): its inputs, outputs and
+    operators. Accuracy needs to be told how to feed it (``classes`` and ``input_scale``, ``input_size``
+    when its input size is not fixed); otherwise its record has latency, throughput and memory only."""
+    from .ops import inspect_model
+
+    info = inspect_model(path)
+    meta = {"model": path.stem, "format": path.suffix[1:], "precision": None, "source": None, "metadata_source": "none",
+            "inputs": info["inputs"], "outputs": info["outputs"], "ops": info["ops"]}
+    if classes is None and input_scale is None and input_size is None:
+        meta["accuracy_note"] = ("not measured: no edge_fer metadata in or beside the model; pass --classes and "
+                                 "--input-scale (and --input-size) to say how to feed it faces")
+        return meta
+    missing = [flag for flag, v in (("--classes", classes), ("--input-scale", input_scale)) if v is None]
+    if missing:
+        raise ConfigError(f"{path}: has no edge_fer metadata, so its accuracy needs {' and '.join(missing)} as well "
+                          f"(how to feed it faces); omit --classes/--input-scale/--input-size to time it only")
+    classes, (scale, offset) = parse_classes(classes), parse_input_scale(input_scale)
+    shape = info["inputs"][0]["shape"]
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+        raise ConfigError(f"{path}: input shape {shape}; the bench feeds faces as NHWC with 1 or 3 channels, so it can "
+                          "time this model (omit --classes/--input-scale) but not score it")
+    h, w = shape[1], shape[2]
+    if input_size is None:
+        if h <= 0 or h != w:
+            raise ConfigError(f"{path}: input {h}x{w} is not a fixed square; pass --input-size N")
+        input_size = h
+    elif input_size < 1 or (h > 0 and (h, w) != (input_size, input_size)):
+        raise ConfigError(f"--input-size {input_size}: {path} takes {h}x{w} inputs; pass --input-size {h}"
+                          if h > 0 else f"--input-size {input_size}: expected a size ≥ 1")
+    n_out = info["outputs"][0]["shape"][-1]
+    if n_out != len(classes):
+        raise ConfigError(f"--classes names {len(classes)} classes but {path} outputs {n_out} scores; name its "
+                          f"{n_out} classes in output order")
+    meta.update(classes=classes, input={"shape": [-1, input_size, input_size, shape[-1]], "scale": scale,
+                                        "offset": offset})
+    return meta
+
+
+def artefact_info(path: Path, **feed) -> dict:
+    """Metadata of a model: its sidecar, else what is embedded in it (``metadata_source`` says which); a model
+    without either is described by :func:`foreign_info` (``feed``: its ``input_scale``, ``input_size``,
+    ``classes``). The bench never guesses preprocessing or labels."""
+    from ..export.metadata import read_metadata
 
     if path.suffix == ".keras":
         return keras_info(path)
-    meta = read_sidecar(path)
+    meta, source = read_metadata(path)
+    if meta is None:
+        return foreign_info(path, **feed)
+    if source == "embedded":
+        log.info("%s: no %s.json sidecar; using the metadata embedded in the model", path, path.name)
     if meta.get("classes") != list(CLASSES):
         raise EdgeFerError(f"{path}: classes {meta.get('classes')} differ from edge_fer's {list(CLASSES)}")
-    return meta
+    return {**meta, "metadata_source": source, "ops": model_ops(path)}
+
+
+def model_ops(path: Path) -> dict | None:
+    """The operator summary of a model file (:mod:`.ops`); None when it cannot be read (its run then fails)."""
+    from .ops import inspect_model
+
+    try:
+        return inspect_model(path)["ops"]
+    except EdgeFerError as e:
+        log.debug("%s", e)
+        return None
+
+
+def without_metadata_files(models) -> list:
+    """``models`` less the metadata files a shell glob brings along with them (``export/*``): the .json
+    sidecar of a model also given, and the ``export_report.json`` beside one. Any other file stays and
+    is judged as a model."""
+    paths = [Path(str(m)).expanduser() for m in models]
+    given = {p.resolve() for p in paths if p.suffix != ".json"}
+    folders = {p.parent for p in given}
+
+    def companion(p: Path) -> bool:
+        return p.suffix == ".json" and p.is_file() and (
+            p.resolve().with_suffix("") in given or (p.name == "export_report.json" and p.resolve().parent in folders))
+
+    kept = [m for m, p in zip(models, paths) if not companion(p)]
+    if len(kept) < len(paths):
+        log.info("skipped %d metadata file(s) given with their models (.json sidecars, export_report.json)",
+                 len(paths) - len(kept))
+    return kept
 
 
 def shipped_files() -> list[Path]:
@@ -94,18 +207,90 @@ def faces_file(data_path, split: str, directory: Path, size: int) -> tuple[Path,
     return path, s.y, f"{data.source} [{split}, {len(s)} faces]"
 
 
+RUN_DATA_KEYS = ("data", "split_mode", "ferplus", "label_mode", "skip_bad", "seed")
+
+
+class BenchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a bench: ``records`` holds every record measured so far, then one ``interrupted``
+    record per model not (fully) measured."""
+
+    def __init__(self, records: list[dict]):
+        super().__init__("bench interrupted")
+        self.records = records
+
+
+def data_spec(meta: dict, data=None) -> tuple[str, str | None]:
+    """Where a model's labelled faces come from: ``data`` when given (a path, or "embedded"); else the data
+    the model's run was trained on (split as in training), when that file is here; else the embedded sample."""
+    from ..data.dataset import SAMPLE_NAME
+
+    if data is not None:
+        return ("given", str(data))
+    cfg = meta.get("train_config") or {}
+    if meta.get("shipped_as") or cfg.get("data") in (None, SAMPLE_NAME):
+        return ("given", None)
+    path = Path(str(cfg["data"])).expanduser()
+    if not path.is_absolute() or not path.exists():  # a shipped model's recipe names its data relatively
+        log.warning("%s was trained on %s, %s; measuring on the embedded sample (pass --data)", meta.get("model"),
+                    cfg["data"], "not found here" if path.is_absolute() else "a path relative to where it was made")
+        return ("given", None)
+    return ("run", json.dumps({k: cfg.get(k) for k in RUN_DATA_KEYS}, sort_keys=True))
+
+
+def load_split(spec: tuple[str, str | None], split: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Faces, labels and the record fields naming them (``data``, ``data_source``, ``split``, ``n``)."""
+    from ..data import load_fer
+    from ..data.dataset import SAMPLE_NAME
+
+    kind, value = spec
+    if kind == "run":  # split as training split it (TrainConfig.load_data)
+        cfg = json.loads(value)
+        data = load_fer(cfg["data"], split_mode=cfg.get("split_mode") or "official", ferplus=cfg.get("ferplus"),
+                        label_mode=cfg.get("label_mode") or "hard", skip_bad=bool(cfg.get("skip_bad")),
+                        seed=cfg.get("seed") or 0)
+    else:
+        data = load_fer(value)
+    s = data[split]
+    name = "embedded FER2013 sample" if kind == "given" and value in (None, SAMPLE_NAME) else data.source
+    return s.x, s.y, {"data": f"{name} [{split}, {len(s)} faces]", "data_source": name, "split": split, "n": len(s)}
+
+
+def resize_faces(x: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if x.shape[1:] == (size, size):
+        return x
+    interp = cv2.INTER_AREA if size < x.shape[1] else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in x]) if len(x) else x
+
+
+def check_bench_settings(threads, min_seconds, timeout) -> None:
+    import math
+
+    if not threads or not all(isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t >= 1 for t in threads):
+        raise ConfigError(f"threads {list(threads)}: expected thread counts ≥ 1 (e.g. --threads 1,2,4)")
+    if not isinstance(min_seconds, (int, float)) or not math.isfinite(min_seconds) or min_seconds < 0:
+        raise ConfigError(f"min_seconds {min_seconds!r}: expected a finite number of seconds ≥ 0 (e.g. --min-seconds 2)")
+    if not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigError(f"timeout {timeout!r}: expected seconds > 0")
+
+
 def _record(model: Path, meta: dict, device: str, **extra) -> dict:
-    return {"model": model.name, "path": str(model), "architecture": meta.get("model"), "format": meta.get("format"),
-            "precision": meta.get("precision"), "source": meta.get("source"), "device": device,
-            "size_bytes": model.stat().st_size, **extra}
+    rec = {"model": model.name, "path": str(model), "architecture": meta.get("model"), "format": meta.get("format"),
+           "precision": meta.get("precision"), "source": meta.get("source"), "device": device,
+           "size_bytes": model.stat().st_size, "metadata": meta.get("metadata_source"), "ops": meta.get("ops"), **extra}
+    if meta.get("metadata_source") == "none":
+        rec.update(inputs=meta.get("inputs"), outputs=meta.get("outputs"))
+    return rec
 
 
-def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: float, timeout: float,
+def _run_local(model: Path, faces: Path | None, threads, xnnpack: bool, min_seconds: float, timeout: float,
                accelerator: str = "cpu", cpu_fallback: bool = False, delegate: str | None = None,
                python: str | None = None, extra: tuple[str, ...] = ()) -> dict:
     """The runner in a fresh local process, exactly as it runs on a device (``python``: another interpreter,
-    e.g. an emulated aarch64 one; default this one)."""
-    cmd = [python or sys.executable, str(Path(__file__).parent / "runner.py"), "--model", str(model), "--data", str(faces),
+    e.g. an emulated aarch64 one; default this one). ``faces`` None: latency of random inputs only."""
+    cmd = [python or sys.executable, str(Path(__file__).parent / "runner.py"), "--model", str(model),
+           *(["--data", str(faces)] if faces is not None else []),
            "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds), "--accelerator", accelerator]
     cmd += list(extra)
     if not xnnpack:
@@ -123,12 +308,17 @@ def _run_local(model: Path, faces: Path, threads, xnnpack: bool, min_seconds: fl
 
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
                  xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, target=None,
-                 allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None) -> list[dict]:
+                 allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None,
+                 input_scale=None, input_size: int | None = None, classes=None) -> list[dict]:
     """One record per model × thread count (one per model on ``gpu``).
 
     ``target``: a connected RemoteTarget for ``rpi``. ``gpu``: LiteRT's GPU accelerator for .tflite
     (or the TFLite ``delegate`` library given), ONNX Runtime's GPU providers for .onnx; GPU only
-    unless ``allow_cpu_fallback``.
+    unless ``allow_cpu_fallback``. ``data`` None: each model's faces are those of the data its run was
+    trained on (else the embedded sample); every record names its ``data``, ``split`` and ``n``.
+    ``input_scale``, ``input_size``, ``classes``: how to feed faces to models without edge_fer metadata
+    (see :func:`foreign_info`); without them such a model is timed only. Ctrl-C raises
+    :class:`BenchInterrupted` carrying the records measured so far.
     """
     from ..report.metrics import classification_metrics
 
@@ -138,57 +328,100 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
         raise ConfigError("--allow-cpu-fallback and --delegate apply to --device gpu only")
     if device == "rpi" and target is None:
         raise ConfigError("--device rpi needs a target (a connected RemoteTarget)")
+    check_bench_settings(threads, min_seconds, timeout)
     from ..zoo import resolve_model
 
-    models = [resolve_model(m) for m in models] if models else default_models()
-    metas = {m: artefact_info(m) for m in models}
-    sizes = {int(meta["input"]["shape"][1]) for meta in metas.values()}
-    if len(sizes) != 1:
-        raise ConfigError(f"models take different input sizes {sorted(sizes)}; benchmark them separately")
+    models = [resolve_model(m) for m in without_metadata_files(models)] if models else default_models()
+    feed = {"input_scale": input_scale, "input_size": input_size, "classes": classes}
+    metas = {m: artefact_info(m, **feed) for m in models}
+    if any(v is not None for v in feed.values()) and all(meta["metadata_source"] != "none" for meta in metas.values()):
+        raise ConfigError("--input-scale, --input-size and --classes describe models without edge_fer metadata; "
+                          "every model given has it (its preprocessing and classes are used); drop those options")
     probe = target.probe() if target is not None else None
     where = {"host": target.host} if target is not None else {}
-    records = []
+    records, done = [], set()
     with tempfile.TemporaryDirectory(prefix="edgefer-bench-") as d:
-        faces, y_true, data_desc = faces_file(data, split, Path(d), sizes.pop())
-        for model in models:
-            meta = metas[model]
-            t0 = time.time()
-            try:
-                if model.suffix == ".keras" and device != "cpu":
-                    raise RemoteError(f"a .keras model is the float baseline on this machine's CPU (TensorFlow), "
-                                      f"not a {device} artefact; export it first", status="unavailable")
-                if target is not None:
-                    result = target.run_runner(model, faces, threads=threads, xnnpack=xnnpack,
-                                               min_seconds=min_seconds, timeout=timeout)
-                elif model.suffix == ".keras":
-                    runs = [_run_local(model, faces, [t], xnnpack, min_seconds, timeout) for t in threads]
-                    result = {**runs[0], "results": [r for run in runs for r in run["results"]]}
-                else:
-                    result = _run_local(model, faces, threads, xnnpack, min_seconds, timeout,
-                                        accelerator="gpu" if device == "gpu" else "cpu",
-                                        cpu_fallback=allow_cpu_fallback, delegate=delegate)
-            except RemoteError as e:
-                records.append(_record(model, meta, device, status=e.status, reason=str(e), device_info=probe, **where))
-                if on_record:
-                    on_record(records[-1])
+        # every faces file first: a data problem is one error before anything runs, not a half-finished bench
+        splits, feeds = {}, {}
+        for model, meta in metas.items():
+            if "classes" not in meta:
+                feeds[model] = None  # timed only
                 continue
-            for r in result["results"]:
-                metrics = classification_metrics(y_true, y_pred=np.asarray(r["predictions"]))
-                rec = _record(model, meta, device, **where, status="ok", threads=r["threads"], runtime=result["runtime"],
-                              runtime_version=result["runtime_version"], xnnpack=result["xnnpack"],
-                              machine=result["machine"], device_info=probe, data=data_desc, init_ms=r["init_ms"],
-                              latency=r["latency"], throughput_img_s=r.get("throughput_img_s"),
-                              throughput_batch=r.get("throughput_batch"), peak_rss_mb=r["peak_rss_mb"],
-                              accuracy=metrics["accuracy"], macro_f1=metrics["macro"]["f1"],
-                              weighted_f1=metrics["weighted"]["f1"], per_class=metrics["per_class"],
-                              confusion_matrix=metrics["confusion_matrix"], sample_outputs=r.get("sample_outputs"),
-                              seconds=time.time() - t0)
-                if "gpu" in result:
-                    rec["gpu"] = result["gpu"]
-                    rec["accelerator_label"] = result["gpu"]["label"]
-                records.append(rec)
-                if on_record:
-                    on_record(rec)
+            spec = data_spec(meta, data)
+            if spec not in splits:
+                splits[spec] = load_split(spec, split)
+                log.info("data: %s%s", splits[spec][2]["data"],
+                         " (the data the model's run was trained on; --data overrides)" if spec[0] == "run" else "")
+            x, y, info = splits[spec]
+            size = int(meta["input"]["shape"][1])
+            if meta["metadata_source"] == "none":
+                x = resize_faces(x, size)
+            elif tuple(x.shape[1:]) != (size, size):
+                raise ConfigError(f"{model.name} takes {size}x{size} faces, the data ({info['data']}) has "
+                                  f"{x.shape[1]}x{x.shape[2]}; pass --data with {size}x{size} faces")
+            path = Path(d) / f"faces_{list(splits).index(spec)}_{size}.npz"
+            if not path.is_file():
+                np.savez(path, x=x, y=y)
+            feeds[model] = (path, y, info)
+        try:
+            for model in models:
+                meta, fed = metas[model], feeds[model]
+                faces, y_true, info = fed if fed else (None, None, {"data": None, "split": None, "n": None})
+                t0 = time.time()
+                scale = ("--input-scale", str(meta["input"]["scale"]), "--input-offset", str(meta["input"]["offset"])) \
+                    if fed and "scale" in meta["input"] else ()
+                try:
+                    if model.suffix == ".keras" and device != "cpu":
+                        raise RemoteError(f"a .keras model is the float baseline on this machine's CPU (TensorFlow), "
+                                          f"not a {device} artefact; export it first", status="unavailable")
+                    if target is not None:
+                        result = target.run_runner(model, faces, threads=threads, xnnpack=xnnpack,
+                                                   min_seconds=min_seconds, timeout=timeout, extra=scale)
+                    elif model.suffix == ".keras":
+                        runs = [_run_local(model, faces, [t], xnnpack, min_seconds, timeout) for t in threads]
+                        result = {**runs[0], "results": [r for run in runs for r in run["results"]]}
+                    else:
+                        result = _run_local(model, faces, threads, xnnpack, min_seconds, timeout,
+                                            accelerator="gpu" if device == "gpu" else "cpu",
+                                            cpu_fallback=allow_cpu_fallback, delegate=delegate, extra=scale)
+                except RemoteError as e:
+                    records.append(_record(model, meta, device, status=e.status, reason=str(e), device_info=probe,
+                                           **info, **where))
+                    done.add(model)
+                    if on_record:
+                        on_record(records[-1])
+                    continue
+                for r in result["results"]:
+                    quality = {"accuracy": None, "macro_f1": None, "accuracy_note": meta.get("accuracy_note")}
+                    if fed:
+                        pred = np.asarray(r["predictions"])
+                        if meta["classes"] != list(CLASSES):  # the model's own class order → edge_fer's
+                            pred = np.asarray([CLASSES.index(c) for c in meta["classes"]])[pred]
+                        m = classification_metrics(y_true, y_pred=pred)
+                        quality = {"accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"],
+                                   "weighted_f1": m["weighted"]["f1"], "per_class": m["per_class"],
+                                   "confusion_matrix": m["confusion_matrix"]}
+                    rec = _record(model, meta, device, **where, status="ok", threads=r["threads"],
+                                  runtime=result["runtime"], runtime_version=result["runtime_version"],
+                                  xnnpack=result["xnnpack"], machine=result["machine"], device_info=probe, **info,
+                                  init_ms=r["init_ms"], latency=r["latency"], throughput_img_s=r.get("throughput_img_s"),
+                                  throughput_batch=r.get("throughput_batch"), peak_rss_mb=r["peak_rss_mb"], **quality,
+                                  sample_outputs=r.get("sample_outputs"), seconds=time.time() - t0)
+                    if "gpu" in result:
+                        rec["gpu"] = result["gpu"]
+                        rec["accelerator_label"] = result["gpu"]["label"]
+                    records.append(rec)
+                    if on_record:
+                        on_record(rec)
+                done.add(model)
+        except KeyboardInterrupt:
+            for model in models:
+                if model not in done:
+                    fed = feeds[model]
+                    records.append(_record(model, metas[model], device, status="interrupted",
+                                           reason="not measured: the bench was interrupted (Ctrl-C)",
+                                           **(fed[2] if fed else {"data": None, "split": None, "n": None}), **where))
+            raise BenchInterrupted(records) from None
     return records
 
 
@@ -200,17 +433,28 @@ def format_table(records: list[dict]) -> str:
     def kb(r):
         return f"{r['size_bytes'] / 1024:>9.0f}" if r.get("size_bytes") is not None else f"{'-':>9}"
 
+    def num(v, spec, width):
+        return f"{v:>{width}{spec}}" if v is not None else f"{'-':>{width}}"
+
     width = max([6] + [len(dev(r)) + 1 for r in records])
-    head = f"{'model':<34}{'device':<{width}}{'thr':>4}{'acc':>8}{'mF1':>8}{'p50 ms':>9}{'p90 ms':>9}{'KB':>9}  status"
+    head = (f"{'model':<34}{'device':<{width}}{'thr':>4}{'acc':>8}{'mF1':>8}{'n':>6}{'p50 ms':>9}{'p90 ms':>9}{'KB':>9}"
+            f"{'int8':>6}  status")
     lines = [head]
     for r in records:
+        int8 = f"{(r.get('ops') or {}).get('int8_share', 0):>6.0%}" if r.get("ops") else f"{'-':>6}"
         if r["status"] == "ok":
             lat = r["latency"]
-            lines.append(f"{r['model']:<34}{dev(r):<{width}}{r['threads']:>4}{r['accuracy']:>8.4f}{r['macro_f1']:>8.4f}"
-                         f"{lat['p50_ms']:>9.3f}{lat['p90_ms']:>9.3f}{kb(r)}  ok")
+            lines.append(f"{r['model']:<34}{dev(r):<{width}}{r['threads']:>4}{num(r['accuracy'], '.4f', 8)}"
+                         f"{num(r['macro_f1'], '.4f', 8)}{num(r.get('n'), 'd', 6)}{lat['p50_ms']:>9.3f}{lat['p90_ms']:>9.3f}"
+                         f"{kb(r)}{int8}  ok{'' if r['accuracy'] is not None else ' (timed only: no edge_fer metadata)'}")
         else:
-            lines.append(f"{r['model']:<34}{dev(r):<{width}}{'':>4}{'':>8}{'':>8}{'':>9}{'':>9}"
-                         f"{kb(r)}  {r['status']}: {r['reason']}")
+            lines.append(f"{r['model']:<34}{dev(r):<{width}}{'':>4}{'':>8}{'':>8}{'':>6}{'':>9}{'':>9}"
+                         f"{kb(r)}{int8}  {r['status']}: {r['reason']}")
+    datas = sorted({r["data"] for r in records if r.get("data")})
+    lines += [f"data: {d}" for d in datas]
+    if len(datas) > 1:
+        lines.append(f"warning: these records measure accuracy on {len(datas)} different data sets; compare accuracies "
+                     "only between records on the same data")
     return "\n".join(lines)
 
 

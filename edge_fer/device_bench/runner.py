@@ -7,7 +7,10 @@ onnxruntime), so it can be copied to a Raspberry Pi next to ``latency.py`` and r
 
 ``faces.npz`` holds ``x`` uint8 (N,H,W) faces and ``y`` labels. The last line of stdout is
 one JSON object: runtime, versions, machine, and per thread count the predicted labels, the
-latency statistics, init time, throughput at a larger batch and peak memory.
+latency statistics, init time, throughput at a larger batch and peak memory. Without ``--data``
+(a model nobody has said how to feed) it times random inputs of the model's own shape and type:
+latency, throughput and memory, no labels. ``--input-scale``/``--input-offset`` map pixels
+(0–255) to what a model without edge_fer's in-graph preprocessing expects.
 
 It repeats a few lines of :mod:`edge_fer.export.runtimes` (input quantisation, batching) on
 purpose: edge_fer itself is not installed on the device.
@@ -106,6 +109,9 @@ class TFLiteModel:
     def max_batch(self):
         return int(self.inp["shape"][0]) if self.static else None
 
+    def input_spec(self):
+        return [int(s) for s in self.inp["shape"][1:]], self.inp["dtype"]
+
     def prepare(self, faces):
         return as_input(faces, self.inp["shape"][-1], self.inp["dtype"], self.inp["quantization"])
 
@@ -190,6 +196,9 @@ class LiteRTGpuModel:
     def max_batch(self):
         return int(self.inp["shape"][0])
 
+    def input_spec(self):
+        return [int(s) for s in self.inp["shape"][1:]], self.inp["dtype"]
+
     def prepare(self, faces):
         return as_input(faces, self.inp["shape"][-1], self.inp["dtype"], self.quantization)
 
@@ -232,62 +241,141 @@ ORT_GPU_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "DmlExecu
 # On x86 CPUs without VNNI (AVX2, or AVX-512 before Cascade Lake / Zen 4) ORT's fast u8s8 int8 kernels add
 # products in pairs into 16 bits, which saturates: an int8 model then disagrees with its source (a test CNN
 # at 57.6% on CI's AVX2 machine; tests/test_export.py checks it on an emulated Haswell). This session option
-# makes ORT use exact u8u8 kernels there; it changes no result on VNNI CPUs or on ARM.
+# makes ORT use exact u8u8 kernels there. ORT acts on it on every x86 CPU with AVX2, VNNI or not, rewriting
+# the int8 constants as uint8 although VNNI's kernels are exact already, so edge_fer sets it only where it is
+# needed (exact_int8_needed) and records whether it did.
 EXACT_INT8 = "session.x64quantprecision"
+_X86 = ("x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
+
+
+def exact_int8_needed() -> bool:
+    """Whether ORT needs ``EXACT_INT8`` on this CPU: an x86 CPU without AVX-512 VNNI. The features come from
+    CPUID through numpy (``/proc/cpuinfo`` under an emulator shows the host's); where numpy does not say, the
+    option is set (exact results, a little slower). A CPU with only AVX-VNNI (VEX) gets it too. ARM and other
+    CPUs have no saturating int8 kernels."""
+    if platform.machine().lower() not in _X86:
+        return False
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features
+        except ImportError:
+            return True
+    return not features.get("AVX512VNNI", False)
 
 
 def unshare_initializers(model) -> bool:
-    """Give each weight's DequantizeLinear its own zero point (an onnx ModelProto, changed in place; True if any
-    was shared). tf2onnx shares equal zero points between nodes, and ORT's rewrite of int8 weights for
-    ``EXACT_INT8`` then cannot load the model ("Attempt to replace the existing tensor", ORT 1.32). A copy per
-    weight costs a few bytes per channel, loads, and computes the same."""
-    inits = {t.name: t for t in model.graph.initializer}
-    users = {}
-    for node in model.graph.node:
-        for name in node.input:
-            users[name] = users.get(name, 0) + 1
-    extra = []
-    for node in model.graph.node:
-        if node.op_type != "DequantizeLinear" or len(node.input) < 3 or node.input[0] not in inits:
+    """Make each DequantizeLinear of a constant own its quantised data and zero point (an onnx ModelProto,
+    changed in place; True if anything changed). The result computes the same.
+
+    With ``EXACT_INT8``, ORT rewrites the int8 data and zero point of every such node as uint8 initializers
+    named after the originals (``NAME_s8_2_u8``, onnxruntime/core/optimizer/qdq_transformer/s8_to_u8.cc); a
+    second node reading the same initializer adds the same name again and the model does not load ("Attempt
+    to replace the existing tensor", ORT 1.32). tf2onnx shares both: equal zero points, and a quantised
+    constant between the DequantizeLinear nodes of its users (one of MobileNetV3's feeds three). Scales are
+    not rewritten, so they may stay shared. Nodes that dequantise the same inputs the same way are merged into
+    one; an initializer still read by several nodes is copied for each reader after the first."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    kept_outputs = {o.name for o in graph.output}
+    changed = False
+
+    def of_constant(node):
+        return (node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx") and len(node.input) > 0
+                and node.input[0] in inits)
+
+    # identical DequantizeLinear nodes of one constant → one node (no copy needed)
+    first, renamed, dropped = {}, {}, []
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+        if not of_constant(node) or not all(n == "" or n in inits for n in node.input):
             continue
-        zp = node.input[2]
-        if zp in inits and users[zp] > 1:
-            copy = type(inits[zp])()
-            copy.CopyFrom(inits[zp])
-            copy.name = f"{zp}__{len(extra)}"
-            node.input[2] = copy.name
-            users[zp] -= 1
+        key = (tuple(node.input), tuple(sorted(a.SerializeToString() for a in node.attribute)))
+        if key in first and node.output[0] not in kept_outputs:
+            renamed[node.output[0]] = first[key].output[0]
+            dropped.append(node)
+        else:
+            first.setdefault(key, node)
+    for node in dropped:
+        graph.node.remove(node)
+    if renamed:
+        kept = [v for v in graph.value_info if v.name not in renamed]
+        del graph.value_info[:]
+        graph.value_info.extend(kept)
+        changed = True
+
+    # an initializer still read by more than one such node: a copy for each reader after the first
+    names = set(inits) | {n for node in graph.node for n in list(node.input) + list(node.output)}
+    readers, extra = {}, []
+    for node in graph.node:
+        if not of_constant(node):
+            continue
+        for i in (0, 2):
+            if i >= len(node.input) or node.input[i] not in inits:
+                continue
+            name = node.input[i]
+            readers[name] = readers.get(name, 0) + 1
+            if readers[name] == 1:
+                continue
+            k = readers[name] - 1
+            while f"{name}__{k}" in names:
+                k += 1
+            copy = type(inits[name])()
+            copy.CopyFrom(inits[name])
+            copy.name = f"{name}__{k}"
+            names.add(copy.name)
+            node.input[i] = copy.name
             extra.append(copy)
-    model.graph.initializer.extend(extra)
-    return bool(extra)
+    graph.initializer.extend(extra)
+    return changed or bool(extra)
 
 
-def ort_session(path, so, providers):
-    """An onnxruntime InferenceSession with exact int8 kernels (``EXACT_INT8``). A model that ORT cannot load so
-    because of shared initializers is rewritten in memory with :func:`unshare_initializers` (the ``onnx``
-    package; without it, the model is loaded without the option, with a warning)."""
+def ort_session(path, so, providers, exact=None):
+    """An onnxruntime InferenceSession; with ``exact`` (default :func:`exact_int8_needed`) ORT's exact int8
+    kernels (``EXACT_INT8``). The session's ``exact_int8`` says whether the option was set. A model that ORT
+    cannot load so because of shared initializers (one exported before they were unshared) is rewritten in
+    memory with :func:`unshare_initializers` (the ``onnx`` package; without it, the model is loaded without
+    the option, with a warning)."""
     import onnxruntime as ort
 
+    if exact is None:
+        exact = exact_int8_needed()
+    if not exact:
+        session = ort.InferenceSession(str(path), so, providers=providers)
+        session.exact_int8 = False
+        return session
     so.add_session_config_entry(EXACT_INT8, "1")
     level, so.log_severity_level = so.log_severity_level, 4  # the exception says it all; ORT would log it too
     try:
-        return ort.InferenceSession(str(path), so, providers=providers)
-    except Exception as e:
-        if "replace the existing tensor" not in str(e):
-            raise
+        try:
+            session = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:
+            if "replace the existing tensor" not in str(e):
+                raise
+            try:
+                import onnx
+            except ImportError:
+                print(f"warning: {path}: loaded without {EXACT_INT8} (pip install onnx to keep it): its int8 "
+                      "results may saturate on this x86 CPU without VNNI", file=sys.stderr)
+                plain = ort.SessionOptions()
+                plain.intra_op_num_threads, plain.inter_op_num_threads = so.intra_op_num_threads, so.inter_op_num_threads
+                session = ort.InferenceSession(str(path), plain, providers=providers)
+                session.exact_int8 = False
+                return session
+            model = onnx.load(str(path))
+            unshare_initializers(model)
+            session = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
     finally:
         so.log_severity_level = level
-    try:
-        import onnx
-    except ImportError:
-        print(f"warning: {path}: loaded without {EXACT_INT8} (pip install onnx to keep it): its int8 results may "
-              "saturate on x86 CPUs without VNNI", file=sys.stderr)
-        plain = ort.SessionOptions()
-        plain.intra_op_num_threads, plain.inter_op_num_threads = so.intra_op_num_threads, so.inter_op_num_threads
-        return ort.InferenceSession(str(path), plain, providers=providers)
-    model = onnx.load(str(path))
-    unshare_initializers(model)
-    return ort.InferenceSession(model.SerializeToString(), so, providers=providers)
+    session.exact_int8 = True
+    return session
+
+
+ONNX_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+              "tensor(uint8)": "uint8", "tensor(int8)": "int8", "tensor(int32)": "int32", "tensor(int64)": "int64"}
 
 
 class OnnxModel:
@@ -318,15 +406,23 @@ class OnnxModel:
         self.runtime, self.version = "onnxruntime", ort.__version__
         i = self.session.get_inputs()[0]
         self.name, self.shape = i.name, i.shape
+        self.dtype = np.dtype(ONNX_TYPES.get(i.type, "float32"))
         self.init_ms = (time.perf_counter_ns() - t) / 1e6
 
     @property
     def max_batch(self):
         return self.shape[0] if isinstance(self.shape[0], int) and self.shape[0] > 0 else None
 
+    def input_spec(self):
+        return [s if isinstance(s, int) and s > 0 else 1 for s in self.shape[1:]], self.dtype
+
     def prepare(self, faces):
         x = faces.astype(np.float32)[..., None]
-        return np.repeat(x, self.shape[-1], axis=-1) if self.shape[-1] != 1 else x
+        x = np.repeat(x, self.shape[-1], axis=-1) if self.shape[-1] != 1 else x
+        if self.dtype.kind in "iu":  # an integer image input (a model edge_fer did not export)
+            info = np.iinfo(self.dtype)
+            return np.clip(np.round(x), info.min, info.max).astype(self.dtype)
+        return x.astype(self.dtype)
 
     def invoke(self, prepared):
         return self.session.run(None, {self.name: prepared})[0]
@@ -386,6 +482,17 @@ def predict(model, faces, batch=64):
     return outputs(model, faces, batch).argmax(axis=1)
 
 
+def random_input(model, batch=1, seed=0):
+    """A prepared input of the model's own shape and type (batch ``batch``), for timing a model whose
+    inputs nobody has described: uniform over 0–255 for a float input, over the type's range for an integer."""
+    shape, dtype = model.input_spec()
+    dtype, rng = np.dtype(dtype), np.random.default_rng(seed)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=(batch, *shape), endpoint=True).astype(dtype)
+    return rng.uniform(0, 255, size=(batch, *shape)).astype(dtype)
+
+
 def machine_info():
     info = {"machine": platform.machine(), "system": platform.system(), "python": platform.python_version(),
             "cores": os.cpu_count(), "numpy": np.__version__}
@@ -414,9 +521,12 @@ def open_model(model_path, threads, *, xnnpack=True, accelerator="cpu", cpu_fall
 
 
 def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_seconds=2.0, warmup=50,
-        throughput_batch=32, accelerator="cpu", cpu_fallback=False, delegate=None):
-    d = np.load(data_path)
-    faces = d["x"]
+        throughput_batch=32, accelerator="cpu", cpu_fallback=False, delegate=None, input_scale=1.0, input_offset=0.0):
+    faces = None
+    if data_path is not None:
+        faces = np.load(data_path)["x"]
+        if (input_scale, input_offset) != (1.0, 0.0):
+            faces = faces.astype(np.float32) * np.float32(input_scale) + np.float32(input_offset)
     if accelerator == "gpu":
         threads_list = threads_list[:1]  # the GPU does the work: one record, not a thread sweep
     if model_path.endswith(".keras") and len(threads_list) > 1:
@@ -425,18 +535,20 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
     for threads in threads_list:
         model = open_model(model_path, threads, xnnpack=xnnpack, accelerator=accelerator, cpu_fallback=cpu_fallback,
                            delegate=delegate)
-        one = model.prepare(faces[:1])
+        one = model.prepare(faces[:1]) if faces is not None else random_input(model)
         lat = measure(model.invoke, one, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds)
         rec = {"threads": threads, "init_ms": model.init_ms, "latency": lat}
         if throughput_batch and model.max_batch in (None, throughput_batch):
-            big = model.prepare(np.resize(faces, (throughput_batch, *faces.shape[1:])))
+            big = (model.prepare(np.resize(faces, (throughput_batch, *faces.shape[1:]))) if faces is not None
+                   else random_input(model, throughput_batch))
             t = measure(model.invoke, big, warmup=3, min_runs=10, min_seconds=min_seconds / 2)
             rec["throughput_batch"] = throughput_batch
             rec["throughput_img_s"] = throughput_batch / (t["p50_ms"] / 1e3)
-        rec["predictions"] = predict(model, faces).tolist()
-        # raw outputs (int8 as stored) of the first faces, so devices can be compared bit for bit
-        rec["sample_outputs"] = [np.asarray(model.invoke(model.prepare(faces[i:i + 1])))[0].tolist()
-                                 for i in range(min(8, len(faces)))]
+        if faces is not None:
+            rec["predictions"] = predict(model, faces).tolist()
+            # raw outputs (int8 as stored) of the first faces, so devices can be compared bit for bit
+            rec["sample_outputs"] = [np.asarray(model.invoke(model.prepare(faces[i:i + 1])))[0].tolist()
+                                     for i in range(min(8, len(faces)))]
         rec["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(rec)
     out = {"runtime": model.runtime, "runtime_version": model.version, "xnnpack": xnnpack and accelerator == "cpu",
@@ -455,7 +567,7 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
 def main(argv=None):
     ap = argparse.ArgumentParser(description="edge_fer on-device benchmark runner")
     ap.add_argument("--model", required=True)
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", default=None, help="faces.npz; without it, latency of random inputs only")
     ap.add_argument("--threads", default="1")
     ap.add_argument("--no-xnnpack", action="store_true")
     ap.add_argument("--min-runs", type=int, default=200)
@@ -465,12 +577,14 @@ def main(argv=None):
     ap.add_argument("--accelerator", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--allow-cpu-fallback", action="store_true")
     ap.add_argument("--delegate", default=None, help="a TFLite delegate library (.so) for --accelerator gpu")
+    ap.add_argument("--input-scale", type=float, default=1.0, help="model input = pixel × scale + offset")
+    ap.add_argument("--input-offset", type=float, default=0.0)
     a = ap.parse_args(argv)
     try:
         out = run(a.model, a.data, [int(t) for t in a.threads.split(",")], xnnpack=not a.no_xnnpack,
                   min_runs=a.min_runs, min_seconds=a.min_seconds, warmup=a.warmup, throughput_batch=a.throughput_batch,
-                  accelerator=a.accelerator,
-                  cpu_fallback=a.allow_cpu_fallback, delegate=a.delegate)
+                  accelerator=a.accelerator, cpu_fallback=a.allow_cpu_fallback, delegate=a.delegate,
+                  input_scale=a.input_scale, input_offset=a.input_offset)
     except RuntimeError as e:
         print(json.dumps({"error": str(e)}))
         return 3

