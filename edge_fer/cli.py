@@ -105,23 +105,26 @@ def models_cmd(name: str | None, as_json: bool) -> None:
 
     With NAME: that architecture's builder options (`edgefer train -o KEY=VALUE`) and defaults.
     """
-    from .models import builder_options, create_model, describe_model, get_spec, model_names
+    from .models import builder_options, get_spec, model_names
+    from .models.costs import costs, measure
+    from .models.options import rule_for
 
     if name:
         spec = get_spec(name)
         options = {k: v for k, v in builder_options(spec.name).items() if k != "weights"}
+        valid = {k: rule_for(k, v).valid for k, v in options.items()}
         if as_json:
-            click.echo(json.dumps({"name": spec.name, "options": options}, indent=2, default=list))
+            click.echo(json.dumps({"name": spec.name, "options": options, "valid": valid}, indent=2, default=list))
             return
         click.echo(f"{spec.name}: {spec.description}")
         click.echo("builder options (edgefer train --model NAME -o KEY=VALUE, values as JSON):")
         for k, v in options.items():
-            click.echo(f"  {k} = {json.dumps(v, default=list)}")
+            click.echo(f"  {f'{k} = {json.dumps(v, default=list)}':<36}{valid[k]}")
         return
     rows = []
     for name in model_names():
         spec = get_spec(name)
-        info = describe_model(create_model(name))
+        info = costs(name) or measure(name)  # the table has every shipped architecture: no TensorFlow
         rows.append({"name": name, "aliases": list(spec.aliases), "params": info["params"], "macs": info["macs"],
                      "imagenet": spec.imagenet, "description": spec.description})
     from .zoo import shipped_models
@@ -198,8 +201,18 @@ def _model_options(options) -> dict:
 @click.option("--epochs", type=int, default=45, show_default=True, help="Epochs (the study used 45).")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_bfloat16"]), default="float32", show_default=True,
-              help="mixed_bfloat16 speeds up plain conv nets on CPUs with AVX-512 BF16; it slows MobileNetV3.")
+@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
+              show_default=True, help="mixed_float16 (with Keras loss scaling) is the GPU norm; mixed_bfloat16 speeds "
+                                      "up plain conv nets on CPUs with AVX-512 BF16; it slows MobileNetV3.")
+@click.option("--jit", is_flag=True, help="Compile the training step with XLA (helps most on GPUs).")
+@click.option("--strategy", type=click.Choice(["auto", "none", "mirrored", "multiworker"]), default="auto",
+              show_default=True, help="tf.distribute: mirrored = every visible GPU (or --devices); multiworker = "
+                                      "the cluster in TF_CONFIG, run on every host; auto = mirrored with >1 GPU. "
+                                      "See docs/distributed.md.")
+@click.option("--devices", default=None, metavar="LIST", help="With --strategy mirrored: the devices, e.g. GPU:0,GPU:1.")
+@click.option("--scale-lr", is_flag=True, help="Multiply --lr by the replica count (--batch-size is the global batch).")
+@click.option("--worker-timeout", type=click.FloatRange(min=1), default=None, envvar="EDGEFER_WORKER_TIMEOUT",
+              show_envvar=True, help="multiworker: seconds to wait for every worker to come up [default: 300].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory. Default: runs/MODEL (runs/MODEL-2, … once finished); $EDGEFER_RUNS moves runs/.")
 @click.option("--split-mode", type=click.Choice(["official", "random80"]), default="official", show_default=True,
@@ -233,11 +246,12 @@ def _model_options(options) -> dict:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seeds the weights, the random80 split, the shuffle order, augmentation and mixup, with "
                    "TensorFlow's op determinism on: the same command on the same machine and TensorFlow version "
-                   "trains the same weights (a resumed run repeats the order from its first epoch).")
+                   "trains the same weights (a resumed run goes on in the order an uninterrupted one has).")
 @click.option("--skip-bad", is_flag=True, help="Skip malformed rows/files instead of stopping.")
 def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, ferplus, label_mode,
               label_smoothing, schedule, warmup_epochs, mixup, teacher, distill_weight, distill_temperature, options,
-              no_augment, weights, monitor, patience, seed, skip_bad) -> None:
+              no_augment, weights, monitor, patience, seed, skip_bad, jit=False, strategy="auto", devices=None,
+              scale_lr=False, worker_timeout=None) -> None:
     """Train an architecture on FER2013 (the study's recipe by default).
 
     Selects the best epoch on the validation split (PublicTest). Killed or interrupted?
@@ -246,6 +260,12 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
     from .training import TrainConfig, train
     from .training.config import as_path
 
+    ctx = click.get_current_context()
+    given = [f"--{p.replace('_', '-')}" for p in ("distill_weight", "distill_temperature")
+             if ctx.get_parameter_source(p) is not click.core.ParameterSource.DEFAULT]
+    if given and not teacher:
+        raise ConfigError(f"{' and '.join(given)} only appl{'y' if len(given) > 1 else 'ies'} with --teacher RUN|MODEL (e.g. --teacher runs/cnn "
+                               "or --teacher cnn_int8); add a teacher or drop them")
     cfg = TrainConfig(model=model, data=_resolve_data(data), epochs=epochs, batch_size=batch_size, lr=lr,
                       precision=precision, split_mode=split_mode, ferplus=ferplus, label_mode=label_mode,
                       label_smoothing=label_smoothing, augment=not no_augment,
@@ -254,8 +274,9 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
                       warmup_epochs=warmup_epochs, mixup=mixup,
                       teacher=as_path(teacher) if teacher else None,
                       distill_weight=distill_weight, distill_temperature=distill_temperature,
-                      model_options=_model_options(options))
-    result = train(cfg, out, verbose=1 if sys.stdout.isatty() else 2)
+                      model_options=_model_options(options), strategy=strategy,
+                      devices=tuple(_csv(devices)) if devices else (), scale_lr=scale_lr, jit=jit)
+    result = train(cfg, out, verbose=1 if sys.stdout.isatty() else 2, worker_timeout=worker_timeout)
     best = result.best
     click.echo(
         f"run {result.run_dir}: {result.epochs_done} epoch(s) in {result.seconds / 60:.1f} min"
@@ -796,7 +817,7 @@ def zoo_ship_cmd(run, name, dest, overwrite, force, data, threads, min_seconds) 
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {q['accuracy']:.4f}, macro F1 {q['macro_f1']:.4f}, "
                f"agreement with float {q['agreement_with_float']:.2%}, {card['size_bytes']['tflite'] / 1024:.0f} KB")
     for f in card["files"]:
-        click.echo(f"{'replaced' if f in card['replaced'] else 'wrote'} {f}")
+        click.echo(f"{'replaced' if f in card.get('replaced', ()) else 'wrote'} {f}")
 
 
 @zoo_group.command("build")
@@ -819,7 +840,7 @@ def zoo_build_cmd(name, data, out, epochs) -> None:
     card = build(name, data_path=_resolve_data(data), out=out, epochs=epochs, verbose=1 if sys.stdout.isatty() else 2)
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {card['test']['int8']['accuracy']:.4f}")
     for f in card["files"]:
-        click.echo(f"wrote {f}")
+        click.echo(f"{'replaced' if f in card.get('replaced', ()) else 'wrote'} {f}")
 
 
 if __name__ == "__main__":

@@ -145,6 +145,28 @@ def test_zoo_ship_refusal_is_one_line(tmp_path):
     assert "--overwrite" in p.stderr and (run_dir / "shipped" / "cnn_int8.tflite").read_bytes() == b"mine"
 
 
+def test_zoo_build_refreshes_only_its_own_folder(tmp_path, monkeypatch):
+    """zoo build ships into OUT/shipped, which running the same build again refreshes; a --dest given
+    to it keeps ship's refusal to replace. Its recipe exports with --force, so it ships what that wrote."""
+    import edge_fer.export as export_pkg
+    import edge_fer.quantization as quantization
+    import edge_fer.training as training
+    from edge_fer.zoo import shipped_models
+
+    card = shipped_models()[0].card
+    run_dir = tmp_path / "rebuilt"
+    calls = []
+    monkeypatch.setattr(ship, "get_shipped", lambda name: type("S", (), {"card": card})())
+    monkeypatch.setattr(training, "train", lambda cfg, out=None, verbose=2: type("R", (), {"run_dir": run_dir})())
+    monkeypatch.setattr(quantization, "qat_run", lambda run, **kw: None)
+    monkeypatch.setattr(export_pkg, "export_run", lambda *a, **kw: None)
+    monkeypatch.setattr(ship, "ship_run", lambda run, **kw: calls.append(kw) or {})
+    ship.build(card["name"], data_path="fer.npz", out=run_dir)
+    ship.build(card["name"], data_path="fer.npz", out=run_dir, dest=tmp_path / "elsewhere")
+    assert [(c["dest"], c["overwrite"], c["force"]) for c in calls] == [
+        (run_dir / "shipped", True, True), (tmp_path / "elsewhere", False, True)]
+
+
 # ------------------------------------------------------------------------------------------- qat → export
 
 def test_an_interrupted_qat_is_never_exported(trained, tmp_path, monkeypatch):
