@@ -243,3 +243,109 @@ def test_cli_bench_rpi_without_sftp_has_no_traceback(sshd_no_sftp, few_faces, tm
          str(few_faces), "--min-seconds", "0.05"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert f"rpi:{sshd_no_sftp.host}" in p.stdout and " ok" in p.stdout, p.stdout
+
+
+# ------------------------------------------------------------------ figures
+
+def _bench_rows():
+    rows = []
+    for arch, acc, base, kb in (("cnn", 0.69, 3.0, 1700), ("ferlite", 0.67, 1.5, 400), ("mobilenetv3_small", 0.62, 1.2, 900),
+                                ("resnet50", 0.70, 40, 90000), ("vgg16", 0.695, 60, 56000)):
+        for fmt in ("tflite", "onnx"):
+            for prec in ("float32", "int8"):
+                for t in (1, 2):
+                    lat = base * (1 if prec == "float32" else 0.45) * (1 if t == 1 else 0.6) * (1 if fmt == "tflite" else 1.1)
+                    rows.append({"architecture": arch, "format": fmt, "precision": prec, "device": "cpu", "threads": t,
+                                 "accuracy": acc - (0.003 if prec == "int8" else 0), "p50_ms": lat,
+                                 "size_kb": kb / (4 if prec == "int8" else 1)})
+    return rows
+
+
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the plot functions save, kept open to be inspected."""
+    from edge_fer.report import plots
+
+    figs = []
+    real = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or real(fig, path))
+    return figs
+
+
+def _boxes(fig, artists):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()  # saved figures are closed: draw again on a canvas of their own
+    r = fig.canvas.get_renderer()
+    return [a.get_window_extent(r) for a in artists]
+
+
+def test_pareto_colours_mean_architecture_and_nothing_overlaps(tmp_path, drawn):
+    from matplotlib.colors import to_hex
+
+    from edge_fer.report.bench_compare import pareto_front, plot_pareto
+
+    rows = [{**r, "status": "ok", "source": "", "macro_f1": None, "p90_ms": None, "model": "m"} for r in _bench_rows()]
+    front = pareto_front([(r["p50_ms"], r["accuracy"]) for r in rows])
+    assert plot_pareto(rows, "cpu", tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    [fig] = drawn
+    ax = fig.axes[0]
+    colour_of = {}
+    for r, coll in zip(rows, ax.collections):
+        colour_of.setdefault(r["architecture"], set()).add(to_hex(coll.get_edgecolor()[0], keep_alpha=False))
+    assert all(len(c) == 1 for c in colour_of.values()), colour_of  # one colour per architecture
+    assert len(set().union(*colour_of.values())) == len(colour_of)  # and a different one for each
+    legends = [a for a in ax.artists if type(a).__name__ == "Legend"]
+    titles = {lg.get_title().get_text().split("\n")[0] for lg in legends}
+    assert "architecture (colour)" in titles and set(colour_of) <= {t.get_text() for lg in legends for t in lg.get_texts()}
+    numbers = [t for t in ax.texts if t.get_text().isdigit()]
+    key = [t for t in ax.texts if t.get_text().startswith("Pareto front")]
+    assert [t.get_text() for t in numbers] == [str(i) for i in range(1, len(front) + 1)] and len(key) == 1
+    assert len(key[0].get_text().splitlines()) == len(front) + 1
+    axes_box, *side = _boxes(fig, [ax] + legends + key)
+    for b in side:  # the legends and the key sit beside the axes, not on the points or the ticks
+        assert b.x0 >= axes_box.x1, (b, axes_box)
+    for i, a in enumerate(side):
+        for b in side[i + 1:]:
+            assert not a.overlaps(b), (a, b)
+    for b in _boxes(fig, numbers):
+        assert axes_box.contains(b.x0, b.y0) and axes_box.contains(b.x1, b.y1)
+
+
+def test_one_epoch_training_curves_show_points_on_whole_epochs(tmp_path, drawn):
+    from edge_fer.report.plots import plot_history
+
+    one = [{"epoch": 1, "accuracy": 0.3, "val_accuracy": 0.35, "loss": 1.7, "val_loss": 1.6}]
+    assert plot_history(one, tmp_path / "h1.png").read_bytes()[:4] == b"\x89PNG"
+    fig = drawn[0]
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == 2  # one panel per recorded metric, no empty ones
+    for ax in panels:
+        assert [l.get_marker() for l in ax.lines] == ["o", "o"]
+        assert list(ax.get_xticks()) == [1.0]
+    assert "1 epoch" in fig._suptitle.get_text()
+    five = [{"epoch": e, "accuracy": 0.1 * e, "val_accuracy": 0.1 * e} for e in range(1, 6)]
+    plot_history(five, tmp_path / "h5.png")
+    ax = drawn[1].axes[0]
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_confusion_matrix_says_rows_normalised_and_shows_counts(tmp_path, drawn):
+    from edge_fer.labels import CLASSES
+    from edge_fer.report.plots import plot_confusion
+
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 40, (7, 7))
+    np.fill_diagonal(cm, rng.integers(100, 300, 7))
+    assert plot_confusion(cm.tolist(), CLASSES, tmp_path / "c.png", "cnn on test").read_bytes()[:4] == b"\x89PNG"
+    ax = drawn[0].axes[0]
+    title = ax.get_title()
+    assert "cnn on test" in title and "rows normalised" in title and f"n = {cm.sum()}" in title
+    cells = [t.get_text() for t in ax.texts]
+    for i in range(7):
+        for j in range(7):
+            share = cm[i, j] / cm[i].sum()
+            assert f"{share:.2f}\n({cm[i, j]})" in cells
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"{c} (n={n})" for c, n in zip(CLASSES, cm.sum(axis=1))]
