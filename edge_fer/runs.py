@@ -17,7 +17,11 @@ from .errors import RunError
 
 
 def runs_root() -> Path:
-    return Path(os.environ.get("EDGEFER_RUNS", "runs")).expanduser()
+    """Where runs go: $EDGEFER_RUNS, else ``runs`` in edgefer.toml, else ./runs."""
+    from .settings import setting
+
+    value, _ = setting("runs")
+    return Path(str(value) if value else "runs").expanduser()
 
 
 def is_run(path: Path) -> bool:

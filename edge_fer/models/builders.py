@@ -13,6 +13,7 @@ from __future__ import annotations
 from .._tf import keras as _keras
 from ..errors import ConfigError
 from ..labels import IMAGE_SIZE, NUM_CLASSES
+from .options import HARD_SWISH_MODES
 from .registry import register_model
 
 DEFAULT_INPUT = (IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -213,8 +214,6 @@ def _inverted_res_block(x, expansion, filters, kernel, stride, se_ratio, act, bl
         x = L.Add(name=prefix + "Add")([shortcut, x])
     return x
 
-
-HARD_SWISH_MODES = ("split", "fused")
 
 # (expansion, filters, kernel or None for the stage kernel, stride, squeeze-excite, activation)
 _SMALL = [

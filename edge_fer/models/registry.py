@@ -66,12 +66,17 @@ def builder_options(name: str) -> dict:
     return {k: p.default for k, p in inspect.signature(get_spec(name).builder).parameters.items()}
 
 
+def check_model_options(name: str, options: dict) -> None:
+    """Raise :class:`ConfigError` for an unknown builder option or a value of the wrong type or range,
+    without building anything (and without importing TensorFlow)."""
+    from .options import check_options
+
+    spec = get_spec(name)
+    check_options(spec.name, options, builder_options(spec.name))
+
+
 def create_model(name: str, **overrides):
     """Build a fresh model by registry name, with keyword overrides (input_shape, width, dropout, …)."""
     spec = get_spec(name)
-    params = inspect.signature(spec.builder).parameters
-    unknown = [k for k in overrides if k not in params]
-    if unknown:
-        valid = ", ".join(k for k in params)
-        raise ConfigError(f"model {spec.name!r} takes no option(s) {', '.join(unknown)}; valid: {valid}")
+    check_model_options(spec.name, overrides)
     return spec.builder(**overrides)

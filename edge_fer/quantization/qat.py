@@ -600,10 +600,18 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     from ..data.pipeline import Augment, as_model_input, make_dataset, teacher_targets
     from ..training.train import _check_teacher, compile_model, load_teacher
 
-    keras = _keras()
-    run_dir = resolve_run(run)
     if epochs < 0:
-        raise RunError(f"--epochs must be ≥ 0, got {epochs}")
+        raise ConfigError(f"--epochs must be ≥ 0 (0: range warm-up only), got {epochs}")
+    if not lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {lr}")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size must be ≥ 1, got {batch_size}")
+    if warmup_batches < 1:
+        raise ConfigError(f"--warmup-batches must be ≥ 1 (they set the int8 ranges), got {warmup_batches}")
+    if not teacher and (distill_weight is not None or distill_temperature is not None):
+        raise ConfigError("--distill-weight and --distill-temperature need --teacher (e.g. --teacher cnn_int8)")
+    run_dir = resolve_run(run)  # before TensorFlow loads: "no runs" is instant
+    keras = _keras()
     range_percentile = parse_range_percentile(range_percentile)
     auto = range_percentile == "auto"
     fixed = range_percentile is not None and not auto
@@ -625,8 +633,6 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
                    "distill_temperature": tcfg.distill_temperature}
         log.info("QAT %s: distilling from %s (weight %.2f, temperature %.1f)", cfg.model, teacher,
                  tcfg.distill_weight, tcfg.distill_temperature)
-    elif distill_weight is not None or distill_temperature is not None:
-        raise ConfigError("--distill-weight and --distill-temperature need --teacher (e.g. --teacher cnn_int8)")
     data = data or cfg.load_data(data_path)
     tr, va = data["train"], data["validation"]
     keras.utils.set_random_seed(cfg.seed)

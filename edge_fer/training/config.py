@@ -79,6 +79,18 @@ class TrainConfig:
             raise ConfigError(f"--distill-weight must be in (0, 1], got {self.distill_weight}")
         if not self.distill_temperature > 0:
             raise ConfigError(f"--distill-temperature must be > 0, got {self.distill_temperature}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError(f"--patience must be ≥ 0 (0 disables early stopping), got {self.early_stopping_patience}")
+        if self.lr_patience < 0 or not 0 < self.lr_factor < 1 or self.min_lr < 0:
+            raise ConfigError(f"the learning-rate schedule needs lr_patience ≥ 0, 0 < lr_factor < 1 and min_lr ≥ 0; "
+                              f"got {self.lr_patience}, {self.lr_factor} and {self.min_lr}")
+        if self.weights not in (None, "imagenet"):
+            raise ConfigError(f"--weights must be none or imagenet, got {self.weights!r}")
+        if "weights" in (self.model_options or {}):
+            raise ConfigError("-o weights=...: pass --weights none|imagenet instead")
+        from ..models import check_model_options
+
+        check_model_options(self.model, self.model_options or {})  # before any data is read
 
     def lr_at(self, epoch: int) -> float:
         """The cosine schedule's learning rate for (0-based) ``epoch``."""
