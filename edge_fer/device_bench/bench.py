@@ -410,6 +410,8 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                     if "gpu" in result:
                         rec["gpu"] = result["gpu"]
                         rec["accelerator_label"] = result["gpu"]["label"]
+                    if "exact_int8" in result:  # ORT's EXACT_INT8 (set on x86 CPUs without VNNI)
+                        rec["exact_int8"] = result["exact_int8"]
                     records.append(rec)
                     if on_record:
                         on_record(rec)
@@ -469,7 +471,10 @@ def cross_check(model, python: str, *, data=None, split: str = "test", faces: in
     model = resolve_model(model)
     if not Path(python).is_file():
         raise ConfigError(f"{python}: no such interpreter (the emulated Pi is made by `bash scripts/arm64_pi.sh`)")
-    size = int(artefact_info(model)["input"]["shape"][1])
+    meta = artefact_info(model)
+    if "classes" not in meta:
+        raise ConfigError(f"{model}: no edge_fer metadata; cross_check compares the labels of models edge_fer exported")
+    size = int(meta["input"]["shape"][1])
     with tempfile.TemporaryDirectory(prefix="edgefer-xcheck-") as d:
         path, _, desc = faces_file(data, split, Path(d), size)
         with np.load(path) as z:

@@ -266,71 +266,76 @@ def exact_int8_needed() -> bool:
 
 
 def unshare_initializers(model) -> bool:
-    """Make each DequantizeLinear of a constant own its quantised data and zero point (an onnx ModelProto,
-    changed in place; True if anything changed). The result computes the same.
+    """Give each DequantizeLinear of a constant one reader and its own quantised data and zero point (an onnx
+    ModelProto, changed in place; True if anything changed). The result computes the same.
 
     With ``EXACT_INT8``, ORT rewrites the int8 data and zero point of every such node as uint8 initializers
     named after the originals (``NAME_s8_2_u8``, onnxruntime/core/optimizer/qdq_transformer/s8_to_u8.cc); a
     second node reading the same initializer adds the same name again and the model does not load ("Attempt
-    to replace the existing tensor", ORT 1.32). tf2onnx shares both: equal zero points, and a quantised
-    constant between the DequantizeLinear nodes of its users (one of MobileNetV3's feeds three). Scales are
-    not rewritten, so they may stay shared. Nodes that dequantise the same inputs the same way are merged into
-    one; an initializer still read by several nodes is copied for each reader after the first."""
+    to replace the existing tensor", ORT 1.32). Two such nodes arise from a shared initializer (tf2onnx shares
+    equal zero points, and a quantised constant between the DequantizeLinear nodes of its users: one of
+    MobileNetV3's feeds three) and from one node with several readers, which ORT itself first splits into one
+    node per reader on the same initializers (EnsureUniqueDQForNodeUnit). So this splits such nodes per reader
+    and copies each shared data or zero point for every node after the first. Scales are not rewritten by
+    ORT and may stay shared."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    kept_outputs = {o.name for o in graph.output}
-    changed = False
+    graph_outputs = {o.name for o in graph.output}
+    names = set(inits) | {n for node in graph.node for n in (*node.input, *node.output, node.name)}
+
+    def fresh(base):
+        k = 1
+        while f"{base}__{k}" in names:
+            k += 1
+        names.add(f"{base}__{k}")
+        return f"{base}__{k}"
 
     def of_constant(node):
         return (node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx") and len(node.input) > 0
                 and node.input[0] in inits)
 
-    # identical DequantizeLinear nodes of one constant → one node (no copy needed)
-    first, renamed, dropped = {}, {}, []
+    readers = {}
     for node in graph.node:
         for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-        if not of_constant(node) or not all(n == "" or n in inits for n in node.input):
+            readers.setdefault(name, []).append((node, i))
+    nodes, split = [], False
+    for node in graph.node:
+        nodes.append(node)
+        if not of_constant(node):
             continue
-        key = (tuple(node.input), tuple(sorted(a.SerializeToString() for a in node.attribute)))
-        if key in first and node.output[0] not in kept_outputs:
-            renamed[node.output[0]] = first[key].output[0]
-            dropped.append(node)
-        else:
-            first.setdefault(key, node)
-    for node in dropped:
-        graph.node.remove(node)
-    if renamed:
-        kept = [v for v in graph.value_info if v.name not in renamed]
-        del graph.value_info[:]
-        graph.value_info.extend(kept)
-        changed = True
+        # the first reader keeps the node unless the node is also a graph output (as ORT does)
+        for reader, i in readers.get(node.output[0], [])[0 if node.output[0] in graph_outputs else 1:]:
+            twin = type(node)()
+            twin.CopyFrom(node)
+            twin.name = fresh(node.name or "DequantizeLinear")
+            twin.output[0] = fresh(node.output[0])
+            reader.input[i] = twin.output[0]
+            nodes.append(twin)
+            split = True
+    if split:
+        kept = [type(n)() for n in nodes]
+        for k, n in zip(kept, nodes):
+            k.CopyFrom(n)
+        del graph.node[:]
+        graph.node.extend(kept)
 
-    # an initializer still read by more than one such node: a copy for each reader after the first
-    names = set(inits) | {n for node in graph.node for n in list(node.input) + list(node.output)}
-    readers, extra = {}, []
+    owned, copies = set(), []
     for node in graph.node:
         if not of_constant(node):
             continue
-        for i in (0, 2):
+        for i in (0, 2):  # the quantised data and the zero point: the inputs ORT rewrites
             if i >= len(node.input) or node.input[i] not in inits:
                 continue
             name = node.input[i]
-            readers[name] = readers.get(name, 0) + 1
-            if readers[name] == 1:
-                continue
-            k = readers[name] - 1
-            while f"{name}__{k}" in names:
-                k += 1
-            copy = type(inits[name])()
-            copy.CopyFrom(inits[name])
-            copy.name = f"{name}__{k}"
-            names.add(copy.name)
-            node.input[i] = copy.name
-            extra.append(copy)
-    graph.initializer.extend(extra)
-    return changed or bool(extra)
+            if name in owned:
+                copy = type(inits[name])()
+                copy.CopyFrom(inits[name])
+                copy.name = fresh(name)
+                node.input[i] = copy.name
+                copies.append(copy)
+            owned.add(name)
+    graph.initializer.extend(copies)
+    return split or bool(copies)
 
 
 def ort_session(path, so, providers, exact=None):
@@ -403,6 +408,7 @@ class OnnxModel:
             raise RuntimeError(f"unavailable: onnxruntime fell back to the CPU (asked for {providers[0]}, got "
                                f"{self.session.get_providers()})")
         self.providers = self.session.get_providers()
+        self.exact_int8 = self.session.exact_int8  # EXACT_INT8 set (x86 without VNNI)
         self.runtime, self.version = "onnxruntime", ort.__version__
         i = self.session.get_inputs()[0]
         self.name, self.shape = i.name, i.shape
@@ -561,6 +567,8 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
         out["gpu"] = {"providers": model.providers, "label": "GPU", "fully_accelerated": None, "cpu_fallback": cpu_fallback}
     elif isinstance(model, DelegateModel):
         out["gpu"] = {"delegate": delegate, "label": "delegate", "fully_accelerated": None, "cpu_fallback": False}
+    if isinstance(model, OnnxModel):
+        out["exact_int8"] = model.exact_int8
     return out
 
 

@@ -35,7 +35,7 @@ from ..runs import atomic_path, resolve_run, write_json
 from . import convert
 from .formats import ExportFormat, artefact_name, select_formats
 from .metadata import base_metadata, embed_onnx, embed_tflite, sha256
-from .runtimes import open_runner
+from .runtimes import one_line, open_runner
 
 log = logging.getLogger(__name__)
 
@@ -175,10 +175,17 @@ def export_run(
             src = source if fmt.precision == "int8" else "float"
             name = artefact_name(cfg.model, fmt.precision, src, fmt.suffix)
             t0 = time.time()
-            with warnings.catch_warnings(), quiet_native_stderr():
-                warnings.simplefilter("ignore")
-                blob, float_onnx = _convert(fmt, float_model, qat_model, calib, method, io, batch, float_onnx,
-                                            per_tensor)
+            try:
+                with warnings.catch_warnings(), quiet_native_stderr():
+                    warnings.simplefilter("ignore")
+                    blob, float_onnx = _convert(fmt, float_model, qat_model, calib, method, io, batch, float_onnx,
+                                                per_tensor)
+            except EdgeFerError:
+                raise
+            except Exception as e:  # TFLiteConverter, tf2onnx and ORT's quantiser each raise their own types
+                log.debug("converting %s failed", name, exc_info=True)  # the traceback with `edgefer -v`
+                raise RunError(f"{name}: conversion failed, nothing was written ({type(e).__name__}: "
+                               f"{one_line(e)})") from None
             meta = base_metadata(model_name=cfg.model, input_shape=input_shape, fmt=fmt.format,
                                  precision=fmt.precision, source=src, run_dir=run_dir, train_config=cfg.to_dict(),
                                  io=io if (fmt.format == "tflite" and fmt.precision == "int8") else "float",
@@ -187,7 +194,10 @@ def export_run(
                 meta["weights"] = WEIGHTS[per_tensor]
             path = tmp / name
             path.write_bytes(blob)
-            runner = open_runner(path)
+            try:
+                runner = open_runner(path)
+            except EdgeFerError as e:  # the converter wrote what its runtime cannot load; the temp path means nothing
+                raise RunError(f"{str(e).replace(str(path), name)}; nothing was written") from None
             if fmt.format == "tflite":
                 meta["input"]["quantization"] = list(map(float, runner.input_quantization))
                 meta["output_quantization"] = list(map(float, runner.output_quantization))

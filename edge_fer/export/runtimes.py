@@ -17,6 +17,11 @@ from ..device_bench.runner import ort_session
 from ..errors import ConfigError, EdgeFerError
 
 
+def one_line(error: BaseException) -> str:
+    """A runtime's or converter's error message whole, on one line (ORT's and LiteRT's span several)."""
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 def _interpreter_class():
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -84,7 +89,7 @@ class TFLiteRunner(Runner):
         try:
             self.interpreter = Interpreter(**kwargs)
         except (ValueError, RuntimeError) as e:
-            raise EdgeFerError(f"{path}: not a loadable TFLite model ({str(e)[:160]})") from None
+            raise EdgeFerError(f"{path}: not a loadable TFLite model ({one_line(e)})") from None
         self.path = Path(path)
         self._inp = self.interpreter.get_input_details()[0]
         self._out = self.interpreter.get_output_details()[0]
@@ -142,8 +147,9 @@ class TFLiteRunner(Runner):
 
 class OnnxRunner(Runner):
     def __init__(self, path: str | Path, *, threads: int | None = None, providers=None):
-        import onnxruntime as ort
+        from .._tf import quiet_onnxruntime
 
+        ort = quiet_onnxruntime()  # no warning lines in raw colour codes on stderr; errors arrive as exceptions
         so = ort.SessionOptions()
         if threads:
             so.intra_op_num_threads = threads
@@ -151,7 +157,7 @@ class OnnxRunner(Runner):
         try:  # exact int8 kernels on x86 CPUs without VNNI (see device_bench.runner.EXACT_INT8)
             self.session = ort_session(path, so, providers or ["CPUExecutionProvider"])
         except Exception as e:
-            raise EdgeFerError(f"{path}: not a loadable ONNX model ({str(e)[:160]})") from None
+            raise EdgeFerError(f"{path}: not a loadable ONNX model ({one_line(e)})") from None
         self.path = Path(path)
         self.runtime = f"onnxruntime {ort.__version__}"
         i = self.session.get_inputs()[0]
