@@ -246,3 +246,23 @@ def test_ctrl_c_keeps_the_records_measured_so_far(small_npz, tmp_path):
     assert "Traceback" not in err and "written files are kept" not in err
     assert "**Incomplete: the bench was interrupted; 1 row(s) not measured.**" in \
         (tmp_path / "cmp" / "bench_comparison.md").read_text()
+
+
+def test_onnx_without_metadata_is_timed_then_scored_when_told(small_npz, tmp_path):
+    """The shipped cnn_int8.onnx with its metadata stripped: an ONNX model like any other. Timed with its
+    operators (all int8) when nobody says how to feed it; told (raw pixels, edge_fer's class order), it scores
+    exactly what the same model with its metadata scores."""
+    import onnx
+
+    proto = onnx.load(str(SHIPPED / "cnn_int8.onnx"))
+    del proto.metadata_props[:]
+    bare = tmp_path / "bare.onnx"
+    onnx.save(proto, str(bare))
+    [timed] = bench_models([bare], threads=[1], data=str(small_npz), min_seconds=0.05)
+    assert timed["status"] == "ok" and timed["metadata"] == "none" and timed["accuracy"] is None
+    assert timed["ops"]["int8_share"] == 1.0 and timed["ops"]["by_type"]["Conv"] == 8
+    assert timed["inputs"][0]["shape"] == [-1, 48, 48, 1]
+    told, known = bench_models([bare, SHIPPED / "cnn_int8.onnx"], threads=[1], data=str(small_npz), min_seconds=0.05,
+                               classes=",".join(CLASSES), input_scale="1")
+    assert told["metadata"] == "none" and known["metadata"] == "sidecar"
+    assert told["confusion_matrix"] == known["confusion_matrix"] and told["n"] == known["n"] == 40
