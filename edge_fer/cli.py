@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,8 @@ class EdgeFerGroup(click.Group):
 
 
 def _setup_logging(verbose: bool) -> None:
+    if not os.environ.get("EDGEFER_TF_LOGS"):  # OpenCV's own log lines (camera probing): errors only
+        os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]

@@ -349,3 +349,105 @@ def test_confusion_matrix_says_rows_normalised_and_shows_counts(tmp_path, drawn)
             share = cm[i, j] / cm[i].sum()
             assert f"{share:.2f}\n({cm[i, j]})" in cells
     assert [t.get_text() for t in ax.get_yticklabels()] == [f"{c} (n={n})" for c, n in zip(CLASSES, cm.sum(axis=1))]
+
+
+# ------------------------------------------------------------------ model cards and stderr
+
+def test_model_card_describes_its_data_portably(fer, tmp_path):
+    """A run trained on data reached through a symlink: the card names the file and its SHA-256, never a path
+    of the machine it was made on, and says nothing about that machine beyond its CPU."""
+    import hashlib
+    import os
+
+    from conftest import pick_rows, write_subset_npz
+    from edge_fer.export import export_run
+    from edge_fer.training import TrainConfig, train
+    from edge_fer.zoo.ship import ship_run
+
+    store = tmp_path / "store"
+    store.mkdir()
+    real = write_subset_npz(store / "blob-7f3a.npz", fer, pick_rows(fer, 120))
+    link = tmp_path / "fer_small.npz"
+    os.symlink(real, link)
+    cfg = TrainConfig(model="cnn", data=str(link), epochs=1, batch_size=32, augment=False,
+                      model_options={"width": 0.25})
+    run = train(cfg, tmp_path / "runs" / "cnn", verbose=0).run_dir
+    export_run(run, formats=["tflite"], precisions=["int8"], source="ptq", force=True)
+    card = ship_run(run, data_path=str(link), dest=tmp_path / "shipped", force=True, threads=(1,), min_seconds=0.05)
+    assert card["test"]["data"] == {"file": "fer_small.npz", "bytes": real.stat().st_size,
+                                    "sha256": hashlib.sha256(real.read_bytes()).hexdigest()}
+    for f in ("cnn_int8.card.json", "cnn_int8.md", "cnn_int8.tflite.json"):
+        text = (tmp_path / "shipped" / f).read_text()
+        assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text and "blob-7f3a" not in text, f
+    md = (tmp_path / "shipped" / "cnn_int8.md").read_text()
+    assert "fer_small.npz" in md and "sha256" in md and "shared with other work" not in md
+
+
+_ORT_PROBE = """
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+from edge_fer.calibration import CalibrationSet
+from edge_fer.export import convert
+
+rng = np.random.default_rng(0)
+inits = [numpy_helper.from_array(rng.normal(size=(48 * 48, 7)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.array([-1, 48 * 48], np.int64), "shape"),
+         numpy_helper.from_array(np.zeros(3, np.float32), "unused")]  # ORT warns that it removes it
+graph = helper.make_graph([helper.make_node("Reshape", ["image", "shape"], ["flat"]),
+                           helper.make_node("MatMul", ["flat", "w"], ["logits"]),
+                           helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)], "tiny",
+                          [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 48, 48, 1])],
+                          [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [None, 7])], inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+model.ir_version = 8
+calib = CalibrationSet(rng.uniform(0, 255, (16, 48, 48, 1)).astype(np.float32), "random faces")
+print(len(convert.onnx_int8_from_float(model.SerializeToString(), calib)))
+"""
+
+
+def test_onnx_int8_export_route_writes_no_colour_coded_log_lines(tmp_path):
+    """The ONNX post-training int8 route of `edgefer export --int8` and `edgefer calibrate` (ONNX Runtime's
+    quantisation tools) on a model ORT warns about: nothing in raw terminal colour codes on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "EDGEFER_TF_LOGS"}
+    p = subprocess.run([sys.executable, "-c", _ORT_PROBE], capture_output=True, text=True, timeout=300, env=env,
+                       cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert int(p.stdout.split()[-1]) > 0
+    assert "\x1b[" not in p.stderr and "onnxruntime" not in p.stderr, p.stderr[-2000:]
+    shown = subprocess.run([sys.executable, "-c", _ORT_PROBE], capture_output=True, text=True, timeout=300,
+                           env={**env, "EDGEFER_TF_LOGS": "1"}, cwd=tmp_path)
+    assert "Removing initializer 'unused'" in shown.stderr  # the switch that shows native logs still works
+
+
+def test_predict_stderr_has_only_its_own_lines(tmp_path):
+    """A camera that does not open: one error line from edgefer, no OpenCV log lines, no colour codes."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("EDGEFER_TF_LOGS", "OPENCV_LOG_LEVEL")}
+    p = subprocess.run([sys.executable, "-m", "edge_fer.cli", "predict", "--camera", "97", "--no-annotate", "--json",
+                        str(tmp_path / "c.jsonl")], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert "\x1b[" not in p.stderr
+    assert not [l for l in p.stderr.splitlines() if "WARN" in l or "cap_v4l" in l or "VIDEOIO" in l], p.stderr
+    assert "error: camera 97: could not be opened" in p.stderr
+
+
+def test_shipped_cards_carry_no_path_of_the_machine_they_were_made_on():
+    from edge_fer.zoo import shipped_models
+
+    models = shipped_models()
+    assert models
+    for m in models:
+        d = m.card["test"]["data"]
+        assert d["file"] == "fer2013.npz" and len(d["sha256"]) == 64 and d["bytes"] > 0, d
+        for f in [m.card_path, m.card_path.with_name(f"{m.name}.card.json"),
+                  *(p.with_name(p.name + ".json") for p in m.files.values())]:
+            text = f.read_text()
+            found = re.findall(r"(?:\"|\(|\s)(/(?:work|root|home|tmp|Users)/[^\s\"]*|\.\./[^\s\")]*)", text)
+            assert not found, (f.name, found)
+            assert "shared with other work" not in text, f.name

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._tf import tf as _tf
+from .._tf import quiet_onnxruntime, tf as _tf
 from ..calibration import CalibrationMethod, CalibrationSet
 from ..device_bench.runner import unshare_initializers
 from ..errors import ConfigError
@@ -140,6 +140,7 @@ def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
     from onnxruntime.quantization.calibrate import save_tensors_data
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    quiet_onnxruntime()  # its sessions here (pre-processing, calibration) log at ORT's default level otherwise
     with tempfile.TemporaryDirectory(prefix="edgefer-onnx-") as d:
         src, pre, out = Path(d) / "float.onnx", Path(d) / "pre.onnx", Path(d) / "int8.onnx"
         src.write_bytes(float_onnx)

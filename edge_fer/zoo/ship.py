@@ -14,6 +14,7 @@ on them (epochs were chosen on PublicTest by training, QAT and the export gate).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -111,6 +112,38 @@ def _f(v, spec: str = ".4f") -> str:
     return "—" if v is None else format(v, spec)
 
 
+# Recipe settings that hold a path: a card names the file, never where it was on the machine that made it.
+PATH_SETTINGS = ("data", "ferplus", "teacher", "weights")
+
+
+def portable(value):
+    """A path setting as a card shows it: the file name of a path, anything else (a shipped name such as
+    cnn_int8, "imagenet", None) as it is."""
+    if isinstance(value, str) and ("/" in value or "\\" in value or value.startswith("~")):
+        return Path(value).name
+    return value
+
+
+def data_description(name, source) -> dict:
+    """The data a card's figures come from, the same on every machine: the file's name (``name``, as the
+    user gave it, else ``source``'s), its size and SHA-256 — which say which file it was wherever it lies."""
+    p = Path(str(source)).expanduser()
+    out = {"file": Path(str(name or source)).name}
+    if p.is_file():
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out.update(bytes=p.stat().st_size, sha256=h.hexdigest())
+    return out
+
+
+def _data_text(d) -> str:
+    if not isinstance(d, dict):  # cards made before data descriptions
+        return portable(str(d))
+    return d["file"] + (f", {d['bytes']:,} bytes, sha256 {d['sha256'][:16]}…" if d.get("sha256") else "")
+
+
 def _card_markdown(c: dict) -> str:
     t = c["test"]
     f, q = t["float32"], t["int8"]
@@ -127,12 +160,11 @@ def _card_markdown(c: dict) -> str:
         f"Shipped with edge_fer {c['edge_fer_version']}.",
         "",
         "## Data and protocol",
-        f"- FER2013 ({t['data']}): trained on Training, epochs and QAT epoch chosen on PublicTest (validation), "
+        f"- FER2013 ({_data_text(t['data'])}): trained on Training, epochs and QAT epoch chosen on PublicTest (validation), "
         f"figures below on PrivateTest ({t['n_test']} faces), measured once.",
         f"- Training: {c['recipe']['train']['epochs']} epochs planned, {c['training']['epochs_trained']} trained, best epoch "
         f"{c['training']['best_epoch']} (val acc {_f(c['training']['best_val_accuracy'])}), "
-        f"{c['training']['seconds'] / 3600:.2f} h of wall time on {c['training']['machine']} (not a speed figure: "
-        f"the 2 cores were shared with other work); batch "
+        f"{c['training']['seconds'] / 3600:.2f} h of wall time on {c['training']['machine']} (not a speed figure); batch "
         f"{c['recipe']['train']['batch_size']}, Adam {c['recipe']['train']['lr']:g}, augmentation "
         f"{'on' if c['recipe']['train']['augment'] else 'off'}, {_schedule_text(c['recipe']['train'])}.",
         (f"- QAT: {c['recipe']['qat']['epochs']} epochs at lr {c['recipe']['qat']['lr']:g}, best epoch "
@@ -198,7 +230,7 @@ def _non_default_flags(cfg) -> str:
     default = TrainConfig(model=cfg.model)
     out = []
     for key, flag in _FLAGS.items():
-        value = getattr(cfg, key)
+        value = portable(getattr(cfg, key)) if key in PATH_SETTINGS else getattr(cfg, key)
         if value != getattr(default, key) and not (key.startswith("distill_") and not cfg.teacher):
             out.append(f"{flag} {value}")
     if not cfg.augment:
@@ -303,8 +335,10 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     measured.pop("bench_records")
+    measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])
     qat = json.loads(qat_json.read_text()) if from_qat else {}
-    train_cfg = {k: v for k, v in cfg.to_dict().items() if k != "data"}
+    qat = {k: portable(v) if k == "teacher" else v for k, v in qat.items()}
+    train_cfg = {k: portable(v) if k in PATH_SETTINGS else v for k, v in cfg.to_dict().items() if k != "data"}
     data_arg = '--data fer2013.csv'
     commands = [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
@@ -352,6 +386,8 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         target = dest / f"{name}{suffix}"
         side = json.loads(Path(str(src) + ".json").read_text())
         side["run"] = run_dir.name  # not this machine's absolute path
+        if isinstance(side.get("train_config"), dict):
+            side["train_config"] = {k: portable(v) if k in PATH_SETTINGS else v for k, v in side["train_config"].items()}
         side["shipped_as"] = name
         with atomic_path(target) as tmp:
             shutil.copyfile(src, tmp)
