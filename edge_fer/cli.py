@@ -334,14 +334,14 @@ def compare_cmd(inputs, split, out) -> None:
         from .report.bench_compare import compare_bench
 
         result = compare_bench(inputs, out=out)
-        if result["mixed_data"]:
-            from .report.bench_compare import mixed_warning
-
-            click.echo(mixed_warning(result["mixed_data"]), err=True)
     else:
         from .report import compare_runs
 
         result = compare_runs(list(inputs), split=split, out=out)
+    if result["mixed_data"]:
+        from .report.bench_compare import mixed_warning
+
+        click.echo(mixed_warning(result["mixed_data"]), err=True)
     click.echo(result["markdown"])
     for p in result["outputs"]:
         click.echo(f"wrote {p}")

@@ -266,3 +266,29 @@ def test_onnx_without_metadata_is_timed_then_scored_when_told(small_npz, tmp_pat
                                classes=",".join(CLASSES), input_scale="1")
     assert told["metadata"] == "none" and known["metadata"] == "sidecar"
     assert told["confusion_matrix"] == known["confusion_matrix"] and told["n"] == known["n"] == 40
+
+
+def _evaluated_run(root, name, data, n):
+    run_dir = root / name
+    (run_dir / "eval" / "test").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"model": "cnn"}))
+    cm = np.zeros((7, 7), int)
+    cm[3, 3] = n
+    (run_dir / "eval" / "test" / "metrics.json").write_text(json.dumps({
+        "model": "cnn", "split": "test", "data": data, "accuracy": 1.0, "confusion_matrix": cm.tolist(),
+        "macro": {"f1": 0.5, "precision": 0.5, "recall": 0.5}, "roc_auc_macro": 0.9, "epochs_trained": 3}))
+    return run_dir
+
+
+def test_compare_of_runs_names_their_data_and_says_when_it_is_mixed(tmp_path, run):
+    a = _evaluated_run(tmp_path, "a", "embedded", 600)
+    b = _evaluated_run(tmp_path, "b", "/data/fer2013.csv", 3589)
+    c = _evaluated_run(tmp_path, "c", "embedded", 600)
+    r = run("compare", a, c, "--out", tmp_path / "same")
+    assert r.exit_code == 0 and "| embedded [test, n=600] |" in r.output and "Mixed data" not in r.output
+    r = run("compare", a, b, "--out", tmp_path / "mixed")
+    assert r.exit_code == 0
+    assert "warning: accuracies from 2 different data sets side by side (/data/fer2013.csv [test, n=3589]; " \
+           "embedded [test, n=600])" in r.output
+    assert "**Mixed data: these runs were evaluated on 2 different data sets" in \
+        (tmp_path / "mixed" / "comparison.md").read_text()

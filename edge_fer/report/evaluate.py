@@ -84,7 +84,8 @@ def compare_runs(runs: list[str | Path], *, split: str = "test", out: Path | Non
             "run": run_dir.name, "model": m["model"], "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"],
             "macro_precision": m["macro"]["precision"], "macro_recall": m["macro"]["recall"],
             "roc_auc": m.get("roc_auc_macro"), "loss": m.get("loss"), "epochs": m.get("epochs_trained"),
-            "params": info.get("params"), "macs": info.get("macs"),
+            "params": info.get("params"), "macs": info.get("macs"), "data": m.get("data") or "?", "split": split,
+            "n": int(np.sum(m["confusion_matrix"])) if m.get("confusion_matrix") is not None else None,
         })
     out = Path(out) if out else Path("comparison")
     table = comparison_markdown(rows, split)
@@ -95,17 +96,31 @@ def compare_runs(runs: list[str | Path], *, split: str = "test", out: Path | Non
               {"accuracy": [r["accuracy"] for r in rows], "macro-F1": [r["macro_f1"] for r in rows],
                "ROC-AUC": [r["roc_auc"] or 0 for r in rows]},
               out / "comparison.png", title=f"architectures on {split}")
-    return {"rows": rows, "markdown": table, "outputs": [str(out / n) for n in
-                                                       ("comparison.md", "comparison.json", "comparison.png")]}
+    return {"rows": rows, "markdown": table, "mixed_data": mixed_run_data(rows),
+            "outputs": [str(out / n) for n in ("comparison.md", "comparison.json", "comparison.png")]}
+
+
+def _data_label(r: dict) -> str:
+    return f"{r.get('data') or '?'} [{r.get('split')}, n={r.get('n') if r.get('n') is not None else '?'}]"
+
+
+def mixed_run_data(rows: list[dict]) -> list[str]:
+    """The distinct data the runs were evaluated on, when there is more than one."""
+    datas = sorted({_data_label(r) for r in rows})
+    return datas if len(datas) > 1 else []
 
 
 def comparison_markdown(rows: list[dict], split: str) -> str:
-    head = f"| run | model | {split} accuracy | macro-F1 | macro precision | macro recall | ROC-AUC | epochs | params | MACs |"
+    head = (f"| run | model | {split} accuracy | macro-F1 | macro precision | macro recall | ROC-AUC | epochs | params "
+            "| MACs | data |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
             f"| {r['run']} | {r['model']} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} | {r['macro_precision']:.4f} | "
             f"{r['macro_recall']:.4f} | {(r['roc_auc'] or 0):.4f} | {r['epochs'] or '-'} | "
-            f"{(r['params'] or 0) / 1e6:.2f} M | {(r['macs'] or 0) / 1e6:.1f} M |"
+            f"{(r['params'] or 0) / 1e6:.2f} M | {(r['macs'] or 0) / 1e6:.1f} M | {_data_label(r).replace('|', '/')} |"
         )
-    return "\n".join(lines) + "\n"
+    datas = mixed_run_data(rows)
+    note = (f"\n**Mixed data: these runs were evaluated on {len(datas)} different data sets ({'; '.join(datas)}); "
+            "compare their figures only between rows with the same data.**\n") if datas else ""
+    return "\n".join(lines) + "\n" + note
