@@ -97,7 +97,10 @@ class TFLiteRunner(Runner):
         self.input_dtype = np.dtype(self._inp["dtype"])
         self.static_batch = int(self._inp["shape_signature"][0]) if self._inp["shape_signature"][0] > 0 else None
         self._batch = None
-        self._allocate(self.static_batch or 1)
+        from .._tf import quiet_native_stderr
+
+        with quiet_native_stderr():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate" line, once
+            self._allocate(self.static_batch or 1)
 
     def _allocate(self, batch: int) -> None:
         if batch != self._batch:
