@@ -56,6 +56,20 @@ def write_subset_npz(path: Path, fer, rows) -> Path:
     return path
 
 
+def assert_user_error(result, *fragments) -> str:
+    """A CliRunner result is a user error as the CLI reports one: exit code 2 through Click's SystemExit, and
+    one `Error:` line holding every fragment; returns that line. An exception that escaped the CLI (what a
+    user sees as a traceback) fails here: CliRunner keeps it in ``result.exception`` with exit code 1 (with
+    ``catch_exceptions=False`` it propagates instead). ``"Traceback" in result.output`` cannot tell: CliRunner
+    never writes a traceback there."""
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (result.exception, result.output)
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    for f in fragments:
+        assert f in errors[0], (f, errors[0])
+    return errors[0]
+
+
 @pytest.fixture(scope="session")
 def subset(fer, tmp_path_factory) -> Path:
     """6,000 Training, 1,000 PublicTest and 500 PrivateTest faces of FER2013, drawn at random."""

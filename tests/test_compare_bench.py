@@ -8,6 +8,8 @@ from click.testing import CliRunner
 from edge_fer.cli import main
 from edge_fer.report.bench_compare import compare_bench, pareto_front
 
+from conftest import assert_user_error
+
 
 def _rec(arch, precision, device, p50, acc, size, status="ok", **extra):
     r = {"model": f"{arch}_{precision}.tflite", "architecture": arch, "format": "tflite", "precision": precision,
@@ -48,7 +50,7 @@ def test_compare_cli_bad_inputs_are_one_line(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     r = CliRunner().invoke(main, ["compare", str(bad)])
-    assert r.exit_code == 2 and "bad.json: not a JSON results file" in r.output and "Traceback" not in r.output
+    assert_user_error(r, "bad.json: not a JSON results file")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"a": 1}))
     r = CliRunner().invoke(main, ["compare", str(other)])

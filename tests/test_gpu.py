@@ -15,6 +15,8 @@ from edge_fer.cli import main
 from edge_fer.device_bench import runner as R
 from edge_fer.device_bench.bench import bench_models
 
+from conftest import assert_user_error
+
 pytestmark = pytest.mark.slow
 
 ICD = Path(__file__).resolve().parent.parent / ".venv" / "swiftshader" / "vk_swiftshader_icd.json"
@@ -131,7 +133,7 @@ def test_gpu_unavailable_without_a_vulkan_device(exported_b1, subset, monkeypatc
     assert "no GPU execution provider" in records[1]["reason"]
     r = CliRunner().invoke(main, ["bench", str(exported_b1 / "cnn_float32.tflite"), "--device", "gpu", "--data",
                                   str(subset)])
-    assert r.exit_code != 0 and "no model ran" in r.output and "Traceback" not in r.output
+    assert_user_error(r, "no model ran")
 
 
 def test_gpu_options_belong_to_gpu(exported_b1, subset):

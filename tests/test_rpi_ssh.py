@@ -21,6 +21,8 @@ from edge_fer.device_bench.bench import bench_models
 from edge_fer.device_bench.remote import RemoteTarget
 from edge_fer.errors import EdgeFerError
 
+from conftest import assert_user_error
+
 pytestmark = pytest.mark.slow
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -92,12 +94,17 @@ def model(trained, tmp_path_factory):
     return out / "cnn_int8.tflite"
 
 
-def _remote_dirs():
-    return set(Path("/tmp").glob("edgefer-bench.*"))
+def test_full_rpi_path_matches_cpu(sshd, model, subset, monkeypatch):
+    made = []  # the temporary directories this bench made on the "Pi" (not others': tests run side by side)
+    run = RemoteTarget.run
 
+    def spy(self, command, **kw):
+        result = run(self, command, **kw)
+        if command.startswith("mktemp -d"):
+            made.append(Path(result[1].strip()))
+        return result
 
-def test_full_rpi_path_matches_cpu(sshd, model, subset):
-    before = _remote_dirs()
+    monkeypatch.setattr(RemoteTarget, "run", spy)
     with _target(sshd) as pi:
         info = pi.probe()
         assert info["arch"] == os.uname().machine and int(info["cores"]) >= 1 and info["python"]
@@ -106,7 +113,7 @@ def test_full_rpi_path_matches_cpu(sshd, model, subset):
     assert [r["status"] for r in remote] == ["ok", "ok"] and remote[0]["device"] == "rpi"
     assert remote[0]["accuracy"] == local[0]["accuracy"] and remote[0]["confusion_matrix"] == local[0]["confusion_matrix"]
     assert remote[0]["device_info"]["arch"] == info["arch"]
-    assert _remote_dirs() == before  # the temporary directory is gone
+    assert made and all(d.name.startswith("edgefer-bench.") and not d.exists() for d in made), made  # removed
 
 
 def test_wrong_key_is_an_auth_failure(sshd):
@@ -179,7 +186,7 @@ def test_cli_bench_rpi(sshd, model, subset):
     bad = CliRunner().invoke(main, ["bench", str(model), "--device", "rpi", "--host", sshd.host, "--port",
                                     str(sshd.port), "--identity", str(sshd.dir / "other_key"), "--known-hosts",
                                     str(sshd.known_hosts), "--data", str(subset)])
-    assert bad.exit_code == 2 and "authentication failed" in bad.output and "Traceback" not in bad.output
+    assert_user_error(bad, "authentication failed")
 
 
 def test_fleet_runs_every_host_and_reports_the_unreachable_one(sshd, model, subset):
