@@ -33,12 +33,23 @@ def _fixed_batch_function(model, batch: int | None):
 
 
 def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io: str = "int8",
-              batch: int | None = None, per_tensor: bool = False) -> bytes:
+              batch: int | None = None, per_tensor: bool = False, keep_float=()) -> bytes:
     """Convert a Keras (float or QAT) model. ``io`` applies to int8 models: their input/output type.
-    ``per_tensor``: int8 kernels with one scale each instead of one per output channel."""
+    ``per_tensor``: int8 kernels with one scale each instead of one per output channel. ``keep_float``:
+    layers (Keras names or converter nodes, see ``edgefer inspect``) an int8 model computes in float."""
     tf = _tf()
     if io not in IO_TYPES:
         raise ConfigError(f"unknown int8 I/O type {io!r}; expected {', '.join(IO_TYPES)}")
+    if keep_float and precision == "int8":
+        from .inspect import calibrated_model, quantise, quantised_nodes, resolve_keep_float
+
+        if calib is None:
+            raise ConfigError("int8 conversion needs a calibration set")
+        calib.check_model_input(model.input_shape)
+        calibrated = calibrated_model(model, calib, batch=batch)
+        nodes = resolve_keep_float(list(quantised_nodes(calibrated)), list(keep_float))
+        log.info("int8 TFLite: %d node(s) kept in float: %s", len(nodes), ", ".join(nodes))
+        return fix_bias_scales(quantise(calibrated, keep_float=nodes, io=io, per_tensor=per_tensor))[0]
     if batch is None:
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
     else:
@@ -61,6 +72,14 @@ def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io:
         io_type = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[io]
         conv.inference_input_type = io_type
         conv.inference_output_type = io_type
+        conv._experimental_disable_per_channel = per_tensor
+    elif precision == "int16x8":  # 16-bit activations, 8-bit weights; float I/O
+        if calib is None:
+            raise ConfigError("int16x8 conversion needs a calibration set")
+        calib.check_model_input(model.input_shape)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = calib.tflite_dataset
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         conv._experimental_disable_per_channel = per_tensor
     elif precision != "float32":
         raise ConfigError(f"unknown TFLite precision {precision!r}")
@@ -166,7 +185,10 @@ def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
             calibrate_method=method.ort(), calibration_cache_path=str(cache),
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
-        return out.read_bytes()
+        proto = onnx.load(str(out))
+    # ORT's quantiser may also read one quantised constant from several places (see unshare_initializers)
+    unshare_initializers(proto)
+    return proto.SerializeToString()
 
 
 _HISTOGRAM_OPTIONS = {
@@ -184,6 +206,6 @@ def onnx_from_tflite(tflite_bytes: bytes) -> bytes:
         src = Path(d) / "model.tflite"
         src.write_bytes(tflite_bytes)
         proto, _ = tf2onnx.convert.from_tflite(str(src), opset=ONNX_OPSET)
-    # tf2onnx shares equal zero points between Q/DQ nodes, which ORT's exact-int8 mode cannot load
+    # tf2onnx shares constants and zero points between DequantizeLinear nodes: ORT's exact-int8 mode cannot load them
     unshare_initializers(proto)
     return proto.SerializeToString()
