@@ -81,10 +81,27 @@ def test_study_models_are_fully_accelerated(name, kwargs, swiftshader, tmp_path)
     path = tmp_path / f"{name}.tflite"
     path.write_bytes(convert.to_tflite(create_model(name, **kwargs), "float32", batch=1))
     model = R.LiteRTGpuModel(str(path))  # GPU only: raises if any op cannot run there
-    assert model.fully_accelerated
-    face = np.full((1, 48, 48), 128, np.uint8)
-    np.testing.assert_allclose(_probabilities(model, face), _probabilities(R.TFLiteModel(str(path), 1), face), atol=1e-3)
+    assert model.fully_accelerated  # (untrained: its outputs are near-uniform, so parity is checked below, trained)
     keras().backend.clear_session()
+
+
+@pytest.mark.parametrize("name", ["cnn_int8", "ferlite_int8", "mobilenetv3_small_int8"])
+def test_shipped_models_on_the_gpu_match_the_cpu_on_real_faces(name, fer, swiftshader):
+    """Trained models on 48 PrivateTest faces: the GPU computes the dequantised graph in float, so its
+    softmax may sit a few int8 steps from the CPU's (measured: at most 5), never on another label."""
+    from edge_fer.zoo import get_shipped
+
+    path = str(get_shipped(name).files[".tflite"])
+    private = fer["usage"] == "PrivateTest"
+    faces, labels = fer["pixels"][private][:48], fer["labels"][private][:48]
+    gpu, cpu = R.LiteRTGpuModel(path), R.TFLiteModel(path, 1)
+    assert gpu.fully_accelerated and gpu.software
+    scale, zp = cpu.out["quantization"]
+    p_cpu = _probabilities(cpu, faces)
+    p_gpu = (_probabilities(gpu, faces) - zp) * scale
+    assert np.abs(p_gpu - p_cpu).max() <= 6 * scale + 1e-6
+    assert np.array_equal(p_gpu.argmax(1), p_cpu.argmax(1))
+    assert (p_cpu.argmax(1) == labels).mean() >= 0.5  # a trained model: its outputs follow the faces
 
 
 @pytest.fixture(scope="module")
