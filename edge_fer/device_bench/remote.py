@@ -226,7 +226,9 @@ def runner_result(code: int, out: str, err: str, *, where: str = "", python: str
     result = last_json(out)
     if result and "error" in result:
         if result["error"].startswith("missing-runtime"):
-            raise RemoteError(f"{prefix}{result['error'].split(': ', 1)[-1]}; {PIP_FIX}", status="unavailable")
+            detail = result["error"].split(": ", 1)[-1]
+            fix = "" if "onnxruntime" in detail else f"; {PIP_FIX}"  # the runner's own line names its fix
+            raise RemoteError(f"{prefix}{detail}{fix}", status="unavailable")
         if result["error"].startswith("unavailable: "):
             raise RemoteError(prefix + result["error"].split(": ", 1)[1], status="unavailable")
         raise RemoteError(prefix + result["error"])

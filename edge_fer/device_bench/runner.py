@@ -388,7 +388,8 @@ class OnnxModel:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise RuntimeError("missing-runtime: no onnxruntime; pip install onnxruntime") from None
+            raise RuntimeError("missing-runtime: no onnxruntime; pip install 'edge_fer[onnx]' "
+                               "(or pip install onnxruntime where edge_fer is not installed)") from None
         t = time.perf_counter_ns()
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

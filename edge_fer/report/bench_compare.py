@@ -8,7 +8,8 @@ status), so a comparison never hides what did not run. Every row names the data 
 measured on and n; records from different data side by side are said (``mixed_data``, a warning
 in the table), and records of an interrupted bench are marked (``incomplete``). The Pareto plot of a device puts each
 ``ok`` record at (p50 latency, accuracy), marker area proportional to file size, and draws the
-front: the records no other record beats on both latency and accuracy.
+front: the records no other record beats on both latency and accuracy (drawn when matplotlib is
+installed; the device install writes the tables and says so).
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
 from ..errors import DataError
+from ..extras import installed
 from ..runs import atomic_path, write_json
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("architecture", "format", "precision", "source", "device", "threads", "accuracy", "macro_f1",
            "p50_ms", "p90_ms", "size_kb", "data", "split", "n", "status", "model")
@@ -147,7 +152,12 @@ def compare_bench(paths, out: Path | str = "comparison") -> dict:
         outputs.append(str(out / name))
     write_json(out / "bench_comparison.json", rows)
     outputs.append(str(out / "bench_comparison.json"))
-    for device in sorted({r["device"] for r in rows if r["p50_ms"] is not None and r["accuracy"] is not None}):
+    devices = sorted({r["device"] for r in rows if r["p50_ms"] is not None and r["accuracy"] is not None})
+    if devices and not installed("matplotlib"):  # the device install: tables only, said once
+        log.warning("Pareto plot not drawn: matplotlib is not installed (pip install 'edge_fer[train]', "
+                    "or pip install matplotlib)")
+        devices = []
+    for device in devices:
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", device)
         outputs.append(str(plot_pareto(rows, device, out / f"pareto_{safe}.png")))
     return {"rows": rows, "markdown": table, "outputs": outputs, "mixed_data": mixed_data(rows),

@@ -1,7 +1,9 @@
-"""Classification metrics from labels and probabilities (scikit-learn), as JSON-ready dicts.
+"""Classification metrics from labels and probabilities, as JSON-ready dicts.
 
 Shared by the Keras evaluation report, the export verification and the device bench, so
-every number in edge_fer is computed the same way.
+every number in edge_fer is computed the same way. Plain NumPy (the device install has no
+scikit-learn); each formula is scikit-learn's (``precision_recall_fscore_support`` with
+``zero_division=0``, ``log_loss``, one-vs-rest ``roc_auc_score``), and the tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -11,32 +13,60 @@ import numpy as np
 from ..labels import CLASSES
 
 
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """num / den, 0 where den is 0 (scikit-learn's zero_division=0)."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
+
+
+def _roc_auc(positives: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve: the Mann-Whitney statistic, ties counted half (= the trapezoid area)."""
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # average rank (1-based) over each run of equal scores
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    n_pos = int(positives.sum())
+    n_neg = len(scores) - n_pos
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray | None = None, *,
                            y_pred: np.ndarray | None = None, classes=CLASSES) -> dict:
     """Accuracy, macro/weighted P/R/F1, per-class P/R/F1/support, confusion matrix, one-vs-rest ROC-AUC."""
-    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support, roc_auc_score
-
-    labels = list(range(len(classes)))
+    k = len(classes)
+    y_true = np.asarray(y_true).astype(np.int64)
     if y_pred is None:
-        y_pred = probs.argmax(axis=1)
+        y_pred = np.asarray(probs).argmax(axis=1)
+    y_pred = np.asarray(y_pred).astype(np.int64)
     out: dict = {"n": int(len(y_true)), "accuracy": float((y_pred == y_true).mean())}
-    for avg in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=avg, zero_division=0)
-        out[avg] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    cm = np.zeros((k, k), dtype=np.int64)
+    inside = (y_true >= 0) & (y_true < k) & (y_pred >= 0) & (y_pred < k)
+    np.add.at(cm, (y_true[inside], y_pred[inside]), 1)
+    tp = np.diag(cm)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    p, r = _safe_div(tp, predicted), _safe_div(tp, support)
+    f = _safe_div(2 * tp, support + predicted)
+    out["macro"] = {"precision": float(p.mean()), "recall": float(r.mean()), "f1": float(f.mean())}
+    w = _safe_div(support, support.sum()) if support.sum() else np.zeros(k)
+    out["weighted"] = {"precision": float(p @ w), "recall": float(r @ w), "f1": float(f @ w)}
     out["per_class"] = {
-        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
         for i, c in enumerate(classes)
     }
-    out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    out["confusion_matrix"] = cm.tolist()
     if probs is not None:
         probs = np.asarray(probs, dtype=np.float64)
         probs = probs / probs.sum(axis=1, keepdims=True)  # float32 softmax sums to 1 ± 1e-7
-        out["loss"] = float(log_loss(y_true, probs, labels=labels))
+        eps = np.finfo(probs.dtype).eps
+        clipped = np.clip(probs[np.arange(len(y_true)), y_true], eps, 1 - eps)
+        out["loss"] = float(-np.log(clipped).mean())
         aucs = {}
         for i, c in enumerate(classes):
             positives = y_true == i
-            aucs[c] = float(roc_auc_score(positives, probs[:, i])) if 0 < positives.sum() < len(y_true) else None
+            aucs[c] = _roc_auc(positives, probs[:, i]) if 0 < positives.sum() < len(y_true) else None
         out["roc_auc"] = aucs
         present = [v for v in aucs.values() if v is not None]
         out["roc_auc_macro"] = float(np.mean(present)) if present else None

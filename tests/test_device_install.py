@@ -1,0 +1,200 @@
+"""The device install (`pip install edge_fer`, no extra): predict, bench, models, compare and the Python API
+without TensorFlow, tf_keras, tfmot, tf2onnx, onnx, scikit-learn, matplotlib, paramiko or onnxruntime;
+the commands of an extra name it in one line.
+
+The x86 device is a throwaway venv whose site-packages are .venv's with those packages made unimportable
+by a meta-path finder that a .pth file installs, so every process of that venv has it (the bench runner,
+which runs with PYTHONPATH cleared, included). The arm64 device (slow) is the emulated Raspberry Pi's
+Python of scripts/arm64_pi.sh with the wheel built from this tree and only the aarch64 wheels of the
+base dependencies.
+
+    .venv/bin/python -m pytest -p no:xdist tests/test_device_install.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, pick_rows, write_subset_npz
+
+HEAVY = ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx", "sklearn", "matplotlib",
+         "paramiko", "onnxruntime", "tensorboard", "keras")
+
+BLOCKER = f'''
+import sys
+
+HEAVY = {HEAVY!r}
+
+
+class _NotOnTheDevice:
+    """Makes the workstation-only packages unimportable, as on a device install."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotOnTheDevice())
+'''
+
+
+@pytest.fixture(scope="module")
+def device_python(tmp_path_factory) -> Path:
+    """A venv on this machine with edge_fer and its base dependencies only (the heavy ones blocked)."""
+    venv = tmp_path_factory.mktemp("device") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "_edgefer_device.py").write_text(BLOCKER)
+    (site / "_edgefer_device.pth").write_text("import _edgefer_device\n")
+    # .venv's packages (edge_fer's editable install included) after the blocker, their .pth files processed
+    (site / "zz_workstation.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    python = venv / "bin" / "python"
+    probe = subprocess.run([str(python), "-c", "import edge_fer, numpy, tensorflow"], capture_output=True, text=True)
+    assert probe.returncode == 1 and "No module named 'tensorflow'" in probe.stderr, probe.stderr
+    return python
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory) -> Path:
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    Image.fromarray(data.astronaut()).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def faces(fer, tmp_path_factory) -> Path:
+    """40 FER2013 faces of each usage: 40 test faces."""
+    return write_subset_npz(tmp_path_factory.mktemp("faces") / "faces.npz", fer, pick_rows(fer, 40, seed=5))
+
+
+def edgefer(python: Path, *args, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "EDGEFER_DATA")}
+    return subprocess.run([str(python), "-m", "edge_fer.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_device_install_predicts_benches_lists_and_compares_without_tensorflow(device_python, astronaut, faces,
+                                                                                tmp_path):
+    r = edgefer(device_python, "models", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "ferlite_int8" in r.stdout
+
+    r = edgefer(device_python, "predict", astronaut, "--out", tmp_path / "p", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (rec,) = records(tmp_path / "p" / "predictions.jsonl")
+    assert rec["status"] == "ok" and rec["label"] == "happy", rec
+    assert len(rec["probabilities"]) == 7 and abs(sum(rec["probabilities"].values()) - 1) < 0.02, rec
+
+    # the .tflite is measured and scored; its ONNX twin is a record that names the extra
+    r = edgefer(device_python, "bench", "ferlite_int8", "ferlite_int8.onnx", "--data", faces, "--threads", "1",
+                "--min-seconds", "0", "--out", tmp_path / "b", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    tfl, onnx = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert tfl["status"] == "ok" and tfl["n"] == 40 and 0 < tfl["accuracy"] <= 1, tfl
+    assert onnx["status"] == "unavailable", onnx
+    assert onnx["reason"] == ("no onnxruntime; pip install 'edge_fer[onnx]' "
+                              "(or pip install onnxruntime where edge_fer is not installed)"), onnx
+    assert (tmp_path / "b" / "bench_comparison.md").is_file()
+    assert [l for l in r.stderr.splitlines() if "matplotlib is not installed" in l] and not list(
+        (tmp_path / "b").glob("*.png")), r.stderr
+
+    r = edgefer(device_python, "compare", tmp_path / "b" / "bench.json", "--out", tmp_path / "c", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "ferlite" in r.stdout and (tmp_path / "c" / "bench_comparison.csv").is_file()
+    assert sum("Pareto plot not drawn" in l for l in r.stderr.splitlines()) == 1, r.stderr
+
+
+@pytest.mark.parametrize("args, extra", [
+    (["train"], "train"),
+    (["train", "--model", "cnn", "--epochs", "1"], "train"),
+    (["export"], "train"),
+    (["qat"], "train"),
+    (["evaluate"], "train"),
+    (["calibrate"], "train"),
+    (["zoo", "build"], "train"),
+    (["predict", "ASTRONAUT", "--model", "ferlite_int8.onnx"], "onnx"),
+    (["bench", "ferlite_int8", "--device", "rpi", "--host", "pi@127.0.0.1", "--min-seconds", "0"], "remote"),
+])
+def test_a_command_whose_extra_is_missing_names_it_in_one_line(device_python, astronaut, tmp_path, args, extra):
+    args = [astronaut if a == "ASTRONAUT" else a for a in args]
+    r = edgefer(device_python, *args, cwd=tmp_path)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    errors = [l for l in r.stderr.splitlines() if l.startswith("Error:")]
+    assert len(errors) == 1 and f"pip install 'edge_fer[{extra}]'" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    assert not list(tmp_path.rglob("predictions.jsonl"))
+
+
+def test_the_python_api_runs_and_scores_without_tensorflow(device_python, tmp_path):
+    code = """
+import json, sys
+import numpy as np
+from edge_fer import Recognizer
+from edge_fer.export.metadata import read_metadata
+from edge_fer.export.runtimes import open_runner
+from edge_fer.report.metrics import classification_metrics
+from edge_fer.zoo import resolve_model
+
+rec = Recognizer("ferlite_int8")
+frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+out = rec.predict(frame)
+path = resolve_model("ferlite_int8")
+meta, source = read_metadata(path)
+probs = open_runner(path).predict(np.zeros((2, 48, 48, 1), np.float32))
+scores = classification_metrics(np.array([3, 6]), probs)  # a .tflite scored on labelled faces
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+print(json.dumps({"faces": len(out), "classes": meta["classes"], "source": source, "shape": list(probs.shape),
+                  "n": scores["n"], "heavy": heavy}))
+""".replace("HEAVY", repr(HEAVY))
+    r = subprocess.run([str(device_python), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(got["classes"]) == 7 and got["source"] in ("sidecar", "embedded") and got["shape"] == [2, 7] and got["n"] == 2, got
+    assert got["heavy"] == [], got
+
+
+def test_metrics_without_scikit_learn_equal_scikit_learns(device_python, tmp_path):
+    """The device computes bench scores in NumPy; they equal scikit-learn's (ties and absent classes included)."""
+    from sklearn.metrics import confusion_matrix, log_loss, precision_recall_fscore_support, roc_auc_score
+
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 6, 300)                       # class 6 never occurs: its AUC is None, its recall 0
+    probs = np.round(rng.random((300, 7)) * 4) / 4 + 1e-3  # many ties in every column
+    probs[:, 2] = 1e-3                                 # a class never predicted: its precision 0
+    np.savez(tmp_path / "in.npz", y=y, probs=probs)
+    code = ("import json, numpy as np; from edge_fer.report.metrics import classification_metrics; "
+            "d = np.load('in.npz'); print(json.dumps(classification_metrics(d['y'], d['probs'])))")
+    r = subprocess.run([str(device_python), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    labels, pred = list(range(7)), probs.argmax(axis=1)
+    for avg in ("macro", "weighted"):
+        p, rc, f, _ = precision_recall_fscore_support(y, pred, labels=labels, average=avg, zero_division=0)
+        assert np.allclose([m[avg]["precision"], m[avg]["recall"], m[avg]["f1"]], [p, rc, f], atol=1e-12, rtol=0)
+    p, rc, f, support = precision_recall_fscore_support(y, pred, labels=labels, average=None, zero_division=0)
+    got = np.array([[v["precision"], v["recall"], v["f1"], v["support"]] for v in m["per_class"].values()])
+    assert np.allclose(got, np.stack([p, rc, f, support], axis=1), atol=1e-12, rtol=0)
+    assert m["confusion_matrix"] == confusion_matrix(y, pred, labels=labels).tolist()
+    norm = probs / probs.sum(axis=1, keepdims=True)
+    assert abs(m["loss"] - log_loss(y, norm, labels=labels)) < 1e-12
+    aucs = [roc_auc_score(y == i, norm[:, i]) for i in range(6)]
+    assert np.allclose(list(m["roc_auc"].values())[:6], aucs, atol=1e-12, rtol=0) and m["roc_auc"]["neutral"] is None
+    assert abs(m["roc_auc_macro"] - np.mean(aucs)) < 1e-12
