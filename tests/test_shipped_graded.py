@@ -92,3 +92,55 @@ def test_a_corrupted_model_misses_its_card_figure(suffix, sample_test, tmp_path)
     _flip_largest_weights(model.files[suffix], broken)
     assert broken.stat().st_size == model.files[suffix].stat().st_size
     assert score(broken, sample_test)["correct"] != model.card["sample"][CARD_KEY[suffix]]["correct"]
+
+
+@pytest.mark.slow
+def test_zoo_build_runs_a_recorded_recipe_end_to_end(fer, tmp_path, monkeypatch):
+    """`edgefer zoo build` for real: a shipped card whose recipe is shrunk (a quarter-width cnn, one
+    QAT epoch) is rebuilt from 900 faces with --epochs 1 into OUT/shipped, with a card of its own."""
+    import edge_fer.zoo as zoo
+    from click.testing import CliRunner
+
+    from conftest import pick_rows, write_subset_npz
+    from edge_fer.cli import main
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    source = next(m for m in shipped_models() if m.name == "cnn_int8")
+    for f in source.files.values():
+        shutil.copy(f, shipped / f.name)
+    card = json.loads(source.card_path.with_name("cnn_int8.card.json").read_text())
+    card["recipe"]["train"]["model_options"] = {"width": 0.25}
+    card["recipe"]["qat"].update(epochs=1, warmup_batches=2)
+    (shipped / "cnn_int8.card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(zoo, "SHIPPED_DIR", shipped)
+    data = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 300))
+    monkeypatch.chdir(tmp_path)
+
+    r = CliRunner().invoke(main, ["zoo", "build", "cnn_int8", "--data", str(data), "--epochs", "1", "--out", "zb"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "zb" / "shipped"
+    assert sorted(p.name for p in out.iterdir()) == ["cnn_int8.card.json", "cnn_int8.md", "cnn_int8.onnx",
+                                                     "cnn_int8.onnx.json", "cnn_int8.tflite", "cnn_int8.tflite.json"]
+    assert all(f"wrote zb/shipped/{n}\n" in r.output for n in ("cnn_int8.tflite", "cnn_int8.card.json")), r.output
+    built = json.loads((out / "cnn_int8.card.json").read_text())
+    # the recipe it replayed, with --epochs 1; the run it trained and fine-tuned
+    recipe = {**card["recipe"]["train"], "epochs": 1}
+    assert {k: built["recipe"]["train"].get(k) for k in recipe} == recipe
+    assert built["recipe"]["qat"]["epochs"] == 1 and built["recipe"]["export"]["source"] == "qat"
+    assert built["training"]["epochs_trained"] == 1 and built["training"]["finished"]
+    assert built["source_run"] == "zb" and (tmp_path / "zb" / "qat" / "qat.json").is_file()
+    assert built["commands"][0].startswith("edgefer train --model cnn --data fer2013.csv --epochs 1 ")
+    assert "-o width=0.25" in built["commands"][0]
+    # its own figures: 300 PrivateTest faces, and the embedded sample's, which its model reproduces exactly
+    assert built["test"]["n_test"] == 300 and "small.npz" in json.dumps(built["test"]["data"])
+    assert built["test"]["accuracy_tolerance"] == card["test"]["accuracy_tolerance"]
+    sample = load_fer(None)["test"]
+    for suffix in (".tflite", ".onnx"):
+        assert score(out / f"cnn_int8{suffix}", sample) == built["sample"][CARD_KEY[suffix]]
+    assert built["size_bytes"]["tflite"] == (out / "cnn_int8.tflite").stat().st_size < source.files[".tflite"].stat().st_size
+    side = json.loads((out / "cnn_int8.tflite.json").read_text())
+    assert side["shipped_as"] == "cnn_int8" and side["precision"] == "int8" and side["source"] == "qat"
+    assert "# cnn_int8 — cnn, int8" in (out / "cnn_int8.md").read_text()
+    assert (shipped / "cnn_int8.card.json").read_text() == json.dumps(card)  # the recipe it read is untouched
