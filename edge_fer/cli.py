@@ -388,9 +388,13 @@ def compare_cmd(inputs, split, out) -> None:
               help="With --teacher: targets = (1-w)·labels + w·teacher. Default: the run's own, else 0.5.")
 @click.option("--distill-temperature", type=float, default=None,
               help="With --teacher: softmax temperature T. Default: the run's own, else 2.")
+@click.option("--strategy", type=click.Choice(["auto", "none", "mirrored"]), default="auto", show_default=True,
+              help="tf.distribute on this machine: mirrored = every visible GPU (or --devices); auto = mirrored "
+                   "with >1 GPU.")
+@click.option("--devices", default=None, metavar="LIST", help="With --strategy mirrored: the devices, e.g. GPU:0,GPU:1.")
 @_run_data_option
 def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_tensor, teacher, distill_weight,
-            distill_temperature, data_path) -> None:
+            distill_temperature, data_path, strategy="auto", devices=None) -> None:
     """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
 
     The best epoch on validation is kept and its activation ranges are chosen in int8 on
@@ -406,7 +410,8 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_t
         r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
                     range_percentile=range_percentile, per_tensor=per_tensor, teacher=teacher,
                     distill_weight=distill_weight, distill_temperature=distill_temperature, data_path=data_path,
-                    verbose=1 if sys.stdout.isatty() else 2)
+                    verbose=1 if sys.stdout.isatty() else 2, strategy=strategy,
+                    devices=tuple(_csv(devices)) if devices else ())
     except KeyboardInterrupt:
         click.echo("interrupted; QAT did not finish, so export will not use it; run the same `edgefer qat` "
                    "command again to finish it (it starts over)", err=True)
@@ -850,7 +855,9 @@ def zoo_ship_cmd(run, name, dest, overwrite, force, data, threads, min_seconds) 
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run folder; default runs/zoo-NAME (resumable: run the same command again).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (for a quick check).")
-def zoo_build_cmd(name, data, out, epochs) -> None:
+@click.option("--strategy", type=click.Choice(["auto", "none", "mirrored"]), default="auto", show_default=True,
+              help="tf.distribute for training and QAT on this machine: mirrored = every visible GPU.")
+def zoo_build_cmd(name, data, out, epochs, strategy="auto") -> None:
     """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship.
 
     The result (with a fresh model card) goes to OUT/shipped/, to compare with the shipped one.
@@ -861,7 +868,8 @@ def zoo_build_cmd(name, data, out, epochs) -> None:
     """
     from .zoo.ship import build
 
-    card = build(name, data_path=_resolve_data(data), out=out, epochs=epochs, verbose=1 if sys.stdout.isatty() else 2)
+    card = build(name, data_path=_resolve_data(data), out=out, epochs=epochs, verbose=1 if sys.stdout.isatty() else 2,
+                 strategy=strategy)
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {card['test']['int8']['accuracy']:.4f}")
     for f in card["files"]:
         click.echo(f"{'replaced' if f in card.get('replaced', ()) else 'wrote'} {f}")
@@ -879,16 +887,22 @@ def zoo_build_cmd(name, data, out, epochs) -> None:
               help="Calibrate on this folder of face images instead of the training split.")
 @click.option("--per-tensor", is_flag=True, help="One int8 scale per kernel instead of one per output channel.")
 @click.option("--no-alone", is_flag=True, help="Skip quantising each layer alone (faster; no agreement ranking).")
+@click.option("--format", "fmt", type=click.Choice(["tflite", "onnx"]), default="tflite", show_default=True,
+              help="tflite: TFLite's QuantizationDebugger; onnx: ONNX Runtime's QDQ loss debugging (ranked by SQNR).")
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
+              show_default=True, help="--format onnx: ONNX Runtime calibration method, as `edgefer export` takes.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder; default RUN/inspect.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
 @_run_data_option
-def inspect_cmd(run, faces, calib_size, calib_data, per_tensor, no_alone, out, as_json, data_path) -> None:
+def inspect_cmd(run, faces, calib_size, calib_data, per_tensor, no_alone, fmt, calib_method, out, as_json,
+                data_path) -> None:
     """Which layer loses accuracy in post-training int8 (default: the latest run), and what to keep in float.
 
     Per layer: the int8 output's scale and zero point; its error against float on validation faces
     (RMSE in int8 steps, MAE, cosine, share clipped); and the top-1 agreement lost when that layer
-    alone is quantised, by which layers are ranked. Writes inspect.json, inspect.md and inspect.png.
+    alone is quantised, by which layers are ranked. Writes inspect.json, inspect.md and inspect.png
+    (--format onnx: the same from ONNX Runtime's QDQ tools, ranked by SQNR; inspect-onnx.*).
 
     \b
     Example:
@@ -898,18 +912,19 @@ def inspect_cmd(run, faces, calib_size, calib_data, per_tensor, no_alone, out, a
     from .export.inspect import inspect_run, render_table
 
     report = inspect_run(run, faces=faces, calib_size=calib_size, calib_data=calib_data, per_tensor=per_tensor,
-                         alone=not no_alone, out=out, data_path=data_path)
+                         alone=not no_alone, out=out, data_path=data_path, fmt=fmt, calib_method=calib_method)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(render_table(report))
     worst = next((r for r in report["layers"] if r["rank"] == 1), None)
-    if worst is not None and worst.get("cost", 0) > 0:
+    if worst is not None and (fmt == "onnx" or worst.get("cost", 0) > 0):
         name = worst["layer"].split("+")[0]
-        click.echo(f"worst alone: {worst['layer']} ({worst['cost']:.2%} of faces change class); try "
-                   f"`edgefer export {report['run']} --int8 --from ptq --keep-float {name}` or --keep-float auto")
-    where = Path(out) if out else Path(report["run"]) / "inspect"
-    click.echo(f"wrote {where / 'inspect.json'} (table inspect.md, plot inspect.png)")
+        why = (f"SQNR {worst['sqnr_db']:.1f} dB" if fmt == "onnx" else
+               f"{worst['cost']:.2%} of faces change class when it alone is int8")
+        click.echo(f"worst: {worst['layer']} ({why}); try `edgefer export {report['run']} --int8 --from ptq "
+                   f"--formats {fmt} --keep-float {name}`" + ("" if fmt == "onnx" else " or --keep-float auto"))
+    click.echo("wrote " + ", ".join(report["files"]))
 
 
 if __name__ == "__main__":

@@ -427,6 +427,13 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
     return records
 
 
+def _not_int8(ops: dict | None) -> str:
+    """For an int8 model with float islands (``export --keep-float``): which ops are not int8."""
+    if not ops or not ops.get("int8") or not ops.get("not_int8"):
+        return ""
+    return "; not int8: " + ", ".join(f"{k}×{v}" for k, v in ops["not_int8"].items())
+
+
 def format_table(records: list[dict]) -> str:
     def dev(r):
         label = r["device"] + (f":{r['host']}" if r.get("host") else "")
@@ -448,7 +455,8 @@ def format_table(records: list[dict]) -> str:
             lat = r["latency"]
             lines.append(f"{r['model']:<34}{dev(r):<{width}}{r['threads']:>4}{num(r['accuracy'], '.4f', 8)}"
                          f"{num(r['macro_f1'], '.4f', 8)}{num(r.get('n'), 'd', 6)}{lat['p50_ms']:>9.3f}{lat['p90_ms']:>9.3f}"
-                         f"{kb(r)}{int8}  ok{'' if r['accuracy'] is not None else ' (timed only: no edge_fer metadata)'}")
+                         f"{kb(r)}{int8}  ok{'' if r['accuracy'] is not None else ' (timed only: no edge_fer metadata)'}"
+                         f"{_not_int8(r.get('ops'))}")
         else:
             lines.append(f"{r['model']:<34}{dev(r):<{width}}{'':>4}{'':>8}{'':>8}{'':>6}{'':>9}{'':>9}"
                          f"{kb(r)}{int8}  {r['status']}: {r['reason']}")

@@ -25,10 +25,11 @@ TFLITE_QDQ = {"QUANTIZE", "DEQUANTIZE"}
 ONNX_QDQ = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
 
 
-def _summary(by_type: Counter, int8: int, qdq: int) -> dict:
+def _summary(by_type: Counter, int8: int, qdq: int, not_int8: Counter | None = None) -> dict:
     total = sum(by_type.values())
     return {"total": total, "int8": int8, "int8_share": round(int8 / total, 4) if total else 0.0,
-            "quantize_dequantize": qdq, "by_type": dict(sorted(by_type.items()))}
+            "quantize_dequantize": qdq, "by_type": dict(sorted(by_type.items())),
+            "not_int8": dict(sorted((not_int8 or Counter()).items()))}
 
 
 def _tflite(path: Path) -> dict:
@@ -36,7 +37,7 @@ def _tflite(path: Path) -> dict:
 
     interp = tfl.Interpreter(model_path=str(path),
                              experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    by_type, int8, qdq = Counter(), 0, 0
+    by_type, int8, qdq, not_int8 = Counter(), 0, 0, Counter()
     for op in interp._get_ops_details():
         if op["op_name"] in TFLITE_QDQ:
             qdq += 1
@@ -45,13 +46,15 @@ def _tflite(path: Path) -> dict:
         kinds = {np.dtype(t) for t in [*op.get("operand_types", []), *op.get("result_types", [])] if t is not None}
         if kinds & {np.dtype(np.int8), np.dtype(np.uint8)} and not any(k.kind == "f" for k in kinds):
             int8 += 1
+        else:
+            not_int8[op["op_name"]] += 1
 
     def io(details):
         return [{"name": d["name"], "shape": [int(s) for s in d["shape_signature"]], "dtype": np.dtype(d["dtype"]).name}
                 for d in details]
 
     return {"inputs": io(interp.get_input_details()), "outputs": io(interp.get_output_details()),
-            "ops": _summary(by_type, int8, qdq)}
+            "ops": _summary(by_type, int8, qdq, not_int8)}
 
 
 def _onnx(path: Path) -> dict:
@@ -91,6 +94,7 @@ def _onnx(path: Path) -> dict:
     by_type = Counter(n.op_type for n in g.node if n.op_type not in ONNX_QDQ)
     qdq = sum(n.op_type in ONNX_QDQ for n in g.node)
     int8 = len(int8_nodes)
+    not_int8 = Counter(n.op_type for n in g.node if n.op_type not in ONNX_QDQ and (n.name or id(n)) not in int8_nodes)
 
     def io(values):
         out = []
@@ -102,7 +106,7 @@ def _onnx(path: Path) -> dict:
             out.append({"name": v.name, "shape": shape, "dtype": np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name})
         return out
 
-    return {"inputs": io(g.input), "outputs": io(g.output), "ops": _summary(by_type, int8, qdq)}
+    return {"inputs": io(g.input), "outputs": io(g.output), "ops": _summary(by_type, int8, qdq, not_int8)}
 
 
 def inspect_model(path: Path) -> dict:

@@ -151,9 +151,10 @@ def to_onnx_float(model, *, batch: int | None = None) -> bytes:
 
 
 def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
-                         method: CalibrationMethod = CalibrationMethod.MINMAX, *, per_tensor: bool = False) -> bytes:
+                         method: CalibrationMethod = CalibrationMethod.MINMAX, *, per_tensor: bool = False,
+                         keep_float=()) -> bytes:
     """Post-training static quantisation with ONNX Runtime: QDQ, int8 weights (per channel unless
-    ``per_tensor``) and activations."""
+    ``per_tensor``) and activations; the layers in ``keep_float`` stay float (``nodes_to_exclude``)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, create_calibrator, quantize_static
     from onnxruntime.quantization.calibrate import save_tensors_data
@@ -164,7 +165,14 @@ def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
         src, pre, out = Path(d) / "float.onnx", Path(d) / "pre.onnx", Path(d) / "int8.onnx"
         src.write_bytes(float_onnx)
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        input_name = onnx.load(str(pre)).graph.input[0].name
+        graph = onnx.load(str(pre)).graph
+        input_name = graph.input[0].name
+        exclude = []
+        if keep_float:
+            from .inspect import onnx_nodes_to_exclude
+
+            exclude = onnx_nodes_to_exclude([n.name for n in graph.node], list(keep_float))
+            log.info("int8 ONNX: %d node(s) kept in float: %s", len(exclude), ", ".join(exclude))
         # The ranges are computed here rather than inside quantize_static, because quantize_static
         # does not pass histogram sizes on: its entropy calibration uses 128 bins for a 128-level
         # search, which can only pick the full range — i.e. it silently equals min/max.
@@ -182,13 +190,36 @@ def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
             str(pre), str(out), None,
             quant_format=QuantFormat.QDQ, per_channel=not per_tensor,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            calibrate_method=method.ort(), calibration_cache_path=str(cache),
+            calibrate_method=method.ort(), calibration_cache_path=str(cache), nodes_to_exclude=exclude,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
         proto = onnx.load(str(out))
+    if exclude:
+        _float_outputs(proto, {o for n in graph.node if n.name in exclude for o in n.output})
     # ORT's quantiser may also read one quantised constant from several places (see unshare_initializers)
     unshare_initializers(proto)
     return proto.SerializeToString()
+
+
+def _float_outputs(model, outputs: set[str]) -> None:
+    """Drop the QuantizeLinear → DequantizeLinear pairs on ``outputs`` (of nodes kept float), so their
+    consumers read float. Left in place, ORT's graph optimiser fuses DQ → float Gemm → Q into an int8
+    kernel again, quantising the very weights the node was kept float for."""
+    g = model.graph
+    graph_outputs = {o.name for o in g.output}
+    drop = []
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] in outputs]:
+        dqs = [n for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] == q.output[0]]
+        if len(dqs) != sum(q.output[0] in n.input for n in g.node) or any(d.output[0] in graph_outputs for d in dqs):
+            continue  # the quantised tensor has other readers, or is what the model returns
+        for dq in dqs:
+            for n in g.node:
+                for i, name in enumerate(n.input):
+                    if name == dq.output[0]:
+                        n.input[i] = q.input[0]
+        drop += [q, *dqs]
+    for n in drop:
+        g.node.remove(n)
 
 
 _HISTOGRAM_OPTIONS = {

@@ -59,10 +59,12 @@ class ExportResult:
     verification: dict
     float_ops: list = field(default_factory=list)
     status: str = "ok"
+    keep_float: list = field(default_factory=list)  # layers an int8 model computes in float (--keep-float)
 
     def line(self) -> str:
         v = self.verification
         warn = f"  {len(self.float_ops)} float op(s)" if self.float_ops else ""
+        warn += f" (--keep-float {' '.join(self.keep_float)})" if self.keep_float else ""
         return (f"{Path(self.file).name:<34}{self.size_bytes / 1024:>9.1f} KB{self.seconds:>7.1f} s  "
                 f"val acc {v['accuracy']:.4f} (Δ {v['accuracy_delta']:+.4f})  agreement {v['agreement']:.2%}  "
                 f"max Δp {v['max_prob_diff']:.4f}  {self.status}{warn}")
@@ -70,8 +72,10 @@ class ExportResult:
 
 def float_ops(runner) -> list[str]:
     """Ops of an int8 TFLite graph that still compute in float (beyond input/output conversion)."""
-    out = []
-    for op in runner.ops():
+    from .runtimes import TFLiteRunner
+
+    out = []  # read without XNNPACK: its DELEGATE node would stand for the ops it took, int8 or not
+    for op in TFLiteRunner(runner.path, xnnpack=False).ops():
         if op["op"] in _BOUNDARY_OPS:
             continue
         if "float32" in op["inputs"] or "float32" in op["outputs"]:
@@ -110,10 +114,13 @@ def export_run(
     data_path: str | Path | None = None,
     per_tensor: bool | None = None,
     on_result=None,
+    keep_float: list[str] | tuple = (),
 ) -> list[ExportResult]:
     """``per_tensor``: int8 kernels with one scale each instead of one per output channel. ``None``
     (default): as the run's QAT model was trained (``edgefer qat --per-tensor``) for int8 from QAT, per
-    channel for post-training int8."""
+    channel for post-training int8. ``keep_float``: layers post-training int8 leaves in float (names as
+    ``edgefer inspect`` lists them); ``["auto"]`` adds the layers whose quantisation costs most agreement
+    one at a time until ``threshold`` passes (TFLite)."""
     from ..data.pipeline import as_model_input
     from ..quantization import load_float_model, load_qat_model
     from ..quantization.qat import QAT_DIR, WEIGHTS, model_weights, unfinished_qat
@@ -139,6 +146,11 @@ def export_run(
         if any(f.precision == "int8" for f in chosen):
             log.info("int8 from %s%s", source, "" if source == "qat" else
                      f" (no {qat_path.relative_to(run_dir)}; run `edgefer qat {run_dir}` for quantisation-aware int8)")
+    keep_float = list(keep_float)
+    if keep_float and not any(f.precision == "int8" for f in chosen):
+        raise ConfigError(f"--keep-float {' '.join(keep_float)} applies to int8 exports; add --int8")
+    if keep_float and source == "qat":
+        raise ConfigError(f"--keep-float applies to post-training int8, but int8 comes from {qat_path}; add --from ptq")
     qat_model = load_qat_model(qat_path) if source == "qat" and any(f.precision == "int8" for f in chosen) else None
     if qat_model is not None:
         trained = model_weights(qat_model)
@@ -165,6 +177,22 @@ def export_run(
     calib_info = {"source": calib.source, "size": len(calib), "method_onnx": method.value,
                   "method_tflite": "minmax"} if calib else None
 
+    keep_info = {"layers": keep_float, "mode": "named"} if keep_float else None
+    if keep_float == ["auto"] and any(f.format == "tflite" and f.precision == "int8" for f in chosen):
+        from .inspect import auto_keep_float, layer_label
+
+        with warnings.catch_warnings(), quiet_native_stderr():
+            warnings.simplefilter("ignore")
+            nodes, keep_info = auto_keep_float(float_model, calib, x_val, p_float.argmax(1), threshold=threshold,
+                                               io=io, per_tensor=per_tensor, batch=batch)
+        keep_float = nodes
+        keep_info["layers"] = [layer_label(n) for n in nodes]
+        log.info("keep-float auto: %s in float; size %+.1f KB, latency %+.3f ms per face vs all-int8",
+                 ", ".join(keep_info["layers"]) or "nothing",
+                 (keep_info["size_bytes"] - keep_info["size_bytes_all_int8"]) / 1024,
+                 keep_info["latency_ms"] - keep_info["latency_ms_all_int8"])
+    elif keep_float == ["auto"]:
+        raise ConfigError("--keep-float auto searches TFLite int8 layers; add --formats tflite or name the layers")
     input_shape = [batch, *float_model.input_shape[1:]]
     results: list[ExportResult] = []
     staged: list[tuple[Path, Path, dict]] = []
@@ -179,7 +207,7 @@ def export_run(
                 with warnings.catch_warnings(), quiet_native_stderr():
                     warnings.simplefilter("ignore")
                     blob, float_onnx = _convert(fmt, float_model, qat_model, calib, method, io, batch, float_onnx,
-                                                per_tensor)
+                                                per_tensor, keep_float if fmt.precision == "int8" else ())
             except EdgeFerError:
                 raise
             except Exception as e:  # TFLiteConverter, tf2onnx and ORT's quantiser each raise their own types
@@ -192,6 +220,8 @@ def export_run(
                                  calibration=calib_info if fmt.needs_calibration else None)
             if fmt.precision == "int8":
                 meta["weights"] = WEIGHTS[per_tensor]
+                if keep_info:
+                    meta["keep_float"] = keep_info
             path = tmp / name
             path.write_bytes(blob)
             try:
@@ -209,7 +239,8 @@ def export_run(
             ok = verification["agreement"] >= threshold
             r = ExportResult(file=str(out_dir / name), format=fmt.format, precision=fmt.precision, source=src,
                              size_bytes=len(blob), seconds=time.time() - t0, verification=verification,
-                             float_ops=ops, status="ok" if ok else ("forced" if force else "refused"))
+                             float_ops=ops, status="ok" if ok else ("forced" if force else "refused"),
+                             keep_float=list(keep_info["layers"]) if keep_info and fmt.precision == "int8" else [])
             if ops:
                 log.warning("%s: %d op(s) left in float: %s", name, len(ops), ", ".join(sorted(set(ops))))
             meta.update(sha256=sha256(path), size_bytes=r.size_bytes, file=name, status=r.status)
@@ -237,7 +268,9 @@ def export_run(
                 else:
                     hint = f"a model with many near-ties agrees less (see docs/benchmarks.md); {remedies}"
             else:
-                hint = "try `edgefer qat RUN` then export --from qat, a larger --calib-size, or --force to write anyway"
+                hint = ("`edgefer inspect RUN` ranks the layers by the agreement their int8 costs: keep the worst in "
+                        "float with --keep-float LAYER (or --keep-float auto); or try `edgefer qat RUN` then export "
+                        "--from qat, a larger --calib-size, or --force to write anyway")
             raise ExportRefused(f"agreement with the Keras source below {threshold:.0%} for {names}; nothing was "
                                 f"written; {hint}")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -251,12 +284,13 @@ def export_run(
     return results
 
 
-def _convert(fmt: ExportFormat, float_model, qat_model, calib, method, io, batch, float_onnx, per_tensor=False):
+def _convert(fmt: ExportFormat, float_model, qat_model, calib, method, io, batch, float_onnx, per_tensor=False,
+             keep_float=()):
     """Returns (model bytes, the float ONNX bytes cached for the int8 ONNX route)."""
     if fmt.format == "tflite":
         model = qat_model if (fmt.precision == "int8" and qat_model is not None) else float_model
         return convert.to_tflite(model, fmt.precision, calib=calib, io=io, batch=batch,
-                                 per_tensor=per_tensor), float_onnx
+                                 per_tensor=per_tensor, keep_float=keep_float), float_onnx
     if fmt.precision == "float32":
         blob = convert.to_onnx_float(float_model, batch=batch)
         return blob, blob
@@ -264,7 +298,8 @@ def _convert(fmt: ExportFormat, float_model, qat_model, calib, method, io, batch
         blob = convert.to_tflite(qat_model, "int8", calib=calib, io="float", batch=batch, per_tensor=per_tensor)
         return convert.onnx_from_tflite(blob), float_onnx
     float_onnx = float_onnx or convert.to_onnx_float(float_model, batch=batch)
-    return convert.onnx_int8_from_float(float_onnx, calib, method, per_tensor=per_tensor), float_onnx
+    return convert.onnx_int8_from_float(float_onnx, calib, method, per_tensor=per_tensor,
+                                        keep_float=keep_float), float_onnx
 
 
 def _update_report(out_dir: Path, results: list[ExportResult], threshold: float) -> None:

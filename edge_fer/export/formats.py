@@ -21,11 +21,12 @@ FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat("tflite", "float16", ".tflite", False, "TFLite float16 weights (float compute)"),
     ExportFormat("tflite", "dynamic", ".tflite", False, "TFLite dynamic-range: int8 weights, float activations"),
     ExportFormat("tflite", "int8", ".tflite", True, "TFLite full-integer int8"),
+    ExportFormat("tflite", "int16x8", ".tflite", True, "TFLite 16-bit activations, int8 weights (float I/O)"),
     ExportFormat("onnx", "float32", ".onnx", False, "ONNX float32 (tf2onnx)"),
     ExportFormat("onnx", "int8", ".onnx", True, "ONNX int8, QDQ format"),
 )
 FORMAT_NAMES = ("tflite", "onnx")
-PRECISIONS = ("float32", "float16", "dynamic", "int8")
+PRECISIONS = ("float32", "float16", "dynamic", "int8", "int16x8")
 
 
 def select_formats(formats: list[str], precisions: list[str]) -> list[ExportFormat]:

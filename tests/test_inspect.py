@@ -1,0 +1,126 @@
+"""edgefer inspect (per-layer int8 debugger) and the export options it points to: --keep-float, int16x8.
+
+The broken model: the trained cnn with one fc1 unit made dead (always 0 after its ReLU) and its weights into
+the logits set huge. The float model ignores them, but the logits' int8 weight scales (one per class) grow
+with them, so in int8 every other weight of the logits rounds to 0 — one layer's range forced wrong.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_user_error
+
+THRESHOLD = "0.9"
+
+
+@pytest.fixture(scope="module")
+def broken(trained, tmp_path_factory) -> Path:
+    from edge_fer.models import load_model
+
+    dst = tmp_path_factory.mktemp("broken") / "cnn"
+    shutil.copytree(trained.run_dir, dst)
+    model = load_model(dst / "best.keras")
+    bn, logits = model.get_layer("fc1_bn"), model.get_layer("logits")
+    gamma, beta, mean, var = bn.get_weights()
+    gamma[0], beta[0] = 0.0, -1.0
+    bn.set_weights([gamma, beta, mean, var])
+    w, b = logits.get_weights()
+    w[0, :] = 1000.0
+    logits.set_weights([w, b])
+    model.save(dst / "best.keras")
+    return dst
+
+
+def _export(run, broken, out, *extra):
+    return run("export", broken, "--int8", "--from", "ptq", "--formats", "tflite", "--calib-size", 64,
+               "--threshold", THRESHOLD, "--out", out, *extra)
+
+
+def test_inspect_ranks_the_broken_layer_first_and_keep_float_repairs_it(run, broken, tmp_path):
+    r = run("inspect", broken, "--faces", 100, "--calib-size", 64, "--out", tmp_path / "inspect")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "inspect" / "inspect.json").read_text())
+    assert (tmp_path / "inspect" / "inspect.png").stat().st_size > 0
+    assert report["ranking"][0] == "logits", report["ranking"]
+    by_layer = {x["layer"]: x for x in report["layers"]}
+    worst = by_layer["logits"]
+    assert worst["cost"] >= 0.2 and worst["cosine"] < 0.9, worst
+    # every layer has its int8 parameters and error figures; the others cost far less alone
+    for x in report["layers"]:
+        assert x["scale"] > 0 and -128 <= x["zero_point"] <= 127 and 0 <= x["clipped"] <= 1, x
+    assert max(x["cost"] for x in report["layers"] if x["layer"] != "logits") < worst["cost"] / 2
+    assert "--keep-float logits" in r.output and "| 1 | logits | FULLY_CONNECTED |" in r.output
+
+    refused = _export(run, broken, tmp_path / "e_int8")
+    assert_user_error(refused, "below 90%", "edgefer inspect RUN", "--keep-float")
+    assert not (tmp_path / "e_int8" / "cnn_int8.tflite").exists()
+
+    fixed = _export(run, broken, tmp_path / "e_keep", "--keep-float", "logits")
+    assert fixed.exit_code == 0, fixed.output
+    meta = json.loads((tmp_path / "e_keep" / "cnn_int8.tflite.json").read_text())
+    assert meta["keep_float"]["layers"] == ["logits"]
+    assert meta["verification"]["agreement"] >= float(THRESHOLD)
+
+    from edge_fer.device_bench.ops import inspect_model
+
+    ops = inspect_model(tmp_path / "e_keep" / "cnn_int8.tflite")["ops"]
+    assert ops["not_int8"] == {"FULLY_CONNECTED": 1} and ops["int8"] == ops["total"] - 1, ops  # one float island
+    data = json.loads((broken / "config.json").read_text())["data"]
+    bench = run("bench", tmp_path / "e_keep" / "cnn_int8.tflite", "--threads", 1, "--min-seconds", 0.1, "--data", data)
+    assert bench.exit_code == 0, bench.output
+    assert "ok; not int8: FULLY_CONNECTED×1" in bench.output
+
+
+def test_keep_float_auto_adds_the_worst_layer_and_reports_its_cost(run, broken, tmp_path):
+    r = _export(run, broken, tmp_path / "e_auto", "--keep-float", "auto")
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "e_auto" / "cnn_int8.tflite.json").read_text())
+    keep = meta["keep_float"]
+    assert keep["mode"] == "auto" and keep["passed"] and keep["layers"][0] == "logits", keep
+    assert keep["steps"][0]["agreement"] < float(THRESHOLD) <= keep["steps"][-1]["agreement"]
+    assert keep["size_bytes"] > keep["size_bytes_all_int8"] and keep["latency_ms"] > 0
+    assert meta["verification"]["agreement"] >= float(THRESHOLD)
+
+
+def test_keep_float_unknown_layer_is_one_line_with_the_close_name(run, broken, tmp_path):
+    r = _export(run, broken, tmp_path / "e", "--keep-float", "logitz")
+    assert_user_error(r, "--keep-float 'logitz'", "did you mean logits", "edgefer inspect RUN")
+    assert not (tmp_path / "e").exists()
+
+
+def test_int16x8_export_has_16_bit_activations_and_passes(run, trained, tmp_path):
+    r = run("export", trained.run_dir, "--precisions", "int16x8", "--formats", "tflite", "--calib-size", 64,
+            "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(tmp_path / "cnn_int16x8.tflite"))
+    kinds = {np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    assert "int16" in kinds and "int8" in kinds, kinds
+    assert np.dtype(interp.get_input_details()[0]["dtype"]) == np.float32
+    meta = json.loads((tmp_path / "cnn_int16x8.tflite.json").read_text())
+    assert meta["precision"] == "int16x8" and meta["verification"]["agreement"] >= 0.98
+
+
+def test_onnx_report_ranks_the_broken_layer_first_and_keep_float_repairs_it(run, broken, tmp_path):
+    r = run("inspect", broken, "--format", "onnx", "--faces", 100, "--calib-size", 64, "--out", tmp_path / "i")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "i" / "inspect-onnx.json").read_text())
+    assert report["format"] == "onnx" and report["ranking"][0] == "logits", report["ranking"]
+    assert report["agreement_int8"] < float(THRESHOLD)
+    logits = next(x for x in report["layers"] if x["layer"] == "logits")
+    assert logits["sqnr_db"] < 10 and logits["cosine"] < 0.9, logits
+    assert all(x["sqnr_db"] > logits["sqnr_db"] + 10 for x in report["layers"] if x["layer"] != "logits")
+
+    refused = run("export", broken, "--int8", "--from", "ptq", "--formats", "onnx", "--calib-size", 64,
+                  "--threshold", THRESHOLD, "--out", tmp_path / "e_int8")
+    assert_user_error(refused, "below 90%", "cnn_int8.onnx")
+    fixed = run("export", broken, "--int8", "--from", "ptq", "--formats", "onnx", "--calib-size", 64,
+                "--threshold", THRESHOLD, "--out", tmp_path / "e", "--keep-float", "logits")
+    assert fixed.exit_code == 0, fixed.output
+    meta = json.loads((tmp_path / "e" / "cnn_int8.onnx.json").read_text())
+    assert meta["keep_float"]["layers"] == ["logits"] and meta["verification"]["agreement"] >= float(THRESHOLD)
