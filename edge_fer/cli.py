@@ -388,13 +388,13 @@ def compare_cmd(inputs, split, out) -> None:
               help="With --teacher: targets = (1-w)·labels + w·teacher. Default: the run's own, else 0.5.")
 @click.option("--distill-temperature", type=float, default=None,
               help="With --teacher: softmax temperature T. Default: the run's own, else 2.")
-@click.option("--strategy", type=click.Choice(["auto", "none", "mirrored"]), default="auto", show_default=True,
-              help="tf.distribute on this machine: mirrored = every visible GPU (or --devices); auto = mirrored "
-                   "with >1 GPU.")
+@click.option("--strategy", type=click.Choice(["none", "mirrored"]), default="none", show_default=True,
+              help="tf.distribute: mirrored = every visible GPU (or --devices); over more than one device QAT is "
+                   "refused for now (docs/distributed.md).")
 @click.option("--devices", default=None, metavar="LIST", help="With --strategy mirrored: the devices, e.g. GPU:0,GPU:1.")
 @_run_data_option
 def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_tensor, teacher, distill_weight,
-            distill_temperature, data_path, strategy="auto", devices=None) -> None:
+            distill_temperature, data_path, strategy="none", devices=None) -> None:
     """Quantisation-aware fine-tuning of a trained run (default: the latest) → RUN/qat/.
 
     The best epoch on validation is kept and its activation ranges are chosen in int8 on
@@ -856,7 +856,8 @@ def zoo_ship_cmd(run, name, dest, overwrite, force, data, threads, min_seconds) 
               help="Run folder; default runs/zoo-NAME (resumable: run the same command again).")
 @click.option("--epochs", type=int, default=None, help="Override the recipe's epochs (for a quick check).")
 @click.option("--strategy", type=click.Choice(["auto", "none", "mirrored"]), default="auto", show_default=True,
-              help="tf.distribute for training and QAT on this machine: mirrored = every visible GPU.")
+              help="tf.distribute for the training on this machine: mirrored = every visible GPU; auto = mirrored "
+                   "with >1 GPU. QAT runs on one device.")
 def zoo_build_cmd(name, data, out, epochs, strategy="auto") -> None:
     """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship.
 

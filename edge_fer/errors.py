@@ -19,3 +19,7 @@ class ConfigError(EdgeFerError):
 
 class RunError(EdgeFerError):
     """A run directory is missing, incomplete or inconsistent."""
+
+
+class ClusterError(EdgeFerError):
+    """The workers of a multi-worker training cannot reach each other or disagree."""

@@ -136,12 +136,17 @@ def make_dataset(
     channels: int = 1,
     mixup: float = 0.0,
     teacher=None,
+    first_epoch: int | None = None,
 ):
     """A tf.data pipeline of (float32 images (B,H,W,C) in 0–255, float32 targets (B,7)).
 
     Training batches: augmentation, then ``teacher`` (a map function from :func:`teacher_targets`)
     on the augmented images, then mixup with Beta(``mixup``, ``mixup``) when ``mixup`` > 0.
     ``seed`` fixes the shuffle order and every random draw, epoch after epoch.
+
+    ``first_epoch`` (training only): one endless stream of epochs starting at that (0-based) epoch,
+    for ``fit(steps_per_epoch=ceil(len(x) / batch_size))``. Epoch e's order and draws do not
+    depend on where the stream started, so a resumed training sees what an uninterrupted one does.
     """
     tf = _tf()
     ds = tf.data.Dataset.from_tensor_slices((x, targets))
@@ -155,14 +160,16 @@ def make_dataset(
             images = tf.repeat(images, channels, axis=-1)
         return images, y
 
-    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if not training:
-        return ds.prefetch(tf.data.AUTOTUNE)
+        return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     # One key per batch, from a stream that is new each epoch and the same on every run; the
     # augmentation and mixup draw from two seeds split off it.
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2, drop_remainder=True)
-    ds = tf.data.Dataset.zip(ds, keys).map(
-        lambda batch, key: (*batch, tf.random.experimental.stateless_split(key, num=2)))
+    ds = tf.data.Dataset.zip(ds, keys)
+    if first_epoch is not None:  # skip whole epochs before any image is touched: cheap
+        ds = ds.repeat().skip(first_epoch * math.ceil(len(x) / batch_size))
+    ds = ds.map(lambda batch, key: (*to_float(*batch), tf.random.experimental.stateless_split(key, num=2)),
+                num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(lambda im, y, key: (augment_batch(im, augment, seed=key[0]), y, key),
                     num_parallel_calls=tf.data.AUTOTUNE)

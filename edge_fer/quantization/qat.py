@@ -579,7 +579,7 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
             warmup_batches: int = 50, range_percentile: float | str | None = "auto", per_tensor: bool = False,
             teacher: str | None = None, distill_weight: float | None = None,
             distill_temperature: float | None = None, data=None, data_path: str | None = None,
-            verbose: int = 2) -> QATResult:
+            verbose: int = 2, strategy: str = "none", devices: tuple[str, ...] = ()) -> QATResult:
     """Fine-tune a trained run with quantisation-aware training; writes RUN/qat/.
 
     ``range_percentile``: ``"auto"`` (default) fine-tunes with min/max ranges, then chooses among
@@ -596,6 +596,8 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     to the run's own when it was trained with a teacher, else to training's defaults. Fine-tuning a
     distilled model on hard labels alone pulls it back toward what labels alone teach.
     ``data_path``: read the run's data from here instead of where training read it.
+    ``strategy``: ``none`` or ``mirrored`` (over the visible GPUs or ``devices``), as for training;
+    QAT is a short fine-tuning on one machine, and over more than one device it is refused for now.
     """
     from ..data.pipeline import Augment, as_model_input, make_dataset, teacher_targets
     from ..training.train import _check_teacher, compile_model, load_teacher
@@ -610,8 +612,18 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
         raise ConfigError(f"--warmup-batches must be ≥ 1 (they set the int8 ranges), got {warmup_batches}")
     if not teacher and (distill_weight is not None or distill_temperature is not None):
         raise ConfigError("--distill-weight and --distill-temperature need --teacher (e.g. --teacher cnn_int8)")
+    if strategy == "multiworker":
+        raise ConfigError("qat runs on one machine: use --strategy none; train with --strategy multiworker, then "
+                          "fine-tune on the chief's host")
     run_dir = resolve_run(run)  # before TensorFlow loads: "no runs" is instant
     keras = _keras()
+    from ..training.distribute import make_distribution
+
+    dist = make_distribution(strategy, devices)
+    if dist.replicas > 1:  # seen on two logical CPUs; with the BatchNorm layers trainable it runs
+        raise ConfigError(f"qat --strategy {dist.name} over {dist.replicas} devices is not supported yet: the gradient "
+                          "all-reduce fails on the QAT model's frozen BatchNorm layers; fine-tune with --strategy none "
+                          "(QAT is a few epochs)")
     range_percentile = parse_range_percentile(range_percentile)
     auto = range_percentile == "auto"
     fixed = range_percentile is not None and not auto
@@ -644,16 +656,18 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
         return float((p.argmax(1) == va.y).mean()), p
 
     float_acc, p_float = accuracy(float_model)
-    qat_model = quantize_model(float_model, per_tensor=per_tensor)
-    rng = np.random.default_rng(cfg.seed)
-    warm = (as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels)
-            for _ in range(warmup_batches))
-    n_warm = warm_up_ranges(qat_model, warm)
-    clip = [as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels) for _ in range(8)] \
-        if range_percentile is not None else None
-    if fixed:
-        n_clip = clip_activation_ranges(qat_model, clip, range_percentile)
-        log.info("QAT %s: %d activation range(s) shrunk to their %g-th percentile", cfg.model, n_clip, range_percentile)
+    with dist.scope():  # the QAT model's variables (weights, ranges, optimizer) live under the strategy
+        qat_model = quantize_model(float_model, per_tensor=per_tensor)
+        rng = np.random.default_rng(cfg.seed)
+        warm = (as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels)
+                for _ in range(warmup_batches))
+        n_warm = warm_up_ranges(qat_model, warm)
+        clip = [as_model_input(tr.x[rng.choice(len(tr), batch_size, replace=False)], channels) for _ in range(8)] \
+            if range_percentile is not None else None
+        if fixed:
+            n_clip = clip_activation_ranges(qat_model, clip, range_percentile)
+            log.info("QAT %s: %d activation range(s) shrunk to their %g-th percentile", cfg.model, n_clip,
+                     range_percentile)
     before_acc, p_qat = accuracy(qat_model)
     agreement = float((p_qat.argmax(1) == p_float.argmax(1)).mean())
     log.info("QAT %s: float val acc %.4f; after range warm-up (%d batches) QAT val acc %.4f, agreement %.4f",
@@ -668,7 +682,8 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
     _save_h5(qat_model, best_path)
     history = []
     if epochs > 0:
-        compile_model(qat_model, cfg, optimizer=keras.optimizers.Adam(learning_rate=lr))
+        with dist.scope():
+            compile_model(qat_model, cfg, optimizer=keras.optimizers.Adam(learning_rate=lr))
         ds_train = make_dataset(tr.x, tr.targets, batch_size=batch_size, training=True,
                                 augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels,
                                 teacher=teacher_fn)
@@ -691,7 +706,8 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
         from ..calibration import CalibrationSet
 
         # After fine-tuning the model in memory holds the last epoch; best.h5 the best one (epoch 0: the warm-up).
-        model = load_qat_model(best_path) if epochs > 0 else qat_model
+        # (the converter takes a model outside any strategy: a mirrored one is reloaded too)
+        model = load_qat_model(best_path) if epochs > 0 or dist.name != "none" else qat_model
         calib = CalibrationSet.from_source(None, tr, size=256, seed=cfg.seed, channels=channels)
         chosen, trials = choose_range_percentile(model, clip, calib, x_val, va.y, per_tensor=per_tensor)
         best["val_accuracy"] = next(t["qat_accuracy"] for t in trials if t["percentile"] == chosen)
@@ -711,5 +727,5 @@ def qat_run(run: str | Path | None, *, epochs: int = 3, lr: float = 1e-4, batch_
                        range_percentile_chosen=chosen, range_trials=trials,
                        weights=WEIGHTS[per_tensor], **distill)
     write_json(done, {**asdict(result), "lr": lr, "batch_size": batch_size, "history": history,
-                                  "model": cfg.model, "selected_on": "validation"})
+                                  "model": cfg.model, "selected_on": "validation", "distribute": dist.describe()})
     return result

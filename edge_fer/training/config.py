@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, RunError
 
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 MONITORS = ("val_accuracy", "val_loss", "val_f1")
 SCHEDULES = ("plateau", "cosine")
 
@@ -54,6 +54,10 @@ class TrainConfig:
     distill_temperature: float = 2.0
     seed: int = 0
     skip_bad: bool = False
+    strategy: str = "auto"  # tf.distribute: auto | none | mirrored | multiworker (training/distribute.py)
+    devices: tuple[str, ...] = ()  # mirrored: the devices to use; () = every visible GPU
+    scale_lr: bool = False  # lr × replicas (the linear scaling rule); off: lr as given
+    jit: bool = False  # XLA-compile the training step
     model_options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -84,6 +88,10 @@ class TrainConfig:
         if self.lr_patience < 0 or not 0 < self.lr_factor < 1 or self.min_lr < 0:
             raise ConfigError(f"the learning-rate schedule needs lr_patience ≥ 0, 0 < lr_factor < 1 and min_lr ≥ 0; "
                               f"got {self.lr_patience}, {self.lr_factor} and {self.min_lr}")
+        from .distribute import STRATEGIES
+
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         if self.weights not in (None, "imagenet"):
             raise ConfigError(f"--weights must be none or imagenet, got {self.weights!r}")
         if "weights" in (self.model_options or {}):
@@ -121,7 +129,8 @@ class TrainConfig:
         """The settings a resumed run must repeat (paths compared resolved: runs made before paths
         were stored absolute hold them relative to where training was started)."""
         d = self.to_dict()
-        d.pop("skip_bad")
+        for key in ("skip_bad", "strategy", "devices"):  # where it runs, not what it trains
+            d.pop(key)
         for key in ("data", "ferplus", "teacher"):
             if d.get(key):
                 d[key] = as_path(d[key])
@@ -137,7 +146,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in d.items() if k in known}
+        if "devices" in d:
+            d["devices"] = tuple(d["devices"] or ())
+        return cls(**d)
 
     @classmethod
     def load(cls, run_dir: Path) -> "TrainConfig":

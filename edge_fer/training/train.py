@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from ..errors import ConfigError, RunError
 from ..models import create_model, describe_model, load_model, resolve_name
 from ..runs import atomic_path, next_run_dir, read_state, write_json
 from .config import TrainConfig
+from .distribute import lost_worker, make_distribution, scaled_lr
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,9 @@ def compile_model(model, cfg: TrainConfig, optimizer=None):
             em.DominantPrecision(name="precision"),
             em.DominantRecall(name="recall"),
             em.DominantAUC(name="auc"),
-            em.DominantF1Score(average="macro", name="f1"),
+            # float32 state: under mixed_float16 its variables would be autocast, and a replica cannot
+            # read an autocast sync-on-read variable (the F1 sum fails under MirroredStrategy)
+            em.DominantF1Score(average="macro", name="f1", dtype="float32"),
         ],
     )
     return model
@@ -89,7 +93,7 @@ class _RunCheckpoint:
     """Keras callback (built lazily, since it subclasses a TF class) writing the resumable state."""
 
     @staticmethod
-    def make(run_dir: Path, cfg: TrainConfig, state: dict, plateau, stopper):
+    def make(run_dir: Path, cfg: TrainConfig, state: dict, plateau, stopper, dist):
         keras = _keras()
 
         class RunCheckpoint(keras.callbacks.Callback):
@@ -120,14 +124,16 @@ class _RunCheckpoint:
                     or (value < self.best["value"] if cfg.monitor == "val_loss" else value > self.best["value"])
                 )
                 if better:
-                    with atomic_path(run_dir / "best.keras") as tmp:
+                    with dist.writable(run_dir / "best.keras") as tmp:
                         self.model.save(tmp)
                     self.best = {"epoch": epoch + 1, "monitor": cfg.monitor, "value": value,
                                  **{k: v for k, v in logs.items() if k.startswith("val_")}}
                 self.stopped_early = bool(self.model.stop_training)
                 last = run_dir / f"last-e{epoch + 1:03d}.keras"
-                with atomic_path(last) as tmp:
+                with dist.writable(last) as tmp:
                     self.model.save(tmp)  # includes the optimizer state
+                if not dist.is_chief:  # only the chief writes the run directory
+                    return
                 finished = self.stopped_early or epoch + 1 >= cfg.epochs
                 self._write_state(epoch + 1, last.name, "finished" if finished else "running")
                 for old in run_dir.glob("last-e*.keras"):
@@ -241,17 +247,28 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
     write_json(run_dir / "history.json", history)
 
 
-def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, data=None) -> TrainResult:
-    """Train (or resume) a run; returns where it is and its best validation figures."""
+def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, data=None,
+          worker_timeout: float | None = None) -> TrainResult:
+    """Train (or resume) a run; returns where it is and its best validation figures.
+
+    ``worker_timeout``: with ``cfg.strategy == "multiworker"``, seconds to wait for the cluster."""
     keras, tf = _keras(), _tf()
     cfg = TrainConfig.from_dict({**cfg.to_dict(), "model": resolve_name(cfg.model)})
-    teacher = load_teacher(cfg)  # checked before the run directory is made
+    # Checked before the strategy waits for the other workers, who write nothing before it returns.
     run_dir, state = prepare_run_dir(cfg, Path(out) if out else None)
+    dist = make_distribution(cfg.strategy, cfg.devices, worker_timeout)  # before TensorFlow runs anything
+    if cfg.jit and dist.name == "mirrored" and dist.replicas > 1 and all("CPU" in d for d in dist.devices):
+        raise ConfigError(f"--jit with --strategy mirrored over CPU devices ({', '.join(dist.devices)}): XLA cannot "
+                          "reach a replica's variables on another logical CPU; drop --jit or train on one device")
+    teacher = load_teacher(cfg)  # checked before the run directory is made
     data = data or cfg.load_data()
     train_split, val_split = data["train"], data["validation"]
     gpus = tf.config.list_physical_devices("GPU")
     log.info("devices: %s", ", ".join(d.name for d in gpus) if gpus else "CPU only (no GPU visible to TensorFlow)")
 
+    lr = scaled_lr(cfg.lr, dist.replicas, cfg.scale_lr)
+    log.info("strategy %s (%s): %d replica(s), global batch %d, lr %g%s", dist.name, dist.task, dist.replicas,
+             cfg.batch_size, lr, " (scaled by the replicas)" if cfg.scale_lr else "")
     keras.mixed_precision.set_global_policy(cfg.precision)
     # --seed: the same weights from the same command (same machine and TensorFlow); op determinism
     # makes TensorFlow pick reproducible kernels and keeps tf.data's order, for this call only
@@ -259,7 +276,13 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
     from tensorflow.python.framework import config as tf_config
 
     deterministic = tf_config.is_op_determinism_enabled()
-    tf_config.enable_op_determinism()
+    if cfg.jit:  # XLA has no deterministic kernel for some gradients (max pooling's): it refuses to run
+        log.warning("--jit: op determinism is off (XLA has no deterministic max-pooling gradient); the same "
+                    "--seed gives close, not identical, weights")
+    else:
+        tf_config.enable_op_determinism()
+    scope = dist.scope()  # model, optimizer, metrics and input pipeline are made under the strategy
+    scope.__enter__()
     try:
         keras.utils.set_random_seed(cfg.seed)
         initial_epoch = 0
@@ -272,11 +295,17 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
             state = {}
             model = create_model(cfg.model, weights=cfg.weights, **cfg.model_options)
             _check_teacher(cfg, teacher, model)
-            compile_model(model, cfg)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            write_json(run_dir / "config.json", cfg.to_dict())
-            write_json(run_dir / "model.json", describe_model(model))
-            write_json(run_dir / "data.json", data.summary())
+            compile_model(model, cfg, optimizer=keras.optimizers.Adam(learning_rate=lr))
+            if dist.is_chief:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                write_json(run_dir / "config.json", {**cfg.to_dict(), "distribute": {
+                    **dist.describe(), "global_batch": cfg.batch_size, "lr": lr, "precision": cfg.precision,
+                    "jit": cfg.jit}})
+                write_json(run_dir / "model.json", describe_model(model))
+                write_json(run_dir / "data.json", data.summary())
+        dist.agree(initial_epoch, "the epoch to resume from")
+        if cfg.jit:
+            model.jit_compile = True  # XLA; not kept in a checkpoint's compile config
         teacher_fn = None
         if teacher is not None:
             teacher_fn = teacher_targets(teacher, cfg.distill_weight, cfg.distill_temperature)
@@ -285,8 +314,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
         channels = model.input_shape[-1]
         ds_train = make_dataset(train_split.x, train_split.targets, batch_size=cfg.batch_size, training=True,
                                 augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels,
-                                mixup=cfg.mixup, teacher=teacher_fn)
+                                mixup=cfg.mixup, teacher=teacher_fn, first_epoch=initial_epoch)
         ds_val = make_dataset(val_split.x, val_split.targets, batch_size=256, training=False, channels=channels)
+        if dist.workers > 1:  # each worker takes its share of every batch (the arrays have no files to split)
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            ds_train, ds_val = ds_train.with_options(options), ds_val.with_options(options)
 
         plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=cfg.lr_factor,
                                                     patience=cfg.lr_patience, min_lr=cfg.min_lr)
@@ -295,16 +328,23 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
             stopper = keras.callbacks.EarlyStopping(
                 monitor=cfg.monitor, patience=cfg.early_stopping_patience,
                 mode="min" if cfg.monitor == "val_loss" else "max")
-        checkpoint = _RunCheckpoint.make(run_dir, cfg, state, plateau, stopper)
+        checkpoint = _RunCheckpoint.make(run_dir, cfg, state, plateau, stopper, dist)
         scheduler = plateau if cfg.schedule == "plateau" else keras.callbacks.LearningRateScheduler(
             lambda epoch, lr: cfg.lr_at(epoch))  # a function of the epoch alone: resumes exactly
-        callbacks = [scheduler, *([stopper] if stopper else []),
-                     keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), profile_batch=0, write_graph=False),
+        tensorboard = [keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb"), profile_batch=0, write_graph=False)]
+        callbacks = [scheduler, *([stopper] if stopper else []), *(tensorboard if dist.is_chief else []),
                      checkpoint]  # last: it saves the state the others have just updated
         if initial_epoch < cfg.epochs:
-            model.fit(ds_train, validation_data=ds_val, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, verbose=verbose)
+            try:
+                model.fit(ds_train, validation_data=ds_val, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                          steps_per_epoch=math.ceil(len(train_split.x) / cfg.batch_size),
+                          callbacks=callbacks, verbose=verbose)
+            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError):
+                if dist.workers <= 1:
+                    raise
+                raise lost_worker(dist, read_state(run_dir).get("epoch", initial_epoch)) from None
     finally:
+        scope.__exit__(None, None, None)
         keras.mixed_precision.set_global_policy("float32")
         if not deterministic:
             tf_config.disable_op_determinism()

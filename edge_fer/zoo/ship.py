@@ -365,7 +365,9 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
                               "weights": meta.get("weights", "per-channel")}},
         "training": {"epochs_trained": state.get("epoch"), "best_epoch": state.get("best", {}).get("epoch"),
                      "best_val_accuracy": state.get("best", {}).get("val_accuracy"), "seconds": state.get("seconds") or 0,
-                     "finished": state.get("status") == "finished", "machine": state.get("machine") or "this toolkit's CPU"},
+                     "finished": state.get("status") == "finished", "machine": state.get("machine") or "this toolkit's CPU",
+                     # strategy, replicas, global batch, learning rate used, precision, XLA
+                     "distribute": json.loads((run_dir / "config.json").read_text()).get("distribute")},
         "qat": {k: qat.get(k) for k in ("best_epoch", "qat_val_accuracy", "float_val_accuracy", "seconds") if k in qat},
         "export": {"agreement": (art.get("verification") or meta.get("verification") or {}).get("agreement"),
                    "status": gate_status,
@@ -404,8 +406,10 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
 
 
 def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | None = None, epochs: int | None = None,
-          verbose: int = 2) -> dict:
-    """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship."""
+          verbose: int = 2, strategy: str = "auto") -> dict:
+    """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship.
+
+    ``strategy`` (auto, none, mirrored) is how this machine trains; the recipe says what is trained."""
     from ..export import export_run
     from ..quantization import qat_run
     from ..training import TrainConfig, train
@@ -415,7 +419,7 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
     card = get_shipped(name).card
     recipe = card["recipe"]
     out = Path(out) if out else Path("runs") / f"zoo-{name}"
-    train_cfg = {**recipe["train"], "data": data_path}
+    train_cfg = {**recipe["train"], "data": data_path, "strategy": strategy, "devices": ()}
     if epochs is not None:
         train_cfg["epochs"] = epochs
     cfg = TrainConfig.from_dict(train_cfg)
@@ -427,7 +431,7 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
                 warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"),
                 per_tensor=q.get("weights") == "per-tensor", teacher=q.get("teacher"),
                 distill_weight=q.get("distill_weight"), distill_temperature=q.get("distill_temperature"),
-                verbose=verbose)
+                verbose=verbose)  # on one device: qat refuses several
     export = recipe.get("export", {})
     export_run(result.run_dir, precisions=["int8"], source=source, io=export.get("io", "int8"), force=True,
                per_tensor=export.get("weights") == "per-tensor" if source == "ptq" else None)
