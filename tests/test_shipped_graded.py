@@ -99,6 +99,7 @@ def test_zoo_build_runs_a_recorded_recipe_end_to_end(fer, tmp_path, monkeypatch)
     """`edgefer zoo build` for real: a shipped card whose recipe is shrunk (a quarter-width cnn, one
     QAT epoch) is rebuilt from 900 faces with --epochs 1 into OUT/shipped, with a card of its own."""
     import edge_fer.zoo as zoo
+    import edge_fer.zoo.ship as ship
     from click.testing import CliRunner
 
     from conftest import pick_rows, write_subset_npz
@@ -114,6 +115,8 @@ def test_zoo_build_runs_a_recorded_recipe_end_to_end(fer, tmp_path, monkeypatch)
     card["recipe"]["qat"].update(epochs=1, warmup_batches=2)
     (shipped / "cnn_int8.card.json").write_text(json.dumps(card))
     monkeypatch.setattr(zoo, "SHIPPED_DIR", shipped)
+    measure = ship.measure  # latency: one short timing per format (its figures are not what this test reads)
+    monkeypatch.setattr(ship, "measure", lambda *a, **k: measure(*a, **{**k, "threads": (1,), "min_seconds": 0.1}))
     data = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 300))
     monkeypatch.chdir(tmp_path)
 
@@ -136,6 +139,7 @@ def test_zoo_build_runs_a_recorded_recipe_end_to_end(fer, tmp_path, monkeypatch)
     # its own figures: 300 PrivateTest faces, and the embedded sample's, which its model reproduces exactly
     assert built["test"]["n_test"] == 300 and "small.npz" in json.dumps(built["test"]["data"])
     assert built["test"]["accuracy_tolerance"] == card["test"]["accuracy_tolerance"]
+    assert set(built["latency_ms"]) == {"tflite", "onnx"} and built["latency_ms"]["tflite"]["1"] > 0
     sample = load_fer(None)["test"]
     for suffix in (".tflite", ".onnx"):
         assert score(out / f"cnn_int8{suffix}", sample) == built["sample"][CARD_KEY[suffix]]
