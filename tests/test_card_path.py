@@ -163,7 +163,8 @@ def test_the_cards_three_commands_in_sequence_write_both_formats(fer, run, tmp_p
     """`edgefer train --model mobilenetv3 … && edgefer qat … && edgefer export --int8` on the full-block
     MobileNetV3 (a few hundred faces, one epoch each): both int8 files are written, the ONNX file loads as
     written in ORT's EXACT_INT8 mode (which refused tf2onnx's shared constants) and agrees with the TFLite
-    file. QAT keeps tfmot's min/max ranges so that it converts no TFLite model of its own."""
+    file; so does the post-training ONNX. QAT keeps tfmot's min/max ranges so that it converts no TFLite
+    model of its own."""
     import onnxruntime as ort
 
     from edge_fer.export.runtimes import open_runner
@@ -192,3 +193,8 @@ def test_the_cards_three_commands_in_sequence_write_both_formats(fer, run, tmp_p
     by_onnx = session.run(None, {name: faces.astype(np.float32)[..., None]})[0].argmax(1)
     by_tflite = open_runner(tflite).predict(faces).argmax(1)
     assert (by_onnx == by_tflite).mean() >= 0.98
+
+    # the post-training route: ORT's own quantiser shares constants between DequantizeLinear nodes too
+    r = run("export", "--int8", "--from", "ptq", "--formats", "onnx", "--force", "--out", tmp_path / "ptq")
+    assert r.exit_code == 0, r.output
+    ort.InferenceSession(str(tmp_path / "ptq" / "mobilenetv3_small_int8.onnx"), so, providers=["CPUExecutionProvider"])
