@@ -464,7 +464,8 @@ def inspect_onnx(float_onnx: bytes, qdq_onnx: bytes, x: np.ndarray, top1_float: 
         rows.append({"node": name, "layer": segs[1] if len(segs) >= 3 else name, "op": producer.get(name),
                      "scale": s, "zero_point": zp,
                      "rmse_steps": float(np.sqrt(np.mean((pre - post) ** 2)) / s),
-                     "mae": float(np.mean(np.abs(flt - post))), "cosine": float(flt @ post / den) if den else 1.0,
+                     "mae": float(np.mean(np.abs(flt - post))),
+                     "cosine": float(flt @ post / den) if den else float(not flt.any() and not post.any()),
                      "clipped": float(np.mean((pre < (info.min - zp - 0.5) * s) | (pre > (info.max - zp + 0.5) * s))),
                      "sqnr_db": _sqnr(flt, post), "elements": int(flt.size)})
     rows.sort(key=lambda r: order.get(r["node"], 1 << 30))
