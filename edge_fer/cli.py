@@ -45,9 +45,9 @@ class EdgeFerGroup(click.Group):
         except EdgeFerError as e:
             raise UserError(str(e)) from None
         except ImportError as e:
-            from .extras import extra_for, missing_extra
+            from .extras import extra_for, installed, missing_extra
 
-            if extra_for(e.name) is None:
+            if extra_for(e.name) is None or installed(e.name.split(".")[0]):  # installed but broken: a traceback
                 raise
             raise UserError(str(missing_extra(f"edgefer {ctx.invoked_subcommand or ''}".strip(), e.name))) from None
         except KeyboardInterrupt:
