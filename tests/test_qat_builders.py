@@ -28,8 +28,12 @@ def test_qat_every_builder(name, options, faces, tmp_path):
     from edge_fer._tf import keras
 
     model = create_model(name, **options)
+    weights = [w.copy() for w in model.get_weights()]
     qat = quantize_model(model)
-    assert model.get_weights()[0] is not None and qat is not model
+    # QAT works on a copy: the input model keeps its layers and every weight
+    assert qat is not model and not any("Quantize" in type(l).__name__ for l in model.layers)
+    assert len(model.get_weights()) == len(weights) > 0
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))
     kinds = {type(l).__name__ for l in qat.layers}
     assert kinds <= {"InputLayer", "QuantizeLayer", "QuantizeWrapperV2"}, kinds  # nothing left un-annotated
     before = [v.numpy().copy() for v in qat.trainable_variables]
