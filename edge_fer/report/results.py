@@ -29,7 +29,7 @@ from ..runs import atomic_path, read_state, resolve_run, write_json
 from .quant_bench import ranges_label
 
 STUDY_EPOCHS = 45  # the study's recipe; a shorter plan is a budget run and is labelled as one
-# Issue 5 §2: what the edge-native architecture aims at, each checked against the run's measured figures.
+# What the edge-native architecture aims at, each checked against the run's measured figures.
 EDGE_NATIVE = "ferlite"
 EDGE_TARGETS = (  # (what, how it is read from a row, comparison, target, format)
     ("int8 PrivateTest accuracy", lambda r: r["test"]["int8"]["accuracy"], "≥", 0.72, ".4f"),
@@ -134,7 +134,7 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
             f"{_fmt(lat.get('2'), '.3f')} | {(r['train_seconds'] or 0) / 3600:.2f} h | {_pi_cell(r.get('emulated_pi'))} |")
     lines += ["", "int8 = the QAT model exported to full-integer TFLite (int8 in/out); agreement = top-1 agreement of "
               "the int8 TFLite model with the float Keras model (the checkpoint before QAT) on PrivateTest. Float KB: "
-              "parameters × 4 bytes. Training: the wall time the run recorded on this 2-core machine, which it "
+              "parameters × 4 bytes. Training: the wall time the run recorded on its 2-core machine, which it "
               "shared with other work, so not a speed figure (`docs/benchmarks.md` has training throughput). "
               "Emulated Pi: the int8 TFLite file run by the device runner on an aarch64 Python under qemu-user "
               "(Cortex-A72, `scripts/arm64_pi.sh`; what `edgefer bench --device rpi` runs over SSH) against the same "
@@ -150,24 +150,24 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
     for r in rows:
         if r["architecture"].split(" ")[0] != EDGE_NATIVE:
             continue
-        lines += ["", f"Edge-native targets (issue 5 §2), run `{r['run']}` as measured above "
+        lines += ["", f"Edge-native targets, run `{r['run']}` as measured above "
                   "(experiment log, one change at a time on PublicTest: [ferlite.md](ferlite.md)):", "",
                   "| target | measured | aim | met |", "|---|---|---|---|"]
         lines += [f"| {what} | {v} | {aim} | {'—' if met is None else ('yes' if met else '**no**')} |"
                   for what, v, aim, met in edge_targets(r)]
     if pending:
-        lines += ["", "Not in the table yet (trained in the background over several sessions; rerun the command "
+        lines += ["", "Not in the table yet (still training in the background; rerun the command "
                   "above when they are done):", ""] + [f"- {p['what']}" for p in pending]
     machines = {}
     for r in rows:
         machines.setdefault(r.get("latency_machine") or "unknown CPU", []).append(r["architecture"])
     timed_on = ("" if len(machines) < 2 else
-                " The rows were timed on different CPUs (runs measured in different sessions): "
+                " The rows were timed on different CPUs: "
                 + "; ".join(f"{cpu}: {', '.join(archs)}" for cpu, archs in machines.items())
                 + ". Compare latencies within one CPU.")
     if pareto:
         lines += ["", "## Accuracy against latency", "", f"![Pareto plot]({pareto})", "",
-                  "Latency on this 2-core VM varies from one measurement to the next by up to ~40% (the model "
+                  "Latency on a shared 2-core machine varies from one measurement to the next by up to ~40% (the model "
                   "cards were timed separately); compare models within one page." + timed_on, ""]
     if any(r["epochs_planned"] < STUDY_EPOCHS for r in rows):
         lines += ["", f"\"(short plan)\": the run was planned for fewer epochs than the study's {STUDY_EPOCHS}, "
@@ -226,17 +226,17 @@ def main(argv=None) -> None:
     rows, records, pending = [], [], []
     saved, saved_records = {}, []
     if (fig_dir / "results.json").is_file() and (fig_dir / "bench.json").is_file():
-        saved = {r["run_dir"]: r for r in json.loads((fig_dir / "results.json").read_text())}
+        saved = {str(Path(r["run_dir"]).expanduser()): r for r in json.loads((fig_dir / "results.json").read_text())}
         saved_records = json.loads((fig_dir / "bench.json").read_text())
     elif args.render_only:
         ap.error(f"--render-only needs {fig_dir}/results.json and bench.json from an earlier run of this command")
     for run in args.runs:
         key = str(Path(run).expanduser())
-        # A run measured earlier whose directory is gone (trained on another machine, or in a session whose
-        # runs did not survive) keeps its measured row instead of turning into "not started".
+        # A run measured earlier whose directory is gone (trained on another machine, or
+        # removed since) keeps its measured row instead of turning into "not started".
         if key in saved and (args.render_only or not (Path(key) / "config.json").is_file()):
             rows.append(saved[key])
-            records += [rec for rec in saved_records if str(rec.get("path", "")).startswith(key + "/")]
+            records += [rec for rec in saved_records if str(Path(rec.get("path", "")).expanduser()).startswith(key + "/")]
             if not args.render_only:
                 print(f"kept: {key} as measured earlier (its run directory is gone)")
             continue
