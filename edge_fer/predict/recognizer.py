@@ -91,12 +91,16 @@ class Recognizer:
     """Detector + int8 classifier. ``model``: shipped name or .tflite/.onnx path (default: the
     preferred shipped model); ``detector``: auto, yunet, blazeface, haar, or a Detector;
     ``margin``: crop side / box side (default: the detector's own, framing faces as FER2013 does);
-    ``threads``: CPU threads for the classifier and YuNet's OpenMP (set before it loads)."""
+    ``threads``: CPU threads for the classifier and YuNet's OpenMP (set before it loads);
+    ``detector=None``: no detector, for :meth:`classify` of ready 48×48 faces (evaluation);
+    ``temperature``: divides the classifier's log-probabilities (default: the model's metadata
+    ``calibration.temperature``, none when absent); ``uncertain_below``: a face whose top probability
+    is below it is labelled ``uncertain`` (off by default)."""
 
-    def __init__(self, model: str | Path | None = None, *, detector: str | Detector = "auto", threads: int | None = 1,
-                 min_score: float | None = None, margin: float | None = None, align: bool = True):
-        from ..export.metadata import read_metadata
-        from ..export.runtimes import open_runner
+    def __init__(self, model: str | Path | None = None, *, detector: str | Detector | None = "auto",
+                 threads: int | None = 1, min_score: float | None = None, margin: float | None = None,
+                 align: bool = True, temperature: float | None = None, uncertain_below: float | None = None):
+        from ..runtime import open_model, read_metadata
         from ..zoo import resolve_model
 
         if threads is not None:
@@ -120,15 +124,26 @@ class Recognizer:
         if len(shape) != 4 or shape[1] != shape[2]:
             raise ConfigError(f"{self.model_path}: expected a square NHWC input, metadata says {shape}")
         self.size = int(shape[1])
-        self.runner = open_runner(self.model_path, threads=threads)
+        self.runner = open_model(self.model_path, threads=threads)
         self.model_name = self.meta.get("shipped_as") or self.model_path.name
-        self.detector = detector if isinstance(detector, Detector) else open_detector(detector, min_score=min_score)
-        self.margin = margin or self.detector.crop_margin
+        if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+            raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
+        if uncertain_below is not None and not 0.0 <= uncertain_below <= 1.0:
+            raise ConfigError(f"uncertain_below must be a probability within 0–1, got {uncertain_below}; "
+                              "e.g. --uncertain-below 0.4")
+        self.temperature = temperature if temperature is not None else model_temperature(self.meta)
+        self.uncertain_below = uncertain_below
+        if detector is None:
+            self.detector, self.margin = None, margin
+        else:
+            self.detector = detector if isinstance(detector, Detector) else open_detector(detector, min_score=min_score)
+            self.margin = margin or self.detector.crop_margin
         self.align = align
         self.timings = {"detect_ms": 0.0, "classify_ms": 0.0, "frames": 0, "faces": 0}
 
     def __repr__(self) -> str:
-        return f"Recognizer(model={self.model_name!r}, detector={self.detector.name!r}, input={self.size}x{self.size})"
+        detector = self.detector.name if self.detector else None
+        return f"Recognizer(model={self.model_name!r}, detector={detector!r}, input={self.size}x{self.size})"
 
     def detect(self, rgb: np.ndarray, detect_size: int | None = None) -> list[Face]:
         """Faces in frame pixels; ``detect_size``: detect on a copy downscaled to this long side
@@ -144,11 +159,14 @@ class Recognizer:
                 for f in self.detector.detect(small)]
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities (N, classes) for grey uint8 face crops (N, size, size)."""
+        """Probabilities (N, classes) for grey uint8 face crops (N, size, size), after the model's
+        temperature: the one place a temperature is applied."""
+        from ..report.confidence import apply_temperature
+
         faces = np.asarray(faces)
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.runner.predict(faces, batch_size=max(1, len(faces)))
+        return apply_temperature(self.runner.predict(faces, batch_size=max(1, len(faces))), self.temperature)
 
     def predict(self, image, *, color: str = "rgb", boxes=None, source: str | None = None, frame: int = 0,
                 time_s: float | None = None, detect_size: int | None = None) -> list[dict]:
@@ -182,10 +200,13 @@ class Recognizer:
         out = []
         for i, (f, p) in enumerate(zip(faces, probs)):
             k = int(np.argmax(p))
+            label = self.classes[k]
+            if self.uncertain_below is not None and float(p[k]) < self.uncertain_below:
+                label = UNCERTAIN  # probability and probabilities still say what the model thought
             out.append({**base, "face": i, "status": "ok", "box": [round(v, 1) for v in f.box],
                         "score": round(float(f.score), 4),
                         "landmarks": {n: [round(c, 1) for c in xy] for n, xy in f.landmarks.items()} or None,
-                        "label": self.classes[k], "probability": round(float(p[k]), 4),
+                        "label": label, "probability": round(float(p[k]), 4),
                         "probabilities": {c: round(float(v), 4) for c, v in zip(self.classes, p)},
                         "detector": detector, "model": self.model_name})
         return out
@@ -195,6 +216,15 @@ class Recognizer:
         self.timings["classify_ms"] += classify_s * 1e3
         self.timings["frames"] += 1
         self.timings["faces"] += faces
+
+
+UNCERTAIN = "uncertain"
+
+
+def model_temperature(meta: dict | None) -> float | None:
+    """The temperature a model's metadata carries (``calibration.temperature``), or None."""
+    t = ((meta or {}).get("calibration") or {}).get("temperature")
+    return float(t) if t is not None else None
 
 
 def check_model_input(meta: dict, path: Path) -> None:
