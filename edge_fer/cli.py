@@ -308,14 +308,51 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
 # ---------------------------------------------------------------------------------- evaluate
 
 @main.command("evaluate")
-@click.argument("run", required=False)
+@click.argument("run", required=False, metavar="[RUN|MODEL]")
 @click.option("--split", type=click.Choice(["validation", "test"]), default="test", show_default=True,
               help="test = PrivateTest, the split to report; validation = PublicTest, the one to choose on.")
-@click.option("--data", default=None, metavar="PATH", help="Evaluate on this data instead of the run's own.")
-def evaluate_cmd(run, split, data) -> None:
-    """Evaluation report of a run (default: the latest): metrics.json, confusion matrix, ROC, curves."""
-    from .report import evaluate_run, format_metrics
+@click.option("--data", default=None, metavar="PATH",
+              help="Evaluate on this data instead of the run's own: FER2013 (csv, npz, Kaggle folders) or another "
+                   "labelled set (.npz, .csv, ROOT/<class>/ folder) whose class names are mapped to ours.")
+@click.option("--ferplus", type=click.Path(dir_okay=False), default=None, metavar="CSV",
+              help="Score against FERPlus majority labels (fer2013new.csv; --data is FER2013): unknown, not-a-face "
+                   "and contempt faces left out; the FER2013-label accuracy of the same faces beside.")
+@click.option("--class-map", "class_map", multiple=True, metavar="THEIRS=OURS",
+              help="Another dataset: map its class name to ours (comma-separated or repeated), e.g. contempt=disgust.")
+@click.option("--drop-class", "drop_class", multiple=True, metavar="NAME",
+              help="Another dataset: leave out its faces of this class (repeat for several), e.g. contempt.")
+@click.option("--fit-temperature", is_flag=True,
+              help="MODEL: fit a temperature on PublicTest and report ECE and NLL before and after it on PrivateTest.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="MODEL: write the report to this JSON file.")
+def evaluate_cmd(run, split, data, ferplus, class_map, drop_class, fit_temperature, json_out) -> None:
+    """Evaluation report of a run (default: the latest): metrics.json, confusion matrix, ROC, curves;
+    or of a MODEL (a shipped name, .tflite or .onnx): accuracy, macro-F1, per-class recall, ECE.
 
+    \b
+    Examples:
+      edgefer evaluate ferlite_int8 --data fer2013.npz --ferplus fer2013new.csv --fit-temperature
+      edgefer evaluate cnn_int8 --data ckplus48.npz --drop-class contempt      another dataset
+    """
+    from .report import evaluate_run, format_metrics
+    from .report.model_eval import evaluate_model, format_model_report, is_model_ref
+
+    if is_model_ref(run) or ferplus or class_map or drop_class:
+        if not is_model_ref(run):
+            raise click.UsageError(f"--ferplus, --class-map and --drop-class evaluate a model file or shipped model; "
+                                   f"got {run or 'the latest run'!r}; pass its export, e.g. RUN/export/MODEL.tflite")
+        report = evaluate_model(run, data=_resolve_data(data) if data else None, split=split, class_map=class_map,
+                                drop=drop_class, ferplus=ferplus, fit_temperature=fit_temperature)
+        click.echo(format_model_report(report))
+        if json_out:
+            from .runs import write_json
+
+            write_json(json_out, report)
+            click.echo(f"wrote {json_out}")
+        return
+    if fit_temperature or json_out:
+        raise click.UsageError("--fit-temperature and --json evaluate a model file or shipped model, not a run; "
+                               "pass its export, e.g. RUN/export/MODEL.tflite")
     report = evaluate_run(run, split=split, data_path=data)
     click.echo(f"{report['model']} ({report['run']}) on {split}:")
     click.echo(format_metrics(report))
