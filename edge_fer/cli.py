@@ -575,6 +575,10 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
                    "edgefer.toml; else each model's training data (as its run split it), else the embedded sample.")
 @click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
               help="Labelled faces for accuracy and F1.")
+@click.option("--class-map", "class_map", multiple=True, metavar="THEIRS=OURS",
+              help="--data of another dataset: map its class name to ours, e.g. contempt=disgust (repeatable).")
+@click.option("--drop-class", "drop_class", multiple=True, metavar="NAME",
+              help="--data of another dataset: leave out its faces of this class, e.g. contempt (repeatable).")
 @click.option("--no-xnnpack", is_flag=True, help="TFLite without the XNNPACK delegate, for comparison.")
 @click.option("--min-seconds", type=click.FloatRange(min=0), callback=lambda c, p, v: _finite(v, "--min-seconds"),
               default=2.0, show_default=True,
@@ -606,7 +610,7 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write bench.json, the comparison table (bench_comparison.md/.csv/.json) and the Pareto plot "
                    "(pareto_<device>.png) to this folder.")
-def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_seconds, input_scale, input_size, classes,
+def bench_cmd(models, shipped, device, threads, data, split, class_map, drop_class, no_xnnpack, min_seconds, input_scale, input_size, classes,
               allow_cpu_fallback, delegate, hosts, port, identity, remote_python, known_hosts, trust_new_host, json_out,
               out) -> None:
     """Accuracy, F1 and latency of exported models on a device.
@@ -667,7 +671,11 @@ def bench_cmd(models, shipped, device, threads, data, split, no_xnnpack, min_sec
         measured.append(r)
         progress(r)
 
+    if (class_map or drop_class) and bench_data in (None, "embedded"):
+        raise click.UsageError("--class-map and --drop-class map the classes of another dataset given with --data, "
+                               "e.g. --data ckplus48.npz --drop-class contempt")
     common = {"threads": thread_list, "data": bench_data, "split": split, "xnnpack": not no_xnnpack,
+              **({"class_map": class_map, "drop_classes": drop_class} if class_map or drop_class else {}),
               "min_seconds": min_seconds, "on_record": on_record, **feed}
     try:
         records = _bench_records(models, device, hosts, common, allow_cpu_fallback=allow_cpu_fallback,
@@ -786,11 +794,14 @@ def _next_predict_dir() -> Path:
 @click.option("--margin", type=float, default=None,
               help="Face crop side / detector box side; default per detector (frames faces as FER2013 does).")
 @click.option("--no-align", is_flag=True, help="Do not level the eyes with the detector's landmarks.")
+@click.option("--uncertain-below", type=click.FloatRange(0.0, 1.0), default=None, metavar="P",
+              help="Label a face 'uncertain' when its top probability is below P (0–1; off by default). The record "
+                   "keeps the probabilities; e.g. 0.4 (see docs/results.md, Calibrated confidence).")
 @click.option("--max-pixels", type=int, default=180_000_000, show_default=True, metavar="N",  # sources.DEFAULT_MAX_PIXELS
               help="Images with more pixels than this (width × height, read from the header) are skipped with an "
                    "error line, a guard against decompression bombs; raise it to read larger images.")
 def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotate, every, max_frames, threads,
-                detect_size, min_score, margin, no_align, max_pixels) -> None:
+                detect_size, min_score, margin, no_align, uncertain_below, max_pixels) -> None:
     """Faces and their emotions in images, folders, globs, videos and cameras.
 
     \b
@@ -818,11 +829,12 @@ def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotat
     given = load_boxes(boxes) if boxes else None
     if given is None:
         rec = Recognizer(model, detector=detector, threads=threads, min_score=min_score, margin=margin,
-                         align=not no_align)
+                         align=not no_align, uncertain_below=uncertain_below)
     else:
         from .predict.detectors import GivenBoxes
 
-        rec = Recognizer(model, detector=GivenBoxes(), threads=threads, margin=margin, align=False)
+        rec = Recognizer(model, detector=GivenBoxes(), threads=threads, margin=margin, align=False,
+                         uncertain_below=uncertain_below)
     out = out or (None if (records and no_annotate) else _next_predict_dir())
     click.echo(f"model {rec.model_name} ({rec.runner.runtime}), "
                f"input {rec.size}x{rec.size}; faces from {'--boxes ' + str(boxes) if given is not None else rec.detector.name}")

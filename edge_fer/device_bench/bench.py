@@ -237,12 +237,19 @@ def data_spec(meta: dict, data=None) -> tuple[str, str | None]:
     return ("run", json.dumps({k: cfg.get(k) for k in RUN_DATA_KEYS}, sort_keys=True))
 
 
-def load_split(spec: tuple[str, str | None], split: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Faces, labels and the record fields naming them (``data``, ``data_source``, ``split``, ``n``)."""
+def load_split(spec: tuple[str, str | None], split: str, *, class_map=None,
+               drop=()) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Faces, labels and the record fields naming them (``data``, ``data_source``, ``split``, ``n``);
+    another labelled dataset given as ``data`` has its classes mapped (``class_map``, ``drop``)."""
     from ..data import load_fer
     from ..data.dataset import SAMPLE_NAME
+    from ..data.labelled import is_fer2013, load_eval_set
 
     kind, value = spec
+    if kind == "given" and value not in (None, SAMPLE_NAME) and (class_map or drop or not is_fer2013(value)):
+        s = load_eval_set(value, split, class_map=class_map, drop=drop)
+        return s.x, s.y, {"data": s.describe(), "data_source": s.source, "split": s.split, "n": len(s),
+                          "left_out": s.dropped}
     if kind == "run":  # split as training split it (TrainConfig.load_data)
         cfg = json.loads(value)
         data = load_fer(cfg["data"], split_mode=cfg.get("split_mode") or "official", ferplus=cfg.get("ferplus"),
@@ -309,7 +316,8 @@ def _run_local(model: Path, faces: Path | None, threads, xnnpack: bool, min_seco
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
                  xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, target=None,
                  allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None,
-                 input_scale=None, input_size: int | None = None, classes=None) -> list[dict]:
+                 input_scale=None, input_size: int | None = None, classes=None, class_map=None,
+                 drop_classes=()) -> list[dict]:
     """One record per model × thread count (one per model on ``gpu``).
 
     ``target``: a connected RemoteTarget for ``rpi``. ``gpu``: LiteRT's GPU accelerator for .tflite
@@ -317,7 +325,8 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
     unless ``allow_cpu_fallback``. ``data`` None: each model's faces are those of the data its run was
     trained on (else the embedded sample); every record names its ``data``, ``split`` and ``n``.
     ``input_scale``, ``input_size``, ``classes``: how to feed faces to models without edge_fer metadata
-    (see :func:`foreign_info`); without them such a model is timed only. Ctrl-C raises
+    (see :func:`foreign_info`); without them such a model is timed only. ``class_map``, ``drop_classes``:
+    another labelled dataset's class names mapped to ours (:mod:`edge_fer.data.labelled`). Ctrl-C raises
     :class:`BenchInterrupted` carrying the records measured so far.
     """
     from ..report.metrics import classification_metrics
@@ -349,7 +358,7 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                 continue
             spec = data_spec(meta, data)
             if spec not in splits:
-                splits[spec] = load_split(spec, split)
+                splits[spec] = load_split(spec, split, class_map=class_map, drop=drop_classes)
                 log.info("data: %s%s", splits[spec][2]["data"],
                          " (the data the model's run was trained on; --data overrides)" if spec[0] == "run" else "")
             x, y, info = splits[spec]
