@@ -318,7 +318,7 @@ def test_qat_range_percentile_auto_chooses_on_validation_in_int8(trained, tmp_pa
 
     The warm-up's activation ranges are widened 16× (as rare outliers in the warm-up faces would),
     so min/max fails the gate and clipping has to win it back."""
-    import edge_fer.quantization.qat as qat_module
+    import edge_fer.quantization.pipeline as qat_module
 
     warm_up = qat_module.warm_up_ranges
 

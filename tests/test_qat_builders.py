@@ -120,7 +120,7 @@ def test_qat_model_computes_what_the_int8_graph_computes(faces, tmp_path):
 def test_clip_activation_ranges_shrinks_data_ranges_only(faces):
     """Percentile ranges (`edgefer qat --range-percentile`): data-driven activation ranges shrink,
     fixed ones (hard-sigmoid's [0, 6]) and weight ranges do not move, and the model still runs."""
-    from edge_fer.quantization.qat import clip_activation_ranges
+    from edge_fer.quantization.ranges import clip_activation_ranges
 
     qat = quantize_model(create_model("mobilenetv3_small"))
     warm_up_ranges(qat, [faces[:32], faces[32:64]])
@@ -144,7 +144,7 @@ def test_dense_batchnorm_scale_is_folded_before_qat(faces):
     """The cnn's fc1 → fc1_bn: per-tensor Dense kernels do not survive the converter's BatchNorm fold, so
     QAT starts from the folded kernel; the folded model computes the float model's function."""
     from edge_fer._tf import keras
-    from edge_fer.quantization.qat import _fold_batchnorm_scales
+    from edge_fer.quantization.scheme import _fold_batchnorm_scales
 
     K = keras()
     model = create_model("cnn", width=0.25)
@@ -170,7 +170,7 @@ def test_per_tensor_qat_folds_every_batchnorm_and_quantises_kernels_whole(faces)
     """Per-tensor QAT: every BatchNorm after a conv, depthwise conv or Dense is folded into its kernel first
     (the folded model computes the same function), and each kernel gets one range, not one per channel."""
     from edge_fer._tf import keras
-    from edge_fer.quantization.qat import _fold_batchnorm_scales, model_weights
+    from edge_fer.quantization.scheme import _fold_batchnorm_scales, model_weights
 
     K = keras()
     model = create_model("ferlite", width=0.5)

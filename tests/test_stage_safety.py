@@ -172,7 +172,7 @@ def test_zoo_build_refreshes_only_its_own_folder(tmp_path, monkeypatch):
 def test_an_interrupted_qat_is_never_exported(trained, tmp_path, monkeypatch):
     import shutil
 
-    import edge_fer.quantization.qat as qat
+    import edge_fer.quantization.pipeline as qat
     from edge_fer.export import export_run
 
     run_dir = tmp_path / "cnn"

@@ -36,12 +36,15 @@ def keras_info(path: Path) -> dict:
     """What the bench needs of a run's .keras model (the float baseline), from its run directory."""
     import json
 
-    info = path.parent / "model.json"
+    from ..runs import RunLayout
+
+    layout = RunLayout(path.parent)
+    info = layout.model_info
     if not info.is_file():
         raise EdgeFerError(f"{path}: no model.json beside it; bench a .keras model inside its run directory "
                            "(e.g. runs/cnn/best.keras)")
     model = json.loads(info.read_text())
-    config = path.parent / "config.json"
+    config = layout.config
     return {"model": model["name"], "format": "keras", "precision": "float32", "source": "keras",
             "classes": list(CLASSES), "input": {"shape": [1, *model["input_shape"]]}, "metadata_source": "run",
             "train_config": json.loads(config.read_text()) if config.is_file() else None}
@@ -189,7 +192,9 @@ def default_models() -> list[Path]:
         files = shipped_files()
         log.info("no runs yet: benchmarking the %d shipped model file(s) (see `edgefer models`)", len(files))
         return files
-    models = sorted(p for p in (run / "export").glob("*") if p.suffix in (".tflite", ".onnx"))
+    from ..runs import RunLayout
+
+    models = sorted(p for p in RunLayout(run).export_dir.glob("*") if p.suffix in (".tflite", ".onnx"))
     if not models:
         raise EdgeFerError(f"{run}/export has no models; run `edgefer export {run}` first, or name model files")
     return models

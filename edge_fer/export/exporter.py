@@ -31,7 +31,7 @@ import numpy as np
 from .._tf import quiet_native_stderr
 from ..calibration import CalibrationMethod, CalibrationSet
 from ..errors import ConfigError, EdgeFerError, RunError
-from ..runs import atomic_path, resolve_run, write_json
+from ..runs import RunLayout, atomic_path, resolve_run, write_json
 from . import convert
 from .formats import ExportFormat, artefact_name, select_formats
 from .metadata import base_metadata, embed_onnx, embed_tflite, sha256
@@ -123,7 +123,8 @@ def export_run(
     one at a time until ``threshold`` passes (TFLite)."""
     from ..data.pipeline import as_model_input
     from ..quantization import load_float_model, load_qat_model
-    from ..quantization.qat import QAT_DIR, WEIGHTS, model_weights, unfinished_qat
+    from ..quantization.pipeline import unfinished_qat
+    from ..quantization.scheme import WEIGHTS, model_weights
 
     if source not in SOURCES:
         raise ConfigError(f"--from must be one of {', '.join(SOURCES)}, got {source!r}")
@@ -134,13 +135,13 @@ def export_run(
     chosen = select_formats(list(formats), list(precisions))
     method = CalibrationMethod.parse(calib_method)
     run_dir = resolve_run(run)
-    out_dir = Path(out) if out else run_dir / "export"
+    out_dir = Path(out) if out else RunLayout(run_dir).export_dir
     unfinished = unfinished_qat(run_dir) if source != "ptq" and any(f.precision == "int8" for f in chosen) else None
     if unfinished:
         raise RunError(f"{unfinished}, or export --from ptq")
 
     float_model, cfg = load_float_model(run_dir)
-    qat_path = run_dir / QAT_DIR / "best.h5"
+    qat_path = RunLayout(run_dir).qat_model
     if source == "auto":
         source = "qat" if qat_path.is_file() else "ptq"
         if any(f.precision == "int8" for f in chosen):
@@ -253,8 +254,7 @@ def export_run(
         if refused:
             names = ", ".join(f"{Path(r.file).name} ({r.verification['agreement']:.2%})" for r in refused)
             if all(r.source == "qat" for r in refused):
-                qat_json = run_dir / QAT_DIR / "qat.json"
-                asked = json.loads(qat_json.read_text()).get("range_percentile") if qat_json.is_file() else None
+                asked = (RunLayout(run_dir).qat() or {}).get("range_percentile")
                 if asked == "auto":  # the ranges were chosen for the 98% gate already: more than ranges is needed
                     remedies = (f"its QAT already chose activation ranges on validation (--range-percentile auto); try "
                                 f"more QAT epochs (`edgefer qat {run_dir} --epochs 5`), a lower --threshold, or --force "
@@ -303,7 +303,7 @@ def _convert(fmt: ExportFormat, float_model, qat_model, calib, method, io, batch
 
 
 def _update_report(out_dir: Path, results: list[ExportResult], threshold: float) -> None:
-    path = out_dir / "export_report.json"
+    path = RunLayout.export_report_in(out_dir)
     report = json.loads(path.read_text()) if path.is_file() else {"artefacts": {}}
     for r in results:
         report["artefacts"][Path(r.file).name] = asdict(r)

@@ -16,7 +16,7 @@ class HardSigmoid(keras.layers.Layer):
 
     TFLite runs this as ADD+RELU6 (one fused op with its own int8 output) then MUL by 1/6.
     ``activation`` is the relu6 part, exposed so quantisation-aware training can round its
-    output where the int8 graph does (see ``edge_fer.quantization.qat``).
+    output where the int8 graph does (see ``edge_fer.quantization.scheme``).
     """
 
     def __init__(self, **kwargs):

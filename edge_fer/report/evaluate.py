@@ -16,20 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from ..data.pipeline import as_model_input
-from ..errors import RunError
 from ..labels import CLASSES
-from ..runs import atomic_path, read_state, resolve_run, write_json
+from ..runs import RunLayout, atomic_path, read_state, resolve_run, write_json
 from .metrics import classification_metrics
 from .plots import plot_bars, plot_confusion, plot_history, plot_roc
 
 log = logging.getLogger(__name__)
-
-
-def best_model_path(run_dir: Path) -> Path:
-    p = run_dir / "best.keras"
-    if not p.is_file():
-        raise RunError(f"{run_dir}: no best.keras yet (no epoch has finished); train the run first")
-    return p
 
 
 def predict_keras(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -43,7 +35,7 @@ def evaluate_run(run: str | Path | None, *, split: str = "test", data_path: str 
 
     run_dir = resolve_run(run)
     cfg = TrainConfig.load(run_dir)
-    model = load_model(best_model_path(run_dir))
+    model = load_model(RunLayout(run_dir).require_best_model())
     data = data or cfg.load_data(data_path)
     s = data[split]
     probs = predict_keras(model, s.x)
@@ -60,7 +52,7 @@ def evaluate_run(run: str | Path | None, *, split: str = "test", data_path: str 
         "classes": list(CLASSES),
         **metrics,
     }
-    out = run_dir / "eval" / split
+    out = RunLayout(run_dir).eval_dir(split)
     write_json(out / "metrics.json", report)
     title = f"{cfg.model} · {split} · acc {metrics['accuracy']:.3f}"
     plot_confusion(metrics["confusion_matrix"], CLASSES, out / "confusion_matrix.png", title)
@@ -76,9 +68,9 @@ def compare_runs(runs: list[str | Path], *, split: str = "test", out: Path | Non
     rows = []
     for r in runs:
         run_dir = resolve_run(r)
-        p = run_dir / "eval" / split / "metrics.json"
+        p = RunLayout(run_dir).eval_dir(split) / "metrics.json"
         m = json.loads(p.read_text()) if p.is_file() else evaluate_run(run_dir, split=split)
-        model_info = run_dir / "model.json"
+        model_info = RunLayout(run_dir).model_info
         info = json.loads(model_info.read_text()) if model_info.is_file() else {}
         rows.append({
             "run": run_dir.name, "model": m["model"], "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"],

@@ -12,11 +12,10 @@ re-measured: this reads ``config.json``, ``state.json``, ``qat/qat.json`` and ``
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import EdgeFerError, RunError
-from ..runs import atomic_path, read_state, resolve_run
+from ..runs import RunLayout, atomic_path, read_state, resolve_run
 from ..training.config import TrainConfig
 from .quant_bench import ranges_label
 
@@ -24,12 +23,11 @@ from .quant_bench import ranges_label
 def summarise_run(run) -> list[dict]:
     """One row per int8 artefact of the run's export report."""
     run_dir = resolve_run(run)
-    report_path = run_dir / "export" / "export_report.json"
-    if not report_path.is_file():
+    layout = RunLayout(run_dir)
+    report = layout.export_report()
+    if not report:
         raise RunError(f"{run_dir}: no export/export_report.json; run `edgefer export {run_dir} --int8` first")
-    report = json.loads(report_path.read_text())
-    qat_path = run_dir / "qat" / "qat.json"
-    qat = json.loads(qat_path.read_text()) if qat_path.is_file() else None
+    qat = layout.qat()
     cfg, state = TrainConfig.load(run_dir), read_state(run_dir)
     float_acc = qat["float_val_accuracy"] if qat else None
     rows = []

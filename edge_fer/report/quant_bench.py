@@ -18,14 +18,15 @@ import os
 import time
 from pathlib import Path
 
-from ..runs import read_state, resolve_run, write_json
+from ..runs import RunLayout, read_state, resolve_run, write_json
 from ..training.config import TrainConfig
 
 
 def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
     from ..device_bench.latency import measure
     from ..export import export_run, open_runner
-    from ..quantization.qat import WEIGHTS, qat_weights
+    from ..quantization.pipeline import qat_weights
+    from ..quantization.scheme import WEIGHTS
 
     from ..data import load_fer
 
@@ -61,8 +62,7 @@ def ranges_label(qat: dict) -> str:
 
 def _ranges_label(run_dir: Path) -> str:
     """', ' + ranges_label for a run whose ranges were clipped or chosen; '' for plain min/max."""
-    q = run_dir / "qat" / "qat.json"
-    qat = json.loads(q.read_text()) if q.is_file() else {}
+    qat = RunLayout(run_dir).qat() or {}
     label = ranges_label(qat)
     return "" if label == "min/max ranges" else f", {label}"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..errors import RunError
 from ..labels import CLASSES
-from ..runs import atomic_path, read_state, resolve_run, write_json
+from ..runs import RunLayout, atomic_path, read_state, resolve_run, write_json
 from .quant_bench import ranges_label
 
 STUDY_EPOCHS = 45  # the study's recipe; a shorter plan is a budget run and is labelled as one
@@ -60,21 +60,21 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
     run_dir = resolve_run(run)
     cfg = TrainConfig.load(run_dir)
     state = read_state(run_dir)
-    tflite = int8_artefact(run_dir / "export", cfg.model, ".tflite")
+    layout = RunLayout(run_dir)
+    tflite = int8_artefact(layout.export_dir, cfg.model, ".tflite")
     if tflite is None:
         raise RunError(f"{run_dir}: no int8 export; run `edgefer qat {run_dir}` then `edgefer export {run_dir} --int8`")
-    onnx = int8_artefact(run_dir / "export", cfg.model, ".onnx")
+    onnx = int8_artefact(layout.export_dir, cfg.model, ".onnx")
     evaluate_run(run_dir, split="test", data_path=data_path)  # writes the confusion matrix, ROC and curves
-    params = int(json.loads((run_dir / "model.json").read_text())["params"])  # written by `edgefer train`
+    params = int(json.loads(layout.model_info.read_text())["params"])  # written by `edgefer train`
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
-    qat = run_dir / "qat" / "qat.json"
     pi = cross_check(tflite, rpi_python, data=data_path or cfg.data, faces=rpi_faces) if rpi_python else None
     return {
         "architecture": cfg.label, "run": run_dir.name, "run_dir": str(run_dir),
         "emulated_pi": pi,
         "epochs_planned": cfg.epochs, "epochs_trained": state.get("epoch"), "finished": state.get("status") == "finished",
         "stopped_early": state.get("stopped_early"), "best_epoch": state.get("best", {}).get("epoch"),
-        "train_seconds": state.get("seconds"), "qat": json.loads(qat.read_text()) if qat.is_file() else None,
+        "train_seconds": state.get("seconds"), "qat": layout.qat(),
         "params": params,
         "note": (run_dir / "notes.md").read_text().strip() if (run_dir / "notes.md").is_file() else None,
         "recipe": {"batch_size": cfg.batch_size, "lr": cfg.lr, "schedule": _schedule_text(cfg.to_dict()),
@@ -82,8 +82,8 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
         "sizes": {"float32_weights": params * 4, "int8_tflite": tflite.stat().st_size,
                   **({"int8_onnx": onnx.stat().st_size} if onnx else {})},
         "artefacts": {"tflite": tflite.name, **({"onnx": onnx.name} if onnx else {})},
-        "figures": {"confusion": str(run_dir / "eval" / "test" / "confusion_matrix.png"),
-                    "roc": str(run_dir / "eval" / "test" / "roc.png"), "curves": str(run_dir / "training_curves.png")},
+        "figures": {"confusion": str(layout.eval_dir("test") / "confusion_matrix.png"),
+                    "roc": str(layout.eval_dir("test") / "roc.png"), "curves": str(run_dir / "training_curves.png")},
         **measured,
     }
 
@@ -93,7 +93,7 @@ def _pending(run, reason: str) -> dict:
     state = read_state(p) if p.is_dir() else {}
     name = p.name
     if not state:
-        what = f"{name}: not started" if not (p / "config.json").is_file() else f"{name}: 0 epochs trained"
+        what = f"{name}: not started" if not RunLayout(p).config.is_file() else f"{name}: 0 epochs trained"
     else:
         what = (f"{name}: {state.get('epoch')} of {state.get('epochs')} epochs trained"
                 + (" (finished; QAT/export pending)" if state.get("status") == "finished" else ""))
@@ -234,7 +234,7 @@ def main(argv=None) -> None:
         key = str(Path(run).expanduser())
         # A run measured earlier whose directory is gone (trained on another machine, or
         # removed since) keeps its measured row instead of turning into "not started".
-        if key in saved and (args.render_only or not (Path(key) / "config.json").is_file()):
+        if key in saved and (args.render_only or not RunLayout(key).config.is_file()):
             rows.append(saved[key])
             records += [rec for rec in saved_records if str(Path(rec.get("path", "")).expanduser()).startswith(key + "/")]
             if not args.render_only:

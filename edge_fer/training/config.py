@@ -153,7 +153,9 @@ class TrainConfig:
 
     @classmethod
     def load(cls, run_dir: Path) -> "TrainConfig":
-        p = Path(run_dir) / "config.json"
+        from ..runs import RunLayout
+
+        p = RunLayout(run_dir).config
         if not p.is_file():
             raise RunError(f"{run_dir}: not a run directory (no config.json); pass a directory made by `edgefer train`")
         try:

@@ -28,7 +28,7 @@ from .._tf import tf as _tf
 from ..data.pipeline import Augment, make_dataset, teacher_targets
 from ..errors import ConfigError, RunError
 from ..models import create_model, describe_model, load_model, resolve_name
-from ..runs import atomic_path, next_run_dir, read_state, write_json
+from ..runs import RunLayout, atomic_path, next_run_dir, read_state, write_json
 from .config import TrainConfig
 from .distribute import lost_worker, make_distribution, scaled_lr
 
@@ -77,7 +77,7 @@ def prepare_run_dir(cfg: TrainConfig, out: Path | None) -> tuple[Path, dict]:
         raise RunError(
             f"{run_dir} holds a finished run; choose a new --out, or omit --out to get the next free run name"
         )
-    if (run_dir / "config.json").is_file():
+    if RunLayout(run_dir).config.is_file():
         saved = TrainConfig.load(run_dir).identity()
         diff = {k: (saved.get(k), v) for k, v in cfg.identity().items() if saved.get(k) != v}
         if diff:
@@ -124,25 +124,25 @@ class _RunCheckpoint:
                     or (value < self.best["value"] if cfg.monitor == "val_loss" else value > self.best["value"])
                 )
                 if better:
-                    with dist.writable(run_dir / "best.keras") as tmp:
+                    with dist.writable(RunLayout(run_dir).best_model) as tmp:
                         self.model.save(tmp)
                     self.best = {"epoch": epoch + 1, "monitor": cfg.monitor, "value": value,
                                  **{k: v for k, v in logs.items() if k.startswith("val_")}}
                 self.stopped_early = bool(self.model.stop_training)
-                last = run_dir / f"last-e{epoch + 1:03d}.keras"
+                last = RunLayout(run_dir).checkpoint(epoch + 1)
                 with dist.writable(last) as tmp:
                     self.model.save(tmp)  # includes the optimizer state
                 if not dist.is_chief:  # only the chief writes the run directory
                     return
                 finished = self.stopped_early or epoch + 1 >= cfg.epochs
                 self._write_state(epoch + 1, last.name, "finished" if finished else "running")
-                for old in run_dir.glob("last-e*.keras"):
+                for old in RunLayout(run_dir).checkpoints():
                     if old.name != last.name:
                         old.unlink(missing_ok=True)
                 _write_history(run_dir, self.history)
 
             def _write_state(self, epoch: int, last: str, status: str):
-                write_json(run_dir / "state.json", {
+                write_json(RunLayout(run_dir).state, {
                     "status": status,
                     "epoch": epoch,
                     "epochs": cfg.epochs,
@@ -218,7 +218,7 @@ def load_teacher(cfg: TrainConfig):
             raise ConfigError(f"--teacher {cfg.teacher}: only .tflite files, runs or .keras models can teach; "
                               f"e.g. --teacher cnn_int8")
         return TFLiteTeacher(path)
-    path = p / "best.keras" if p.is_dir() else p
+    path = RunLayout(p).best_model if p.is_dir() else p
     if p.is_dir() and not path.is_file():
         raise ConfigError(f"--teacher {cfg.teacher}: the run has no best.keras yet; train it first")
     if path.suffix != ".keras" or not path.is_file():
@@ -298,10 +298,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
             compile_model(model, cfg, optimizer=keras.optimizers.Adam(learning_rate=lr))
             if dist.is_chief:
                 run_dir.mkdir(parents=True, exist_ok=True)
-                write_json(run_dir / "config.json", {**cfg.to_dict(), "distribute": {
+                write_json(RunLayout(run_dir).config, {**cfg.to_dict(), "distribute": {
                     **dist.describe(), "global_batch": cfg.batch_size, "lr": lr, "precision": cfg.precision,
                     "jit": cfg.jit}})
-                write_json(run_dir / "model.json", describe_model(model))
+                write_json(RunLayout(run_dir).model_info, describe_model(model))
                 write_json(run_dir / "data.json", data.summary())
         dist.agree(initial_epoch, "the epoch to resume from")
         if cfg.jit:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, RunError
 from ..labels import CLASSES
-from ..runs import atomic_path, read_state, resolve_run, write_json
+from ..runs import RunLayout, atomic_path, read_state, resolve_run, write_json
 from . import SHIPPED_DIR, get_shipped
 
 log = logging.getLogger("edge_fer")
@@ -80,7 +80,7 @@ def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | 
     from ..device_bench.bench import bench_models
     from ..export.runtimes import open_runner
     from ..models import load_model
-    from ..report.evaluate import best_model_path, predict_keras
+    from ..report.evaluate import predict_keras
     from ..training import TrainConfig
 
     cfg = TrainConfig.load(run_dir)
@@ -88,7 +88,7 @@ def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | 
     test = data["test"]
     if len(test) == 0:
         raise ConfigError(f"{data.source}: no test split to report on")
-    p_float = predict_keras(load_model(best_model_path(run_dir)), test.x)
+    p_float = predict_keras(load_model(RunLayout(run_dir).require_best_model()), test.x)
     out = {"data": data.source, "n_test": len(test), "accuracy_tolerance": ACCURACY_TOLERANCE,
            "float32": _metrics_row(test.y, p_float)}
     for key, path in (("int8", tflite), ("int8_onnx", onnx)):
@@ -304,12 +304,12 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     The returned card has ``files`` (what was written) and ``replaced`` (which of them were there).
     """
     from .. import __version__
-    from ..quantization.qat import QAT_DIR
     from ..training import TrainConfig
 
     run_dir = resolve_run(run)
+    layout = RunLayout(run_dir)
     cfg = TrainConfig.load(run_dir)
-    export_dir = run_dir / "export"
+    export_dir = layout.export_dir
     tflite = int8_artefact(export_dir, cfg.model, ".tflite")
     if tflite is None:
         raise RunError(f"{run_dir}: no int8 TFLite export; run `edgefer qat {run_dir}` and `edgefer export {run_dir} --int8`")
@@ -319,13 +319,13 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
             raise ConfigError(f"{p}: {p.stat().st_size / 2**20:.1f} MB; only models ≤ 5 MB ship in the package "
                               "(publish larger ones' results only)")
     name = name or f"{cfg.model}_int8"
-    dest = Path(dest).expanduser() if dest else run_dir / "shipped"
+    dest = Path(dest).expanduser() if dest else layout.shipped_dir
     state = read_state(run_dir)
-    report = json.loads((export_dir / "export_report.json").read_text()) if (export_dir / "export_report.json").is_file() else {}
+    report = layout.export_report()
     replaced = check_ship(run_dir, tflite, onnx, report, name=name, dest=dest, overwrite=overwrite, force=force)
     meta = json.loads(Path(str(tflite) + ".json").read_text())
     from_qat = meta.get("source") != "ptq"  # post-training quantised: no QAT step to reproduce
-    qat_json = run_dir / QAT_DIR / "qat.json"  # a run may hold a QAT model its PTQ artefact did not come from
+    qat_json = layout.qat_record  # a run may hold a QAT model its PTQ artefact did not come from
     if from_qat and not qat_json.is_file():
         raise RunError(f"{qat_json}: missing (a QAT run that did not finish, or removed), so the card cannot "
                        f"record how {tflite.name} was fine-tuned; run `edgefer qat {run_dir}` and `edgefer export "
@@ -336,7 +336,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     measured.pop("bench_records")
     measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])
-    qat = json.loads(qat_json.read_text()) if from_qat else {}
+    qat = layout.qat() if from_qat else {}
     qat = {k: portable(v) if k == "teacher" else v for k, v in qat.items()}
     train_cfg = {k: portable(v) if k in PATH_SETTINGS else v for k, v in cfg.to_dict().items() if k != "data"}
     data_arg = '--data fer2013.csv'
@@ -367,7 +367,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
                      "best_val_accuracy": state.get("best", {}).get("val_accuracy"), "seconds": state.get("seconds") or 0,
                      "finished": state.get("status") == "finished", "machine": state.get("machine") or "this toolkit's CPU",
                      # strategy, replicas, global batch, learning rate used, precision, XLA
-                     "distribute": json.loads((run_dir / "config.json").read_text()).get("distribute")},
+                     "distribute": layout.train_config().get("distribute")},
         "qat": {k: qat.get(k) for k in ("best_epoch", "qat_val_accuracy", "float_val_accuracy", "seconds") if k in qat},
         "export": {"agreement": (art.get("verification") or meta.get("verification") or {}).get("agreement"),
                    "status": gate_status,
@@ -437,5 +437,5 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
                per_tensor=export.get("weights") == "per-tensor" if source == "ptq" else None)
     # The recipe exports with --force, so its artefact ships whatever the gate said (the card records it);
     # OUT/shipped is this build's own folder, which running the same build again refreshes.
-    return ship_run(result.run_dir, name=name, data_path=data_path, dest=dest or Path(result.run_dir) / "shipped",
+    return ship_run(result.run_dir, name=name, data_path=data_path, dest=dest or RunLayout(result.run_dir).shipped_dir,
                     overwrite=dest is None, force=True)

@@ -13,7 +13,8 @@ import numpy as np
 
 from edge_fer.calibration import CalibrationSet
 from edge_fer.data.pipeline import as_model_input
-from edge_fer.quantization.qat import choose_range_percentile, load_qat_model
+from edge_fer.quantization import load_qat_model
+from edge_fer.quantization.ranges import choose_range_percentile
 from edge_fer.training.config import TrainConfig
 
 model_path, run = sys.argv[1], sys.argv[2]
