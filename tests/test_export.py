@@ -18,7 +18,7 @@ from edge_fer.export import ExportRefused, export_run, open_runner
 from edge_fer.export import convert
 from edge_fer.export.metadata import read_onnx_metadata, read_tflite_metadata, sha256
 from edge_fer.quantization import load_float_model, load_qat_model, qat_run
-from edge_fer.quantization.qat import AUTO_PERCENTILES, parse_range_percentile
+from edge_fer.quantization.config import AUTO_PERCENTILES, parse_range_percentile
 from edge_fer.runs import atomic_path
 
 from conftest import assert_user_error

@@ -9,14 +9,15 @@ import sys, numpy as np
 from pathlib import Path
 from edge_fer.training import TrainConfig
 from edge_fer.models import load_model
-from edge_fer.report.evaluate import best_model_path, predict_keras
+from edge_fer.report.evaluate import predict_keras
+from edge_fer.runs import RunLayout
 from edge_fer.export.runtimes import open_runner
 run = Path(sys.argv[1]).expanduser()
 cfg = TrainConfig.load(run); data = cfg.load_data(None)
-fl = load_model(best_model_path(run))
+fl = load_model(RunLayout(run).require_best_model())
 qat = None
 try:
-    from edge_fer.quantization.qat import load_qat_model
+    from edge_fer.quantization import load_qat_model
     qat = load_qat_model(run / "qat" / "best.h5")
 except Exception as e:
     print("no QAT model:", e)

@@ -7,7 +7,7 @@ and are meaningless; read the BatchNorm/activation rows. Throwaway diagnostic, n
 """
 import sys, numpy as np
 from edge_fer.export.runtimes import _interpreter_class
-from edge_fer.quantization.qat import load_qat_model
+from edge_fer.quantization import load_qat_model
 from edge_fer.training.config import TrainConfig
 from edge_fer._tf import keras
 run = sys.argv[1]; tfl = sys.argv[2]; N = int(sys.argv[3]) if len(sys.argv) > 3 else 64

@@ -7,7 +7,7 @@ Throwaway diagnostic, not part of edge_fer.
 """
 import numpy as np, sys
 from edge_fer.export.runtimes import _interpreter_class
-from edge_fer.quantization.qat import load_qat_model
+from edge_fer.quantization import load_qat_model
 from edge_fer.training.config import TrainConfig
 run, tfl = sys.argv[1], sys.argv[2]
 m = load_qat_model(f"{run}/qat/best.h5")
