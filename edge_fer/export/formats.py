@@ -1,4 +1,8 @@
-"""The one table of export formats, read by the exporter and the benchmarks alike."""
+"""The one table of export formats (format, precision, file suffix, whether it needs calibration).
+
+``edgefer export`` picks its artefacts from it (:func:`select_formats`) and names them with
+:func:`artefact_name`. Loading and benchmarking a file go by its suffix alone (``.tflite``/``.onnx``).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared Keras builders: one registry used by training, QAT and export alike."""
+"""Shared Keras builders: one registry of architectures, used by training and QAT alike."""
 
 from . import builders  # noqa: F401  (registers the architectures)
 from .registry import (ModelSpec, builder_options, check_model_options, create_model, get_spec, model_names,

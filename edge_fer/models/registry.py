@@ -1,10 +1,11 @@
 """The model registry: every architecture under the name users type.
 
-    from edge_fer.models import create_model, list_models
+    from edge_fer.models import create_model, model_names
     model = create_model("mobilenetv3_small", dropout=0.3)
 
-Builders register with :func:`register_model`; ``create_model`` resolves aliases, suggests
-close matches for unknown names and passes keyword overrides on to the builder.
+Builders register with :func:`register_model`; :func:`resolve_name` maps aliases (``mobilenetv3``)
+to their registry name and names close matches for an unknown one; ``create_model`` checks keyword
+overrides against the builder's signature (:func:`check_model_options`) before passing them on.
 """
 
 from __future__ import annotations
