@@ -21,7 +21,7 @@ from ..labels import CLASSES, IMAGE_SIZE, USAGES
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"})
 CSV_COLUMNS = ("emotion", "pixels", "Usage")
 NPZ_FIELDS = ("pixels", "labels", "usage")
 

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
+from ..data.loaders import IMAGE_SUFFIXES  # one list for training folders and predict
 from ..errors import ConfigError, EdgeFerError
 
 # Images with more pixels than this are refused from their header, before anything is decoded: a
@@ -20,7 +21,6 @@ from ..errors import ConfigError, EdgeFerError
 # A 108-megapixel phone photo passes; `edgefer predict --max-pixels` raises it.
 DEFAULT_MAX_PIXELS = 180_000_000
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 
 
