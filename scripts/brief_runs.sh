@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Briefly trained run of each builder, QAT-fine-tuned, for the quantisation benchmark (issue 3):
+# Briefly trained run of each builder, QAT-fine-tuned, for the quantisation benchmark (docs/benchmarks.md):
 #   nohup bash scripts/brief_runs.sh [DATA] [RUNS] > ~/edgefer-runs/brief.log 2>&1 &
 # then, on an otherwise idle machine:
 #   .venv/bin/python -m edge_fer.report.quant_bench RUNS/brief/* --out docs/quantization.json --md docs/quantization.md
