@@ -3,8 +3,16 @@
 Set EDGEFER_SHARED_DATA to point elsewhere.
 """
 
+import contextlib
+import getpass
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -35,11 +43,13 @@ def fer(fer_npz):
         return {k: d[k] for k in ("pixels", "labels", "usage")}
 
 
-def pick_rows(fer, per_usage: int, seed: int = 0) -> np.ndarray:
-    """Row indices: ``per_usage`` random rows of each Usage, in file order."""
+def pick_rows(fer, per_usage: int | tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    """Row indices: ``per_usage`` random rows of each Usage (one count, or one for Training, PublicTest and
+    PrivateTest in that order), in file order."""
+    counts = (per_usage,) * 3 if isinstance(per_usage, int) else per_usage
     rng = np.random.default_rng(seed)
-    out = [rng.choice(np.flatnonzero(fer["usage"] == u), per_usage, replace=False)
-           for u in ("Training", "PublicTest", "PrivateTest")]
+    out = [rng.choice(np.flatnonzero(fer["usage"] == u), n, replace=False)
+           for u, n in zip(("Training", "PublicTest", "PrivateTest"), counts)]
     return np.sort(np.concatenate(out))
 
 
@@ -73,10 +83,7 @@ def assert_user_error(result, *fragments) -> str:
 @pytest.fixture(scope="session")
 def subset(fer, tmp_path_factory) -> Path:
     """6,000 Training, 1,000 PublicTest and 500 PrivateTest faces of FER2013, drawn at random."""
-    rng = np.random.default_rng(0)
-    parts = [rng.choice(np.flatnonzero(fer["usage"] == u), n, replace=False)
-             for u, n in (("Training", 6000), ("PublicTest", 1000), ("PrivateTest", 500))]
-    return write_subset_npz(tmp_path_factory.mktemp("data") / "subset.npz", fer, np.sort(np.concatenate(parts)))
+    return write_subset_npz(tmp_path_factory.mktemp("data") / "subset.npz", fer, pick_rows(fer, (6000, 1000, 500)))
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +105,64 @@ def exported(trained, tmp_path_factory):
     export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["float32", "int8"], source="ptq",
                force=True, out=out)
     return out
+
+
+@contextlib.contextmanager
+def loopback_sshd(d: Path, *, sftp: bool = True):
+    """An OpenSSH server on 127.0.0.1 (a free port) with throwaway keys made in ``d``; yields where it
+    listens: ``port``, ``dir``, ``key`` (the client's), ``known_hosts`` (127.0.0.1 and localhost), ``host``,
+    and ``python``: this venv's python behind a path with a space and a quote, to prove every argument is
+    quoted. ``d / "other_key"`` is a key the server does not accept. ``sftp=False``: no ``Subsystem sftp``
+    line, as some minimal device images ship it."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(sshd).exists():
+        pytest.fail("openssh-server is not installed; run scripts/setup.sh (make test does)")
+    for name in ("host_key", "client_key", "other_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
+        + ("Subsystem sftp internal-sftp\n" if sftp else "") + "LogLevel ERROR\n")
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                if s.recv(4).startswith(b"SSH-"):
+                    break
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"sshd did not start: {proc.stderr.read().decode()[-500:]}")
+        time.sleep(0.05)
+    known = d / "known_hosts"
+    key_type, key = (d / "host_key.pub").read_text().split(" ")[:2]
+    known.write_text(f"[127.0.0.1]:{port} {key_type} {key}\n[localhost]:{port} {key_type} {key}\n")
+    pydir = d / "py dir's"
+    pydir.mkdir()
+    python = pydir / "python"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    try:
+        yield SimpleNamespace(port=port, dir=d, known_hosts=known, key=d / "client_key", python=str(python),
+                              host=f"{getpass.getuser()}@127.0.0.1")
+    finally:
+        proc.terminate()
+        proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory):
+    """The loopback OpenSSH server the rpi target is tested against (the "Pi"), with SFTP."""
+    with loopback_sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
 
 
 @pytest.fixture

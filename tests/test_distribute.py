@@ -285,10 +285,7 @@ for i, cmd in enumerate(cmds):
 @pytest.fixture(scope="module")
 def learnable(fer, tmp_path_factory) -> Path:
     """3,000 Training, 400 PublicTest and 100 PrivateTest faces: enough for a model that is not constant."""
-    rng = np.random.default_rng(1)
-    rows = [rng.choice(np.flatnonzero(fer["usage"] == u), n, replace=False)
-            for u, n in (("Training", 3000), ("PublicTest", 400), ("PrivateTest", 100))]
-    return write_subset_npz(tmp_path_factory.mktemp("learnable") / "faces.npz", fer, np.sort(np.concatenate(rows)))
+    return write_subset_npz(tmp_path_factory.mktemp("learnable") / "faces.npz", fer, pick_rows(fer, (3000, 400, 100), 1))
 
 
 def test_mirrored_run_quantises_through_the_gate(learnable, tmp_path):

@@ -131,48 +131,13 @@ def test_readme_recognizer_snippet_runs_on_a_frame_with_and_without_a_face(capsy
 def sshd_no_sftp(tmp_path_factory):
     """A loopback OpenSSH server (throwaway keys) with no ``Subsystem sftp`` line, as some minimal
     device images ship it; the remote python is this venv's."""
-    import getpass
-    import shutil
-    import socket
-    import subprocess
     import sys
-    import time
-    from types import SimpleNamespace
 
-    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(sshd).exists():
-        pytest.fail("openssh-server is not installed; run scripts/setup.sh")
-    d = tmp_path_factory.mktemp("sshd-no-sftp")
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
-    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\nLogLevel ERROR\n")
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([sshd, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
-    deadline = time.time() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail(f"sshd did not start: {proc.stderr.read().decode()[-500:]}")
-        time.sleep(0.05)
-    key_type, key = (d / "host_key.pub").read_text().split(" ")[:2]
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {key_type} {key}\n")
-    yield SimpleNamespace(port=port, key=d / "client_key", known_hosts=d / "known_hosts", python=sys.executable,
-                          host=f"{getpass.getuser()}@127.0.0.1")
-    proc.terminate()
-    proc.wait(5)
+    from conftest import loopback_sshd
+
+    with loopback_sshd(tmp_path_factory.mktemp("sshd-no-sftp"), sftp=False) as server:
+        server.python = sys.executable
+        yield server
 
 
 @pytest.fixture(scope="module")

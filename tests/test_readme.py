@@ -8,7 +8,7 @@ fails `test_every_readme_command_is_in_the_table`, so the table cannot fall behi
 The folder: `fer2013.csv` (450 real FER2013 faces, 150 per usage), `runs/cnn` (the suite's trained
 half-width CNN), `photos/`, `clip.mp4`, `shots/*.jpg`, `my_boxes.csv`, `m_int8.tflite`, and a
 HOME whose `~/.ssh` holds a key and known_hosts for an OpenSSH server on loopback (the "Pi"; the
-same server tests/test_rpi_ssh.py starts) and whose `~/edgefer-runs` is the folder's `runs/`.
+same server tests/test_rpi_ssh.py uses: conftest's `sshd`) and whose `~/edgefer-runs` is the folder's `runs/`.
 """
 
 import json
@@ -24,7 +24,6 @@ from pathlib import Path
 import pytest
 
 from conftest import pick_rows, write_csv
-from test_rpi_ssh import sshd  # noqa: F401  the loopback OpenSSH server (a module-scoped fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

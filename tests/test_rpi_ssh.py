@@ -1,4 +1,4 @@
-"""The rpi target against a real OpenSSH server on loopback (started here, throwaway keys).
+"""The rpi target against a real OpenSSH server on loopback (conftest's ``sshd``, throwaway keys).
 
 The "Pi" is this machine: the remote python is this venv's python behind sshd, so the whole
 path — host-key checks, SFTP copies, quoting, the runner, clean-up — is real; only the CPU is
@@ -7,13 +7,9 @@ not a Pi's. (An emulated aarch64 Pi under qemu-user is a separate, later test.)
 
 import getpass
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -24,60 +20,12 @@ from edge_fer.errors import EdgeFerError
 from conftest import assert_user_error
 
 pytestmark = pytest.mark.slow
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory):
-    if not Path(SSHD).exists():
-        pytest.fail("openssh-server is not installed; run scripts/setup.sh (make test does)")
-    d = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "client_key", "other_key"):
-        _keygen(d / name)
-    (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
-    port = _free_port()
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n"
-        "Subsystem sftp internal-sftp\nLogLevel ERROR\n")
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.PIPE)
-    deadline = time.time() + 10
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    break
-        except OSError:
-            pass
-        if time.time() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail(f"sshd did not start: {proc.stderr.read().decode()[-500:]}")
-        time.sleep(0.05)
-    known = d / "known_hosts"
-    key_type, key = (d / "host_key.pub").read_text().split(" ")[:2]
-    known.write_text(f"[127.0.0.1]:{port} {key_type} {key}\n[localhost]:{port} {key_type} {key}\n")
-    # A remote python behind a path with a space and a quote, to prove every argument is quoted.
-    pydir = d / "py dir's"
-    pydir.mkdir()
-    python = pydir / "python"
-    python.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
-    python.chmod(0o755)
-    yield SimpleNamespace(port=port, dir=d, known_hosts=known, key=d / "client_key", python=str(python),
-                          host=f"{getpass.getuser()}@127.0.0.1")
-    proc.terminate()
-    proc.wait(5)
 
 
 def _target(sshd, **kw):
@@ -191,7 +139,7 @@ def test_cli_bench_rpi(sshd, model, subset):
 
 def test_fleet_runs_every_host_and_reports_the_unreachable_one(sshd, model, subset):
     """Two "Pis" (the loopback sshd under two names) and one that does not answer, concurrently."""
-    from edge_fer.device_bench.remote import bench_fleet
+    from edge_fer.device_bench.bench import bench_fleet
 
     user = getpass.getuser()
     hosts = [sshd.host, f"{user}@localhost", f"{user}@127.0.0.2"]  # sshd listens on 127.0.0.1 only
