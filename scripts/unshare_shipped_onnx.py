@@ -1,8 +1,8 @@
-"""Rewrite the shipped int8 ONNX models so ORT's exact-int8 mode loads them as they are (2026-12-02).
+"""Rewrite the shipped int8 ONNX models so ORT's exact-int8 mode loads them as they are.
 
 tf2onnx shares equal zero points between DequantizeLinear nodes; with ``session.x64quantprecision=1`` (exact
 int8 kernels on x86 CPUs without VNNI, see docs/benchmarks.md) ORT 1.32 then fails to load the model
-("Attempt to replace the existing tensor"). edge_fer's own runners rewrite such a model in memory; this
+("Attempt to replace the existing tensor"). edge_fer's own ONNX loader rewrites such a model in memory; this
 rewrites the shipped files once, for users who load them with their own ORT code, and checks that the new
 file gives the very same outputs as the old one on FER2013's PrivateTest before replacing it. It updates
 each file's sidecar (sha256, size) and model card (ONNX size); no metric changes, since the outputs don't.
