@@ -1,7 +1,9 @@
 """edge_fer: facial-emotion-recognition CNNs from training to measured edge deployment.
 
-Pipeline (one subpackage per stage): ``data`` → ``models`` → ``training`` → ``calibration``
-→ ``export`` → ``device_bench`` → ``report``; ``cli`` drives them all (``edgefer --help``).
+Pipeline (one subpackage per stage): ``data``, ``models`` → ``training`` → ``quantization``,
+``calibration`` → ``export`` → ``device_bench`` → ``report``, with ``zoo`` and ``predict`` beside
+them; every stage runs models through ``runtime``, and ``cli`` drives them all (``edgefer --help``).
+Which module owns what: docs/architecture.md.
 """
 
 __version__ = "0.1.0"
