@@ -22,6 +22,9 @@ import click
 
 from . import __version__
 from .errors import ConfigError, EdgeFerError
+from .export.config import IO_TYPES, SOURCES, ExportConfig
+from .quantization.config import QAT_STRATEGIES, QATConfig
+from .training.config import MONITORS, PRECISIONS, SCHEDULES, TrainConfig
 
 log = logging.getLogger("edge_fer")
 
@@ -53,6 +56,11 @@ class EdgeFerGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted; finished epochs and written files are kept", err=True)
             sys.exit(130)
+
+
+def _d(config, name: str):
+    """A stage config's default for a field: the one place it is written (Click shows it in --help)."""
+    return config.__dataclass_fields__[name].default
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -215,15 +223,16 @@ def _model_options(options) -> dict:
               help="Architecture: cnn, resnet50, vgg16, mobilenetv3_small (alias mobilenetv3), mobilenetv3_large, ferlite. "
                    "See `edgefer models`.")
 @_data_option
-@click.option("--epochs", type=int, default=45, show_default=True, help="Epochs (the study used 45).")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
-@click.option("--precision", type=click.Choice(["float32", "mixed_float16", "mixed_bfloat16"]), default="float32",
+@click.option("--epochs", type=int, default=_d(TrainConfig, "epochs"), show_default=True, help="Epochs (the study used 45).")
+@click.option("--batch-size", type=int, default=_d(TrainConfig, "batch_size"), show_default=True,
+              help="Faces per training step (the global batch under a tf.distribute strategy).")
+@click.option("--lr", type=float, default=_d(TrainConfig, "lr"), show_default=True, help="Adam learning rate.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=_d(TrainConfig, "precision"),
               show_default=True, help="mixed_float16 (with Keras loss scaling) is the GPU norm; mixed_bfloat16 speeds "
                                       "up plain conv nets on CPUs with AVX-512 BF16; it slows MobileNetV3.")
 @click.option("--jit", is_flag=True, help="Compile the training step with XLA (helps most on GPUs); turns --seed's op "
                                          "determinism off (XLA has no deterministic max-pooling gradient).")
-@click.option("--strategy", type=click.Choice(["auto", "none", "mirrored", "multiworker"]), default="auto",
+@click.option("--strategy", type=click.Choice(["auto", "none", "mirrored", "multiworker"]), default=_d(TrainConfig, "strategy"),
               show_default=True, help="tf.distribute: mirrored = every visible GPU (or --devices); multiworker = "
                                       "the cluster in TF_CONFIG, run on every host; auto = mirrored with >1 GPU. "
                                       "See docs/distributed.md.")
@@ -233,35 +242,38 @@ def _model_options(options) -> dict:
               show_envvar=True, help="multiworker: seconds to wait for every worker to come up [default: 300].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory. Default: runs/MODEL (runs/MODEL-2, … once finished); $EDGEFER_RUNS moves runs/.")
-@click.option("--split-mode", type=click.Choice(["official", "random80"]), default="official", show_default=True,
+@click.option("--split-mode", type=click.Choice(["official", "random80"]), default=_d(TrainConfig, "split_mode"),
+              show_default=True,
               help="official: Training/PublicTest/PrivateTest; random80: the study's stratified 80/20.")
 @click.option("--ferplus", type=click.Path(dir_okay=False), default=None,
               help="FERPlus fer2013new.csv: relabel by annotator majority and drop not-a-face rows.")
-@click.option("--label-mode", type=click.Choice(["hard", "soft"]), default="hard", show_default=True,
+@click.option("--label-mode", type=click.Choice(["hard", "soft"]), default=_d(TrainConfig, "label_mode"), show_default=True,
               help="With --ferplus: majority labels (hard) or the vote distribution (soft).")
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
-@click.option("--schedule", type=click.Choice(["plateau", "cosine"]), default="plateau", show_default=True,
+@click.option("--label-smoothing", type=float, default=_d(TrainConfig, "label_smoothing"), show_default=True,
+              help="Cross-entropy label smoothing, in [0, 1).")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default=_d(TrainConfig, "schedule"), show_default=True,
               help="Learning rate: plateau = ReduceLROnPlateau on validation loss (the study's); cosine = linear "
                    "warm-up, then cosine decay to 1e-6 over the epochs.")
-@click.option("--warmup-epochs", type=int, default=0, show_default=True, help="cosine: warm-up epochs.")
-@click.option("--mixup", type=float, default=0.0, show_default=True, metavar="ALPHA",
+@click.option("--warmup-epochs", type=int, default=_d(TrainConfig, "warmup_epochs"), show_default=True, help="cosine: warm-up epochs.")
+@click.option("--mixup", type=float, default=_d(TrainConfig, "mixup"), show_default=True, metavar="ALPHA",
               help="mixup on training batches with Beta(ALPHA, ALPHA), e.g. 0.2; 0 disables it.")
 @click.option("--teacher", default=None, metavar="RUN|MODEL",
               help="Distil from a trained run (or .keras model), a .tflite file or a shipped model: its softened "
                    "predictions on the same augmented faces are mixed into the targets, e.g. --teacher runs/cnn "
                    "or --teacher cnn_int8.")
-@click.option("--distill-weight", type=float, default=0.5, show_default=True,
+@click.option("--distill-weight", type=float, default=_d(TrainConfig, "distill_weight"), show_default=True,
               help="With --teacher: targets = (1-w)·labels + w·softmax(teacher logits / T).")
-@click.option("--distill-temperature", type=float, default=2.0, show_default=True, help="With --teacher: T.")
+@click.option("--distill-temperature", type=float, default=_d(TrainConfig, "distill_temperature"),
+              show_default=True, help="With --teacher: T.")
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="Builder option, repeatable: -o width=0.5 -o dropout=0.3 -o blocks=[1,2,2] -o stem_stride=1 (values are JSON; `edgefer models` lists each builder's).")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
 @click.option("--weights", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
               help="imagenet: start from ImageNet weights (resnet50, vgg16; needs network access once).")
-@click.option("--monitor", type=click.Choice(["val_accuracy", "val_loss", "val_f1"]), default="val_accuracy",
+@click.option("--monitor", type=click.Choice(MONITORS), default=_d(TrainConfig, "monitor"),
               show_default=True, help="Validation metric for the best checkpoint and early stopping.")
-@click.option("--patience", type=int, default=10, show_default=True, help="Early-stopping patience; 0 disables it.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--patience", type=int, default=_d(TrainConfig, "early_stopping_patience"), show_default=True, help="Early-stopping patience; 0 disables it.")
+@click.option("--seed", type=int, default=_d(TrainConfig, "seed"), show_default=True,
               help="Seeds the weights, the random80 split, the shuffle order, augmentation and mixup, with "
                    "TensorFlow's op determinism on: the same command on the same machine and TensorFlow version "
                    "trains the same weights (a resumed run goes on in the order an uninterrupted one has).")
@@ -403,12 +415,14 @@ def compare_cmd(inputs, split, out) -> None:
 
 @main.command("qat")
 @click.argument("run", required=False)
-@click.option("--epochs", type=int, default=3, show_default=True, help="Fine-tuning epochs (0: warm-up only).")
-@click.option("--lr", type=float, default=1e-4, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--warmup-batches", type=int, default=50, show_default=True,
+@click.option("--epochs", type=int, default=_d(QATConfig, "epochs"), show_default=True,
+              help="Fine-tuning epochs (0: warm-up only).")
+@click.option("--lr", type=float, default=_d(QATConfig, "lr"), show_default=True, help="Adam learning rate.")
+@click.option("--batch-size", type=int, default=_d(QATConfig, "batch_size"), show_default=True,
+              help="Faces per fine-tuning step and per range warm-up batch.")
+@click.option("--warmup-batches", type=int, default=_d(QATConfig, "warmup_batches"), show_default=True,
               help="Batches that set the fake-quant ranges before fine-tuning.")
-@click.option("--range-percentile", default="auto", show_default=True, metavar="auto|minmax|P",
+@click.option("--range-percentile", default=_d(QATConfig, "range_percentile"), show_default=True, metavar="auto|minmax|P",
               help="Activation ranges. auto: fine-tune with min/max ranges, then try min/max and ever "
                    "tighter percentiles (99.99 … 99.5) in int8 TFLite on the validation split and keep the first "
                    "whose agreement reaches the export's 98% gate (≈1 min per try for small models). minmax: tfmot's moving min/max only (no tries). P (e.g. 99.9): clip each range to "
@@ -425,7 +439,7 @@ def compare_cmd(inputs, split, out) -> None:
               help="With --teacher: targets = (1-w)·labels + w·teacher. Default: the run's own, else 0.5.")
 @click.option("--distill-temperature", type=float, default=None,
               help="With --teacher: softmax temperature T. Default: the run's own, else 2.")
-@click.option("--strategy", type=click.Choice(["none", "mirrored"]), default="none", show_default=True,
+@click.option("--strategy", type=click.Choice(QAT_STRATEGIES), default=_d(QATConfig, "strategy"), show_default=True,
               help="tf.distribute: mirrored = every visible GPU (or --devices); over more than one device QAT is "
                    "refused for now (docs/distributed.md).")
 @click.option("--devices", default=None, metavar="LIST", help="With --strategy mirrored: the devices, e.g. GPU:0,GPU:1.")
@@ -443,12 +457,12 @@ def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_t
     """
     from .quantization import qat_run
 
+    config = QATConfig(epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
+                       range_percentile=range_percentile, per_tensor=per_tensor, teacher=teacher,
+                       distill_weight=distill_weight, distill_temperature=distill_temperature, strategy=strategy,
+                       devices=tuple(_csv(devices)) if devices else ())
     try:
-        r = qat_run(run, epochs=epochs, lr=lr, batch_size=batch_size, warmup_batches=warmup_batches,
-                    range_percentile=range_percentile, per_tensor=per_tensor, teacher=teacher,
-                    distill_weight=distill_weight, distill_temperature=distill_temperature, data_path=data_path,
-                    verbose=1 if sys.stdout.isatty() else 2, strategy=strategy,
-                    devices=tuple(_csv(devices)) if devices else ())
+        r = qat_run(run, config, data_path=data_path, verbose=1 if sys.stdout.isatty() else 2)
     except KeyboardInterrupt:
         click.echo("interrupted; QAT did not finish, so export will not use it; run the same `edgefer qat` "
                    "command again to finish it (it starts over)", err=True)
@@ -488,21 +502,22 @@ def _int_csv(value: str, hint: str) -> list[int]:
 @main.command("export")
 @click.argument("run", required=False)
 @click.option("--int8", "int8_only", is_flag=True, help="Only the int8 artefacts (same as --precisions int8).")
-@click.option("--precisions", default="float32,float16,dynamic,int8", show_default=True,
+@click.option("--precisions", default=",".join(_d(ExportConfig, "precisions")), show_default=True,
               help="Comma-separated: float32, float16, dynamic, int8, int16x8 (TFLite 16-bit activations, int8 "
                    "weights) (ONNX: float32 and int8).")
-@click.option("--formats", default="tflite,onnx", show_default=True, help="Comma-separated: tflite, onnx.")
-@click.option("--from", "source", type=click.Choice(["auto", "qat", "ptq"]), default="auto", show_default=True,
+@click.option("--formats", default=",".join(_d(ExportConfig, "formats")), show_default=True, help="Comma-separated: tflite, onnx.")
+@click.option("--from", "source", type=click.Choice(SOURCES), default=_d(ExportConfig, "source"), show_default=True,
               help="int8 source: the QAT model, or post-training quantisation; auto = qat when RUN/qat exists.")
-@click.option("--io", type=click.Choice(["int8", "uint8", "float"]), default="int8", show_default=True,
+@click.option("--io", type=click.Choice(IO_TYPES), default=_d(ExportConfig, "io"), show_default=True,
               help="Input/output type of int8 TFLite models.")
-@click.option("--calib-size", type=int, default=256, show_default=True,
+@click.option("--calib-size", type=int, default=_d(ExportConfig, "calib_size"), show_default=True,
               help="Calibration faces (class-balanced sample of the training split).")
 @click.option("--calib-data", type=click.Path(file_okay=False), default=None,
               help="Calibrate on this folder of face images instead of the training split.")
-@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
-              show_default=True, help="ONNX Runtime calibration method for PTQ int8 ONNX.")
-@click.option("--threshold", type=float, default=0.98, show_default=True,
+@click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]),
+              default=_d(ExportConfig, "calib_method"), show_default=True,
+              help="ONNX Runtime calibration method for PTQ int8 ONNX.")
+@click.option("--threshold", type=float, default=_d(ExportConfig, "threshold"), show_default=True,
               help="Minimum top-1 agreement with the Keras source on validation; below it nothing is written.")
 @click.option("--force", is_flag=True, help="Write artefacts even when they fall below --threshold.")
 @click.option("--batch", type=int, default=None, help="Fixed batch size (GPU delegates need one); default dynamic.")
@@ -528,11 +543,11 @@ def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, cali
     from .export import export_run
 
     click.echo(f"{'artefact':<34}{'size':>12}{'time':>8}  verification on the validation split")
-    results = export_run(run, formats=_csv(formats), precisions=["int8"] if int8_only else _csv(precisions),
-                         source=source, io=io, calib_size=calib_size, calib_data=calib_data,
-                         calib_method=calib_method, threshold=threshold, force=force, out=out, batch=batch,
-                         data_path=data_path, per_tensor=per_tensor, on_result=lambda r: click.echo(r.line()),
-                         keep_float=[n for v in keep_float for n in _csv(v)])
+    config = ExportConfig(formats=_csv(formats), precisions=["int8"] if int8_only else _csv(precisions),
+                          source=source, io=io, calib_size=calib_size, calib_data=calib_data, calib_method=calib_method,
+                          threshold=threshold, force=force, batch=batch, per_tensor=per_tensor,
+                          keep_float=[n for v in keep_float for n in _csv(v)])
+    results = export_run(run, config, out=out, data_path=data_path, on_result=lambda r: click.echo(r.line()))
     click.echo(f"wrote {len(results)} artefact(s) with .json metadata to {Path(results[0].file).parent}/ "
                "(export_report.json)")
 

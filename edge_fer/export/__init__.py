@@ -1,8 +1,15 @@
 """TFLite and ONNX export with verification, metadata and atomic writes; runtimes to run them."""
 
-from .exporter import ExportRefused, ExportResult, export_run
-from .formats import FORMATS, ExportFormat, artefact_name
-from .runtimes import OnnxRunner, TFLiteRunner, open_runner
+import importlib
 
-__all__ = ["FORMATS", "ExportFormat", "ExportRefused", "ExportResult", "OnnxRunner", "TFLiteRunner",
-           "artefact_name", "export_run", "open_runner"]
+# Imported on first use: reading ExportConfig (the CLI's defaults) or the format table loads no NumPy.
+_WHERE = {"ExportConfig": ".config", "ExportRefused": ".exporter", "ExportResult": ".exporter",
+          "export_run": ".exporter", "FORMATS": ".formats", "ExportFormat": ".formats", "artefact_name": ".formats",
+          "OnnxRunner": ".runtimes", "TFLiteRunner": ".runtimes", "open_runner": ".runtimes"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

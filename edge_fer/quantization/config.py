@@ -84,14 +84,24 @@ class QATConfig:
 
     @classmethod
     def from_record(cls, record: dict | None) -> "QATConfig":
-        """The config a qat.json (or a model card's ``recipe.qat``) was made with: its ``config`` when
-        saved, else the settings recorded beside the results; missing settings take today's defaults."""
+        """The config a qat.json (or a model card's ``recipe.qat``) was made with. The settings recorded
+        beside the results are the resolved ones (a teacher's weight and temperature as used) and win
+        over the saved ``config``; a record without ``range_percentile`` predates the option and used
+        min/max ranges; other missing settings take the defaults above."""
         record = record or {}
-        d = dict(record.get("config") or record)
-        if "per_tensor" not in d and "weights" in d:
-            d["per_tensor"] = d["weights"] == "per-tensor"
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in (record.get("config") or {}).items() if k in known}
+        d.update({k: v for k, v in record.items() if k in known})
+        if "weights" in record:
+            d["per_tensor"] = record["weights"] == "per-tensor"
+        d.setdefault("range_percentile", None)
+        return cls(**d)
+
+    def recipe(self) -> dict:
+        """What a model card records (and ``zoo build`` replays): the settings, weights by name, without
+        where it ran."""
+        d = {k: v for k, v in self.to_dict().items() if k not in ("per_tensor", "strategy", "devices")}
+        return {**d, "weights": self.weights}
 
     def replay(self) -> "QATConfig":
         """This recipe as a fresh run on one device repeats it (zoo build)."""

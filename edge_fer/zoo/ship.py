@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, RunError
 from ..labels import CLASSES
+from ..quantization.config import AGREEMENT_GATE, QATConfig
 from ..runs import RunLayout, atomic_path, read_state, resolve_run, write_json
 from . import SHIPPED_DIR, get_shipped
 
@@ -173,7 +174,8 @@ def _card_markdown(c: dict) -> str:
             f"temperature {c['recipe']['qat']['distill_temperature']:g})" if c["recipe"]["qat"].get("teacher") else "")
          + "." if c["qat"] else "- No QAT: post-training quantisation of the float model."),
         (f"- Export verification on PublicTest: int8 TFLite agreement with its Keras source "
-         f"{c['export']['agreement']:.2%} (gate 98%: {c['export'].get('status')})."
+         f"{c['export']['agreement']:.2%} (gate {c['recipe']['export'].get('threshold', AGREEMENT_GATE):.0%}: "
+         f"{c['export'].get('status')})."
          if c["export"].get("agreement") is not None else "- Export verification: no export_report.json in the run."),
         "",
         "## PrivateTest",
@@ -194,6 +196,9 @@ def _card_markdown(c: dict) -> str:
     for fmt, by_t in lat.items():
         lines.append(f"- {fmt}: " + ", ".join(f"{t} thread(s) {v:.3f} ms" for t, v in by_t.items())
                      + f" on {c['latency_machine']}")
+    lines += ["", "## Recipe", "", "Each stage's resolved config, as `edgefer zoo build` replays it:", ""]
+    lines += [f"- {stage}: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in cfg.items())
+              for stage, cfg in c["recipe"].items() if cfg]
     lines += ["", "## Reproduce", "", "```bash"] + c["commands"] + ["```", "",
               "Known limits: FER2013 labels are noisy (see the data README); the model sees one centred face "
               "crop, so detection and alignment (`edgefer predict`) matter as much as the classifier.", ""]
@@ -239,8 +244,17 @@ def _non_default_flags(cfg) -> str:
     return "".join(" " + o for o in out)
 
 
-QAT_RECIPE_KEYS = ("epochs", "lr", "batch_size", "warmup_batches", "range_percentile", "weights", "teacher",
-                   "distill_weight", "distill_temperature")
+# ExportConfig fields a card records beside the artefact's own metadata (precision, source, io, weights)
+EXPORT_RECIPE_KEYS = ("calib_size", "calib_data", "calib_method", "threshold", "keep_float")
+
+
+def _export_recipe(config: dict | None) -> dict:
+    """The export settings of an artefact's resolved ExportConfig (export_report.json) that a card
+    records; {} for an export made before the config was saved."""
+    if not config:
+        return {}
+    return {k: portable(config[k]) if k == "calib_data" and config[k] else config[k]
+            for k in EXPORT_RECIPE_KEYS if k in config}
 
 
 def _gate_status(artefact: Path, report: dict) -> tuple[str | None, str]:
@@ -338,16 +352,18 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])
     qat = layout.qat() if from_qat else {}
     qat = {k: portable(v) if k == "teacher" else v for k, v in qat.items()}
+    qc = QATConfig.from_record(qat) if from_qat else None
+    exported = _export_recipe(art.get("config"))
     train_cfg = {k: portable(v) if k in PATH_SETTINGS else v for k, v in cfg.to_dict().items() if k != "data"}
     data_arg = '--data fer2013.csv'
     commands = [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
-        *([f"edgefer qat runs/{cfg.model} --epochs {qat.get('epochs', 3)} --lr {qat.get('lr', 1e-4):g}"
-           + f" --range-percentile {qat.get('range_percentile') or 'minmax'}"
-           + (" --per-tensor" if qat.get("weights") == "per-tensor" else "")
-           + (f" --teacher {qat['teacher']} --distill-weight {qat['distill_weight']:g}"
-              f" --distill-temperature {qat['distill_temperature']:g}" if qat.get("teacher") else "")]
+        *([f"edgefer qat runs/{cfg.model} --epochs {qc.epochs} --lr {qc.lr:g}"
+           + f" --range-percentile {qc.range_percentile or 'minmax'}"
+           + (" --per-tensor" if qc.per_tensor else "")
+           + (f" --teacher {qc.teacher} --distill-weight {qc.distill_weight:g}"
+              f" --distill-temperature {qc.distill_temperature:g}" if qc.teacher else "")]
           if from_qat else []),
         f"edgefer export runs/{cfg.model} --int8" + ("" if from_qat else " --from ptq")
         + (" --per-tensor" if not from_qat and meta.get("weights") == "per-tensor" else "")
@@ -359,10 +375,9 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         "name": name, "architecture": cfg.model, "edge_fer_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "classes": list(CLASSES),
         "input": meta.get("input"), "source_run": run_dir.name,
-        "recipe": {"train": train_cfg, "qat": ({k: qat.get(k) for k in QAT_RECIPE_KEYS if k in qat}
-                                               or {"epochs": 3, "lr": 1e-4}) if from_qat else None,
+        "recipe": {"train": train_cfg, "qat": qc.recipe() if from_qat else None,
                    "export": {"precision": "int8", "source": meta.get("source"), "io": meta["input"].get("io_type"),
-                              "weights": meta.get("weights", "per-channel")}},
+                              "weights": meta.get("weights", "per-channel"), **exported}},
         "training": {"epochs_trained": state.get("epoch"), "best_epoch": state.get("best", {}).get("epoch"),
                      "best_val_accuracy": state.get("best", {}).get("val_accuracy"), "seconds": state.get("seconds") or 0,
                      "finished": state.get("status") == "finished", "machine": state.get("machine") or "this toolkit's CPU",
@@ -410,7 +425,7 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
     """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship.
 
     ``strategy`` (auto, none, mirrored) is how this machine trains; the recipe says what is trained."""
-    from ..export import export_run
+    from ..export import ExportConfig, export_run
     from ..quantization import qat_run
     from ..training import TrainConfig, train
 
@@ -424,17 +439,15 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
         train_cfg["epochs"] = epochs
     cfg = TrainConfig.from_dict(train_cfg)
     result = train(cfg, out=out, verbose=verbose)
-    q = recipe.get("qat") or {}
-    source = recipe.get("export", {}).get("source") or "qat"
-    if source == "qat":
-        qat_run(result.run_dir, epochs=q.get("epochs", 3), lr=q.get("lr", 1e-4), batch_size=q.get("batch_size", 64),
-                warmup_batches=q.get("warmup_batches", 50), range_percentile=q.get("range_percentile"),
-                per_tensor=q.get("weights") == "per-tensor", teacher=q.get("teacher"),
-                distill_weight=q.get("distill_weight"), distill_temperature=q.get("distill_temperature"),
-                verbose=verbose)  # on one device: qat refuses several
     export = recipe.get("export", {})
-    export_run(result.run_dir, precisions=["int8"], source=source, io=export.get("io", "int8"), force=True,
-               per_tensor=export.get("weights") == "per-tensor" if source == "ptq" else None)
+    source = export.get("source") or "qat"
+    if source == "qat":  # on one device: qat refuses several
+        qat_run(result.run_dir, QATConfig.from_record(recipe.get("qat")).replay(), verbose=verbose)
+    # The recipe's own settings (a card from before they were recorded: the defaults), int8 only, forced.
+    replayed = {k: export[k] for k in EXPORT_RECIPE_KEYS if k in export and k != "calib_data"}
+    export_run(result.run_dir, ExportConfig(precisions=("int8",), source=source, io=export.get("io") or "int8",
+                                            force=True, **replayed,
+                                            per_tensor=export.get("weights") == "per-tensor" if source == "ptq" else None))
     # The recipe exports with --force, so its artefact ships whatever the gate said (the card records it);
     # OUT/shipped is this build's own folder, which running the same build again refreshes.
     return ship_run(result.run_dir, name=name, data_path=data_path, dest=dest or RunLayout(result.run_dir).shipped_dir,
