@@ -42,14 +42,10 @@ def quiet_native_stderr(first_import_only: bool = False):
 
 
 def quiet_onnxruntime():
-    """onnxruntime, set to log nothing below fatal: its warnings and errors go to stderr as lines in raw
-    terminal colour codes, and every error it has also reaches Python as an exception. Set
-    EDGEFER_TF_LOGS=1 to keep its default (warnings and up)."""
-    import onnxruntime
+    """onnxruntime, logging nothing below fatal (:func:`edge_fer.runtime.onnx_model.quiet_onnxruntime`)."""
+    from .runtime.onnx_model import quiet_onnxruntime as quiet
 
-    if not os.environ.get("EDGEFER_TF_LOGS"):
-        onnxruntime.set_default_logger_severity(4)
-    return onnxruntime
+    return quiet()
 
 
 _TF = None

@@ -18,9 +18,9 @@ import numpy as np
 import onnx
 
 from edge_fer.data import load_fer
-from edge_fer.device_bench.runner import unshare_initializers
 from edge_fer.export.metadata import sha256
-from edge_fer.export.runtimes import open_runner
+from edge_fer.runtime import open_model
+from edge_fer.runtime.onnx_model import unshare_initializers
 from edge_fer.runs import atomic_path, write_json
 from edge_fer.zoo.ship import SHIPPED_DIR, _card_markdown
 
@@ -35,7 +35,7 @@ def main(data: str = "../shared/data/fer2013.npz") -> None:
         new = path.with_suffix(".unshared.onnx")
         new.write_bytes(model.SerializeToString())
         try:
-            before, after = open_runner(path).predict(x), open_runner(new).predict(x)
+            before, after = open_model(path).predict(x), open_model(new).predict(x)
             if not np.array_equal(before, after):
                 sys.exit(f"{path.name}: the rewritten model's outputs differ (max {np.abs(before - after).max()}); "
                          "nothing replaced")

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_fer.cli import main
-from edge_fer.device_bench import latency_stats, measure
+from edge_fer.runtime import latency_stats, measure
 from edge_fer.device_bench.bench import bench_models, cross_check, format_table
 from edge_fer.errors import EdgeFerError
 
@@ -36,7 +36,7 @@ def test_bench_cpu_records(exported, subset):
     from sklearn.metrics import confusion_matrix, f1_score
 
     from edge_fer.data import load_fer
-    from edge_fer.export import open_runner
+    from edge_fer.runtime import open_model
 
     models = [exported / "cnn_int8.tflite", exported / "cnn_float32.onnx"]
     test = load_fer(subset)["test"]
@@ -45,7 +45,7 @@ def test_bench_cpu_records(exported, subset):
     for r in records:
         assert r["latency"]["runs"] >= 200 and 0 < r["latency"]["p50_ms"] < 50
         # the figures are those of the model's own labels on the 500 test faces, scored independently here
-        labels = open_runner(exported / r["model"]).predict(test.x).argmax(1)
+        labels = open_model(exported / r["model"]).predict(test.x).argmax(1)
         assert r["confusion_matrix"] == confusion_matrix(test.y, labels, labels=range(7)).tolist()
         assert r["accuracy"] == pytest.approx(float((labels == test.y).mean()), abs=1e-12)
         assert r["macro_f1"] == pytest.approx(f1_score(test.y, labels, labels=range(7), average="macro",

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from conftest import pick_rows, write_subset_npz
-from edge_fer.device_bench import runner as device_runner
-from edge_fer.device_bench.runner import EXACT_INT8, exact_int8_needed, ort_session, unshare_initializers
+from edge_fer.runtime import onnx_model as device_runner
+from edge_fer.runtime.onnx_model import EXACT_INT8, exact_int8_needed, ort_session, unshare_initializers
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "edge_fer" / "zoo" / "shipped").glob("*.onnx"))
@@ -128,7 +128,9 @@ def test_bench_record_says_whether_exact_int8_was_set(tmp_path):
     model = next(p for p in SHIPPED if p.name.startswith("cnn"))
     faces = tmp_path / "faces.npz"
     np.savez(faces, x=np.random.default_rng(0).integers(0, 256, (4, 48, 48)).astype(np.uint8), y=np.zeros(4, int))
-    out = subprocess.run([sys.executable, str(ROOT / "edge_fer" / "device_bench" / "runner.py"), "--model", str(model),
+    from edge_fer.runtime.standalone import build_device_script
+
+    out = subprocess.run([sys.executable, str(build_device_script(tmp_path)), "--model", str(model),
                           "--data", str(faces), "--min-runs", "3", "--min-seconds", "0", "--warmup", "1",
                           "--throughput-batch", "0"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
@@ -144,7 +146,7 @@ def test_a_runtime_error_is_one_whole_line(tmp_path):
     from onnx import TensorProto, helper
 
     from edge_fer.errors import EdgeFerError
-    from edge_fer.export.runtimes import open_runner
+    from edge_fer.runtime import open_model
 
     graph = helper.make_graph([helper.make_node("NoSuchOperatorAnywhere", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 48, 48, 1])],
@@ -152,7 +154,7 @@ def test_a_runtime_error_is_one_whole_line(tmp_path):
     path = tmp_path / ("a_model_with_a_long_name_" * 3 + ".onnx")
     path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
     with pytest.raises(EdgeFerError) as e:
-        open_runner(path)
+        open_model(path)
     message = str(e.value)
     assert message.startswith(f"{path}: not a loadable ONNX model (") and message.endswith(")")
     assert "\n" not in message and "NoSuchOperatorAnywhere with domain_version of 17" in message
@@ -167,7 +169,7 @@ def test_the_cards_three_commands_in_sequence_write_both_formats(fer, run, tmp_p
     model of its own."""
     import onnxruntime as ort
 
-    from edge_fer.export.runtimes import open_runner
+    from edge_fer.runtime import open_model
 
     data = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 100))
     r = run("train", "--model", "mobilenetv3", "--data", data, "--epochs", "1")
@@ -191,7 +193,7 @@ def test_the_cards_three_commands_in_sequence_write_both_formats(fer, run, tmp_p
         faces = d["pixels"][d["usage"] == "PrivateTest"]
     name = session.get_inputs()[0].name
     by_onnx = session.run(None, {name: faces.astype(np.float32)[..., None]})[0].argmax(1)
-    by_tflite = open_runner(tflite).predict(faces).argmax(1)
+    by_tflite = open_model(tflite).predict(faces).argmax(1)
     assert (by_onnx == by_tflite).mean() >= 0.98
 
     # the post-training route: ORT's own quantiser shares constants between DequantizeLinear nodes too

@@ -148,8 +148,7 @@ def test_the_python_api_runs_and_scores_without_tensorflow(device_python, tmp_pa
 import json, sys
 import numpy as np
 from edge_fer import Recognizer
-from edge_fer.export.metadata import read_metadata
-from edge_fer.export.runtimes import open_runner
+from edge_fer.runtime import open_model, read_metadata
 from edge_fer.report.metrics import classification_metrics
 from edge_fer.zoo import resolve_model
 
@@ -158,7 +157,7 @@ frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
 out = rec.predict(frame)
 path = resolve_model("ferlite_int8")
 meta, source = read_metadata(path)
-probs = open_runner(path).predict(np.zeros((2, 48, 48, 1), np.float32))
+probs = open_model(path).predict(np.zeros((2, 48, 48, 1), np.float32))
 scores = classification_metrics(np.array([3, 6]), probs)  # a .tflite scored on labelled faces
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
 print(json.dumps({"faces": len(out), "classes": meta["classes"], "source": source, "shape": list(probs.shape),

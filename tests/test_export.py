@@ -14,9 +14,12 @@ from edge_fer.calibration import CalibrationMethod, CalibrationSet
 from edge_fer.cli import main
 from edge_fer.data import load_fer
 from edge_fer.errors import ConfigError, DataError, RunError
-from edge_fer.export import ExportRefused, export_run, open_runner
+from edge_fer.errors import ExportRefused
+from edge_fer.export import export_run
+from edge_fer.runtime import open_model
 from edge_fer.export import convert
-from edge_fer.export.metadata import read_onnx_metadata, read_tflite_metadata, sha256
+from edge_fer.export.metadata import sha256
+from edge_fer.runtime.metadata import read_onnx_metadata, read_tflite_metadata
 from edge_fer.quantization import load_float_model, load_qat_model, qat_run
 from edge_fer.quantization.config import AUTO_PERCENTILES, parse_range_percentile
 from edge_fer.runs import atomic_path
@@ -43,14 +46,14 @@ def val_batch(data):
 
 def test_tflite_float32_parity(trained, float_model, val_batch, tmp_path):
     export_run(trained.run_dir, formats=["tflite"], precisions=["float32"], out=tmp_path)
-    got = open_runner(tmp_path / "cnn_float32.tflite").predict(val_batch)
+    got = open_model(tmp_path / "cnn_float32.tflite").predict(val_batch)
     want = float_model.predict(val_batch[..., None].astype(np.float32), verbose=0)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_onnx_float32_parity(trained, float_model, val_batch, tmp_path):
     export_run(trained.run_dir, formats=["onnx"], precisions=["float32"], out=tmp_path)
-    got = open_runner(tmp_path / "cnn_float32.onnx").predict(val_batch)
+    got = open_model(tmp_path / "cnn_float32.onnx").predict(val_batch)
     want = float_model.predict(val_batch[..., None].astype(np.float32), verbose=0)
     np.testing.assert_allclose(got, want, atol=1e-4)
 
@@ -68,7 +71,7 @@ def test_every_format_and_precision(trained, tmp_path):
     assert size("cnn_int8.tflite") < 0.3 * size("cnn_float32.tflite")
     assert size("cnn_float16.tflite") < 0.55 * size("cnn_float32.tflite")
     # int8 TFLite with int8 I/O: raw 0–255 pixels map onto int8 with scale 1, zero point -128
-    runner = open_runner(tmp_path / "cnn_int8.tflite")
+    runner = open_model(tmp_path / "cnn_int8.tflite")
     assert runner.input_dtype == np.int8
     scale, zp = runner.input_quantization
     assert scale == pytest.approx(1.0) and zp == -128
@@ -90,7 +93,7 @@ def test_metadata_sidecar_and_embedded(trained, float_model, data, tmp_path):
         assert side["source"] == "ptq" and side["calibration"]["size"] == 256
         assert side["train_config"]["model"] == "cnn" and "tensorflow" in side["tools"]
         # the agreement recorded is the one measured here on the validation split, and it passed the 0.9 gate
-        agreement = float((open_runner(tmp_path / name).predict(val.x).argmax(1) == want).mean())
+        agreement = float((open_model(tmp_path / name).predict(val.x).argmax(1) == want).mean())
         assert side["verification"]["n"] == len(val) and result.status == "ok" and result.file.endswith(name)
         assert side["verification"]["agreement"] == pytest.approx(agreement, abs=2 / len(val)) and agreement >= 0.9
         embedded = reader(tmp_path / name)
@@ -156,13 +159,13 @@ def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data, monkeypa
         assert r.verification["agreement"] >= 0.95, r.verification
         assert r.float_ops == []
     x = data["validation"].x[:200]
-    a = open_runner(tmp_path / "cnn_int8_qat.tflite").predict(x)
-    b = open_runner(tmp_path / "cnn_int8_qat.onnx").predict(x)
+    a = open_model(tmp_path / "cnn_int8_qat.tflite").predict(x)
+    b = open_model(tmp_path / "cnn_int8_qat.onnx").predict(x)
     assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
     # it loads as written in ORT's exact-int8 mode, which refuses tf2onnx's shared zero points (ORT 1.32)
     import onnxruntime as ort
 
-    from edge_fer.device_bench.runner import EXACT_INT8
+    from edge_fer.runtime.onnx_model import EXACT_INT8
 
     so = ort.SessionOptions()
     so.add_session_config_entry(EXACT_INT8, "1")
@@ -171,13 +174,13 @@ def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data, monkeypa
     # rewrites it on loading, with the same results
     import onnx
 
-    from edge_fer.device_bench.runner import unshare_initializers
+    from edge_fer.runtime.onnx_model import unshare_initializers
 
     monkeypatch.setattr(convert, "unshare_initializers", lambda model: False)
     export_run(trained.run_dir, formats=["onnx"], precisions=["int8"], source="qat", out=tmp_path / "shared")
     shared = tmp_path / "shared" / "cnn_int8_qat.onnx"
     assert unshare_initializers(onnx.load(str(shared)))
-    np.testing.assert_array_equal(open_runner(shared).predict(x), b)
+    np.testing.assert_array_equal(open_model(shared).predict(x), b)
     # refused QAT export of a min/max run: the hint names `edgefer qat`'s default range choice
     with pytest.raises(ExportRefused, match="default `--range-percentile auto`"):
         export_run(trained.run_dir, formats=["tflite"], precisions=["int8"], source="qat", threshold=1.0,
@@ -421,7 +424,7 @@ def test_fix_bias_scales_requantises_an_inconsistent_bias(exported, data):
     for name, bytes_ in (("ok", blob), ("broken", broken), ("repaired", repaired)):
         paths[name] = exported.parent / f"bias_{name}.tflite"
         paths[name].write_bytes(bytes_)
-    p = {k: open_runner(v).predict(x) for k, v in paths.items()}
+    p = {k: open_model(v).predict(x) for k, v in paths.items()}
     assert max(_bias_scale_ratios(paths["repaired"])) < 1e-6 < max(_bias_scale_ratios(paths["broken"]))
     assert np.abs(p["broken"] - p["ok"]).max() > 0.01  # the kernels ignore the declared scale
     assert np.abs(p["repaired"] - p["ok"]).max() <= np.abs(p["broken"] - p["ok"]).max() / 5
@@ -493,8 +496,8 @@ import sys, numpy as np
 model, faces, out, how = sys.argv[1:]
 x = np.load(faces)
 if how == "edge_fer":
-    from edge_fer.export.runtimes import open_runner
-    p = open_runner(model).predict(x)
+    from edge_fer.runtime import open_model
+    p = open_model(model).predict(x)
 else:
     import onnxruntime as ort
     s = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
@@ -513,7 +516,7 @@ def test_onnx_int8_is_exact_on_x86_without_vnni(exported, data, tmp_path):
     model, faces = exported / "cnn_int8.onnx", tmp_path / "faces.npy"
     x = data["validation"].x[:200]
     np.save(faces, x)
-    here = open_runner(model).predict(x).argmax(1)
+    here = open_model(model).predict(x).argmax(1)
 
     def on_haswell(how):
         out = tmp_path / f"{how}.npy"
@@ -526,7 +529,7 @@ def test_onnx_int8_is_exact_on_x86_without_vnni(exported, data, tmp_path):
     assert (on_haswell("edge_fer") == here).mean() >= 0.99
     # a shipped model from the QAT route (tf2onnx from TFLite)
     model = Path(__file__).resolve().parents[1] / "edge_fer" / "zoo" / "shipped" / "cnn_int8.onnx"
-    here = open_runner(model).predict(x).argmax(1)
+    here = open_model(model).predict(x).argmax(1)
     assert (on_haswell("edge_fer") == here).mean() >= 0.99
 
 

@@ -12,8 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from edge_fer.cli import main
-from edge_fer.device_bench import runner as R
 from edge_fer.device_bench.bench import bench_models
+from edge_fer.errors import ModelError
+from edge_fer.runtime import tflite as R
 
 from conftest import assert_user_error
 
@@ -120,7 +121,7 @@ def bucketize_model(tmp_path_factory):
 
 
 def test_gpu_only_refuses_an_unsupported_op(bucketize_model, swiftshader):
-    with pytest.raises(RuntimeError, match="the GPU cannot run BUCKETIZE of this model; --allow-cpu-fallback"):
+    with pytest.raises(ModelError, match="the GPU cannot run BUCKETIZE of this model; --allow-cpu-fallback"):
         R.LiteRTGpuModel(str(bucketize_model))
     model = R.LiteRTGpuModel(str(bucketize_model), cpu_fallback=True)
     assert not model.fully_accelerated

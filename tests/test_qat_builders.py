@@ -7,7 +7,7 @@ from edge_fer.calibration import CalibrationSet
 from edge_fer.data import load_fer
 from edge_fer.export import convert
 from edge_fer.export.exporter import float_ops
-from edge_fer.export.runtimes import TFLiteRunner
+from edge_fer.runtime.tflite import TFLiteModel
 from edge_fer.models import create_model, model_names
 from edge_fer.quantization import load_qat_model, quantize_model, warm_up_ranges
 
@@ -50,7 +50,7 @@ def test_qat_every_builder(name, options, faces, tmp_path):
 
     blob = convert.to_tflite(qat, "int8", calib=CalibrationSet(faces[:32], "sample"))
     (tmp_path / "m.tflite").write_bytes(blob)
-    runner = TFLiteRunner(tmp_path / "m.tflite")
+    runner = TFLiteModel(tmp_path / "m.tflite")
     assert float_ops(runner) == [], f"{name}: ops left in float"
     assert runner.predict(x.astype(np.uint8)[..., 0]).shape == (8, 7)
     keras().backend.clear_session()
@@ -68,7 +68,7 @@ def test_mobilenetv3_int8_graph_is_one_xnnpack_partition(hard_swish, partitions,
     qat = quantize_model(create_model("mobilenetv3_small", hard_swish=hard_swish))
     warm_up_ranges(qat, [faces[:48], faces[48:]])
     (tmp_path / "m.tflite").write_bytes(convert.to_tflite(qat, "int8", calib=CalibrationSet(faces, "s"), batch=1))
-    ops = collections.Counter(o["op"] for o in TFLiteRunner(tmp_path / "m.tflite").ops())
+    ops = collections.Counter(o["op"] for o in TFLiteModel(tmp_path / "m.tflite").ops())
     if partitions is None:
         assert ops["DELEGATE"] > 10 and ops["HARD_SWISH"] > 0
     else:
@@ -84,7 +84,7 @@ def test_qat_model_computes_what_the_int8_graph_computes(faces, tmp_path):
     ReLU layer (the squeeze-excite conv), and per-channel depthwise kernels.
     """
     from edge_fer._tf import keras
-    from edge_fer.export.runtimes import _interpreter_class
+    from edge_fer.runtime.tflite import interpreter_class
 
     qat = quantize_model(create_model("mobilenetv3_small", width=0.5))
     names = {v.name: tuple(v.shape) for v in qat.variables}
@@ -98,7 +98,7 @@ def test_qat_model_computes_what_the_int8_graph_computes(faces, tmp_path):
     path = tmp_path / "m.tflite"
     path.write_bytes(convert.to_tflite(qat, "int8", calib=CalibrationSet(faces, "s"), batch=1))
 
-    interpreter = _interpreter_class()[0](model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter = interpreter_class()[0](model_path=str(path), experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
     tensors = interpreter.get_tensor_details()
     x = faces[:16]

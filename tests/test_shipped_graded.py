@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_fer.data import load_fer
-from edge_fer.export.runtimes import open_runner
+from edge_fer.runtime import open_model
 from edge_fer.labels import CLASSES
 from edge_fer.zoo import shipped_models
 
@@ -20,7 +20,7 @@ CARD_KEY = {".tflite": "int8", ".onnx": "int8_onnx"}
 
 def score(path, split) -> dict:
     """What the card records for a model on a split: faces right, accuracy, confusion matrix."""
-    pred = open_runner(path).predict(split.x).argmax(1)
+    pred = open_model(path).predict(split.x).argmax(1)
     cm = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
     np.add.at(cm, (split.y, pred), 1)
     return {"correct": int(np.trace(cm)), "accuracy": float(np.trace(cm) / len(split)), "confusion_matrix": cm.tolist()}
@@ -70,9 +70,9 @@ def _flip_largest_weights(path, dest) -> None:
 
         weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
     else:
-        from edge_fer.export.runtimes import _interpreter_class
+        from edge_fer.runtime.tflite import interpreter_class
 
-        interpreter = _interpreter_class()[0](model_path=str(path))
+        interpreter = interpreter_class()[0](model_path=str(path))
         weights = []
         for d in interpreter.get_tensor_details():
             try:

@@ -229,7 +229,7 @@ def test_distillation_from_a_shipped_tflite_model(fer, tmp_path, caplog):
 
     from edge_fer.cli import main
     from edge_fer.data.pipeline import teacher_targets
-    from edge_fer.device_bench.runner import TFLiteModel, predict
+    from edge_fer.runtime.tflite import TFLiteModel
     from edge_fer.training.train import TFLiteTeacher, load_teacher
     from edge_fer.zoo import resolve_model
 
@@ -241,7 +241,7 @@ def test_distillation_from_a_shipped_tflite_model(fer, tmp_path, caplog):
     faces, labels = fer["pixels"][public].astype("float32"), fer["labels"][public]
     p = teacher.probabilities(faces[..., None])
     assert p.shape == (512, 7) and np.allclose(p.sum(1), 1, atol=0.03)
-    runner = predict(TFLiteModel(str(resolve_model("cnn_int8")), 1), fer["pixels"][public])
+    runner = TFLiteModel(str(resolve_model("cnn_int8")), 1).labels(fer["pixels"][public])
     assert np.mean(p.argmax(1) == runner) > 0.99  # ties between equal int8 outputs may break either way
     assert np.mean(p.argmax(1) == labels) > 0.6   # the shipped cnn: ≈ 0.70 on PublicTest
 

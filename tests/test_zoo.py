@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_fer.errors import ConfigError, EdgeFerError
-from edge_fer.export.runtimes import open_runner
+from edge_fer.runtime import open_model
 from edge_fer.labels import CLASSES
 from edge_fer.zoo import resolve_model, shipped_models
 
@@ -24,7 +24,7 @@ def test_shipped_models_are_small_int8_with_cards():
             meta = json.loads(path.with_name(path.name + ".json").read_text())
             assert meta["classes"] == list(CLASSES) and meta["precision"] == "int8"
             assert meta["input"]["shape"][1:] == [48, 48, 1]
-        r = open_runner(m.files[".tflite"])
+        r = open_model(m.files[".tflite"])
         assert r.input_dtype.kind == "i"  # int8 in, int8 out
         card = m.card
         for key in ("int8", "float32"):
@@ -89,7 +89,7 @@ def test_ship_a_run_with_its_card(trained, exported, subset, tmp_path, monkeypat
     from edge_fer.models import load_model
 
     test = load_fer(subset)["test"]
-    q = open_runner(tmp_path / "shipped" / "cnn_int8.tflite").predict(test.x).argmax(1)
+    q = open_model(tmp_path / "shipped" / "cnn_int8.tflite").predict(test.x).argmax(1)
     f = load_model(trained.run_dir / "best.keras").predict(test.x[..., None].astype("float32"), verbose=0).argmax(1)
     assert card["test"]["int8"]["agreement_with_float"] == pytest.approx(float((q == f).mean()), abs=2 / 500)
     assert card["test"]["int8"]["accuracy"] == pytest.approx(float((q == test.y).mean()), abs=1e-12)

@@ -4,28 +4,26 @@
     records = bench_models(["runs/cnn/export/cnn_int8_qat.tflite"], device="cpu", threads=[1, 2])
 
 Each model × thread count gives one record with a status (ok / unavailable / failed and why).
-The measurement itself is :mod:`edge_fer.device_bench.runner`, a standalone script run in a
-fresh process (here for ``cpu``), so memory and crashes are its own and the numbers are those
-the same file produces on a device. Quality metrics are computed here, with scikit-learn, from
-the labels the runner predicted.
+The measurement itself is the device benchmark script (:mod:`edge_fer.runtime.device`), run in a
+fresh process here (:mod:`.script`) or copied to a device (:mod:`.remote`), so memory and crashes are
+its own and the numbers are those the same file produces on a device. Quality metrics are computed
+here from the labels the script predicted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, EdgeFerError, RunError
+from ..errors import ConfigError, EdgeFerError, ModelError, RemoteError, RunError
 from ..labels import CLASSES
-from .remote import RemoteError, runner_result
+from ..runtime import MODEL_SUFFIXES, read_metadata
+from .script import run_local
 
 log = logging.getLogger("edge_fer")
 
@@ -41,7 +39,7 @@ def keras_info(path: Path) -> dict:
     layout = RunLayout(path.parent)
     info = layout.model_info
     if not info.is_file():
-        raise EdgeFerError(f"{path}: no model.json beside it; bench a .keras model inside its run directory "
+        raise RunError(f"{path}: no model.json beside it; bench a .keras model inside its run directory "
                            "(e.g. runs/cnn/best.keras)")
     model = json.loads(info.read_text())
     config = layout.config
@@ -128,8 +126,6 @@ def artefact_info(path: Path, **feed) -> dict:
     """Metadata of a model: its sidecar, else what is embedded in it (``metadata_source`` says which); a model
     without either is described by :func:`foreign_info` (``feed``: its ``input_scale``, ``input_size``,
     ``classes``). The bench never guesses preprocessing or labels."""
-    from ..export.metadata import read_metadata
-
     if path.suffix == ".keras":
         return keras_info(path)
     meta, source = read_metadata(path)
@@ -138,7 +134,7 @@ def artefact_info(path: Path, **feed) -> dict:
     if source == "embedded":
         log.info("%s: no %s.json sidecar; using the metadata embedded in the model", path, path.name)
     if meta.get("classes") != list(CLASSES):
-        raise EdgeFerError(f"{path}: classes {meta.get('classes')} differ from edge_fer's {list(CLASSES)}")
+        raise ModelError(f"{path}: classes {meta.get('classes')} differ from edge_fer's {list(CLASSES)}")
     return {**meta, "metadata_source": source, "ops": model_ops(path)}
 
 
@@ -178,7 +174,7 @@ def shipped_files() -> list[Path]:
 
     files = [f for m in shipped_models() for f in m.files.values()]
     if not files:
-        raise EdgeFerError("no model shipped with this installation; name exported model files instead")
+        raise ModelError("no model shipped with this installation; name exported model files instead")
     return files
 
 
@@ -194,9 +190,9 @@ def default_models() -> list[Path]:
         return files
     from ..runs import RunLayout
 
-    models = sorted(p for p in RunLayout(run).export_dir.glob("*") if p.suffix in (".tflite", ".onnx"))
+    models = sorted(p for p in RunLayout(run).export_dir.glob("*") if p.suffix in MODEL_SUFFIXES)
     if not models:
-        raise EdgeFerError(f"{run}/export has no models; run `edgefer export {run}` first, or name model files")
+        raise RunError(f"{run}/export has no models; run `edgefer export {run}` first, or name model files")
     return models
 
 
@@ -296,28 +292,6 @@ def _record(model: Path, meta: dict, device: str, **extra) -> dict:
     return rec
 
 
-def _run_local(model: Path, faces: Path | None, threads, xnnpack: bool, min_seconds: float, timeout: float,
-               accelerator: str = "cpu", cpu_fallback: bool = False, delegate: str | None = None,
-               python: str | None = None, extra: tuple[str, ...] = ()) -> dict:
-    """The runner in a fresh local process, exactly as it runs on a device (``python``: another interpreter,
-    e.g. an emulated aarch64 one; default this one). ``faces`` None: latency of random inputs only."""
-    cmd = [python or sys.executable, str(Path(__file__).parent / "runner.py"), "--model", str(model),
-           *(["--data", str(faces)] if faces is not None else []),
-           "--threads", ",".join(map(str, threads)), "--min-seconds", str(min_seconds), "--accelerator", accelerator]
-    cmd += list(extra)
-    if not xnnpack:
-        cmd.append("--no-xnnpack")
-    if cpu_fallback:
-        cmd.append("--allow-cpu-fallback")
-    if delegate:
-        cmd += ["--delegate", str(delegate)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": ""})
-    except subprocess.TimeoutExpired:
-        raise RemoteError(f"timed out after {timeout:.0f} s") from None
-    return runner_result(proc.returncode, proc.stdout, proc.stderr)
-
-
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
                  xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, target=None,
                  allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None,
@@ -389,15 +363,15 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                         raise RemoteError(f"a .keras model is the float baseline on this machine's CPU (TensorFlow), "
                                           f"not a {device} artefact; export it first", status="unavailable")
                     if target is not None:
-                        result = target.run_runner(model, faces, threads=threads, xnnpack=xnnpack,
+                        result = target.run_script(model, faces, threads=threads, xnnpack=xnnpack,
                                                    min_seconds=min_seconds, timeout=timeout, extra=scale)
                     elif model.suffix == ".keras":
-                        runs = [_run_local(model, faces, [t], xnnpack, min_seconds, timeout) for t in threads]
+                        runs = [run_local(model, faces, [t], min_seconds=min_seconds, timeout=timeout) for t in threads]
                         result = {**runs[0], "results": [r for run in runs for r in run["results"]]}
                     else:
-                        result = _run_local(model, faces, threads, xnnpack, min_seconds, timeout,
-                                            accelerator="gpu" if device == "gpu" else "cpu",
-                                            cpu_fallback=allow_cpu_fallback, delegate=delegate, extra=scale)
+                        result = run_local(model, faces, threads, xnnpack=xnnpack, min_seconds=min_seconds,
+                                           timeout=timeout, accelerator="gpu" if device == "gpu" else "cpu",
+                                           cpu_fallback=allow_cpu_fallback, delegate=delegate, extra=scale)
                 except RemoteError as e:
                     records.append(_record(model, meta, device, status=e.status, reason=str(e), device_info=probe,
                                            **info, **where))
@@ -503,8 +477,8 @@ def cross_check(model, python: str, *, data=None, split: str = "test", faces: in
             x, y = z["x"][:faces], z["y"][:faces]
         np.savez(path, x=x, y=y)
         quick = ("--min-runs", "1", "--warmup", "1", "--throughput-batch", "0")  # labels and outputs only
-        there = _run_local(model, path, [1], True, 0.0, timeout, python=python, extra=quick)
-        here = _run_local(model, path, [1], True, 0.0, timeout, extra=quick)
+        there = run_local(model, path, [1], min_seconds=0.0, timeout=timeout, python=python, extra=quick)
+        here = run_local(model, path, [1], min_seconds=0.0, timeout=timeout, extra=quick)
     a, b = there["results"][0], here["results"][0]
     pa, pb = np.asarray(a["predictions"]), np.asarray(b["predictions"])
     oa, ob = np.asarray(a["sample_outputs"]), np.asarray(b["sample_outputs"])
@@ -513,3 +487,37 @@ def cross_check(model, python: str, *, data=None, split: str = "test", faces: in
             "labels_equal": float((pa == pb).mean()), "sample_outputs": int(len(oa)),
             "sample_outputs_max_diff": float(np.abs(oa.astype(np.float64) - ob).max()),
             "sample_outputs_equal": bool(np.array_equal(oa, ob))}
+
+
+def bench_fleet(models, hosts: list[str], *, port: int = 22, identity=None, remote_python: str = "python3",
+                known_hosts=None, trust_new_host: bool = False, on_probe=None, **bench_kwargs) -> list[dict]:
+    """:func:`bench_models` on several Pis at once, one thread per device; records carry their ``host``.
+
+    With one host, a connection problem is an error (one clear line). With several, it becomes a
+    record for that host (status ``unavailable``) and the other devices still run.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .remote import RemoteTarget
+
+    def one(host):
+        with RemoteTarget(host, port=port, identity=identity, remote_python=remote_python, known_hosts=known_hosts,
+                          trust_new_host=trust_new_host) as target:
+            info = target.probe()
+            if on_probe:
+                on_probe(host, info)
+            return bench_models(models, device="rpi", target=target, **bench_kwargs)
+
+    if len(hosts) == 1:
+        return one(hosts[0])
+    records = []
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        futures = {h: pool.submit(one, h) for h in hosts}
+        for host, future in futures.items():
+            try:
+                records.extend(future.result())
+            except EdgeFerError as e:
+                status = getattr(e, "status", "unavailable")
+                records.append({"model": ", ".join(Path(m).name for m in models) or "(default models)", "device": "rpi",
+                                "host": host, "status": status, "reason": str(e), "size_bytes": None})
+    return records

@@ -2,10 +2,11 @@
 
     with RemoteTarget("pi@192.0.2.10", identity="~/.ssh/id_ed25519") as pi:
         print(pi.probe())
-        result = pi.run_runner(Path("m.tflite"), Path("faces.npz"), threads=[1, 4])
+        result = pi.run_script(Path("m.tflite"), Path("faces.npz"), threads=[1, 4])
 
 Host keys are checked against known_hosts: an unknown key is refused unless ``trust_new_host``
-(then it is saved), a changed key always. Each run copies the runner, the model and the faces
+(then it is saved), a changed key always. Each run copies the device benchmark script
+(:mod:`edge_fer.runtime.standalone`), the model and the faces
 into a fresh ``mktemp -d`` directory (over SFTP; through ``cat`` on the shell channel when the
 server has no SFTP subsystem), runs with a timeout, reads the JSON on the last stdout line and
 removes the directory in every case. Every remote path and argument is shell-quoted.
@@ -13,33 +14,24 @@ removes the directory in every case. Every remote path and argument is shell-quo
 
 from __future__ import annotations
 
-import json
 import logging
 import shlex
 import socket
+import tempfile
 import time
 from pathlib import Path
 
-from ..errors import EdgeFerError
+from ..errors import ConfigError, DeviceUnreachable, RemoteError
+from ..runtime.standalone import SCRIPT_NAME, build_device_script
+from .script import read_result, script_args
 
 log = logging.getLogger("edge_fer")
-
-RUNNER_FILES = ("runner.py", "latency.py")
-PIP_FIX = "pip install ai-edge-litert numpy (64-bit OS) or pip install tflite-runtime 'numpy<2' (older systems)"
-
-
-class RemoteError(EdgeFerError):
-    """The device was reached but the run failed; ``status`` is 'unavailable' or 'failed'."""
-
-    def __init__(self, message: str, status: str = "failed"):
-        super().__init__(message)
-        self.status = status
 
 
 def parse_host(host: str) -> tuple[str | None, str]:
     user, _, address = host.rpartition("@")
     if not address:
-        raise EdgeFerError(f"--host {host!r}: expected user@address or address")
+        raise ConfigError(f"--host {host!r}: expected user@address or address")
     return (user or None), address
 
 
@@ -77,19 +69,19 @@ class RemoteTarget:
                            timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
                            auth_timeout=self.connect_timeout, look_for_keys=self.identity is None, allow_agent=False)
         except paramiko.BadHostKeyException:
-            raise EdgeFerError(f"{where}: the host key has CHANGED from the one in {self.known_hosts}; this may be "
+            raise DeviceUnreachable(f"{where}: the host key has CHANGED from the one in {self.known_hosts}; this may be "
                                "an attack or a reinstalled device. Check it, then remove the old entry "
                                f"(ssh-keygen -R '[{self.address}]:{self.port}' -f {self.known_hosts})") from None
         except paramiko.AuthenticationException:
-            raise EdgeFerError(f"{where}: authentication failed for user {self.user or '(default)'}; "
+            raise DeviceUnreachable(f"{where}: authentication failed for user {self.user or '(default)'}; "
                                "pass --identity KEYFILE or install your public key on the device") from None
         except paramiko.SSHException as e:
             if "not found in known_hosts" in str(e):
-                raise EdgeFerError(f"{where}: unknown host key (not in {self.known_hosts}); verify the device and "
+                raise DeviceUnreachable(f"{where}: unknown host key (not in {self.known_hosts}); verify the device and "
                                    "pass --trust-new-host to accept and save it") from None
-            raise EdgeFerError(f"{where}: SSH failed ({e})") from None
+            raise DeviceUnreachable(f"{where}: SSH failed ({e})") from None
         except (OSError, socket.timeout) as e:
-            raise EdgeFerError(f"{where}: unreachable ({e.strerror or e}); check the address, the port and that "
+            raise DeviceUnreachable(f"{where}: unreachable ({e.strerror or e}); check the address, the port and that "
                                "sshd runs on the device") from None
         if self.trust_new_host:
             self.known_hosts.parent.mkdir(parents=True, exist_ok=True)
@@ -157,32 +149,30 @@ class RemoteTarget:
         info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         return {k: v.strip() for k, v in info.items()}
 
-    def run_runner(self, model: Path, faces: Path | None, *, threads, xnnpack: bool = True, min_seconds: float = 2.0,
+    def run_script(self, model: Path, faces: Path | None, *, threads, xnnpack: bool = True, min_seconds: float = 2.0,
                    timeout: float = 900.0, extra: tuple[str, ...] = ()) -> dict:
-        """Copy runner + model + faces to a fresh temp dir, run, parse the JSON, always clean up.
-        ``faces`` None: latency of random inputs only; ``extra``: more runner arguments."""
+        """Copy the device script + model + faces to a fresh temp dir, run, read its JSON, always clean up.
+        ``faces`` None: latency of random inputs only; ``extra``: more script arguments."""
         code, out, err = self.run("mktemp -d /tmp/edgefer-bench.XXXXXX", timeout=30)
         remote_dir = out.strip()
         if code != 0 or not remote_dir.startswith("/tmp/edgefer-bench."):
             raise RemoteError(f"{self.host}: cannot create a temporary directory ({err.strip() or out.strip()})")
         try:
-            here = Path(__file__).parent
-            self.put_files([(here / name, f"{remote_dir}/{name}") for name in RUNNER_FILES]
-                           + [(Path(model), f"{remote_dir}/{model.name}")]
-                           + ([(Path(faces), f"{remote_dir}/faces.npz")] if faces is not None else []))
+            with tempfile.TemporaryDirectory(prefix="edgefer-script-") as d:
+                self.put_files([(build_device_script(d), f"{remote_dir}/{SCRIPT_NAME}")]
+                               + [(Path(model), f"{remote_dir}/{model.name}")]
+                               + ([(Path(faces), f"{remote_dir}/faces.npz")] if faces is not None else []))
             q = shlex.quote
-            cmd = " ".join([
-                "cd", q(remote_dir), "&&", q(self.remote_python), "runner.py", "--model", q(model.name),
-                *(["--data", "faces.npz"] if faces is not None else []), "--threads", q(",".join(map(str, threads))),
-                "--min-seconds", q(str(min_seconds)), *([] if xnnpack else ["--no-xnnpack"]), *map(q, extra),
-            ])
+            args = script_args(model.name, "faces.npz" if faces is not None else None, threads, min_seconds=min_seconds,
+                               xnnpack=xnnpack, extra=extra)
+            cmd = " ".join(["cd", q(remote_dir), "&&", q(self.remote_python), SCRIPT_NAME, *map(q, args)])
             code, out, err = self.run(cmd, timeout=timeout)
         finally:
             try:
                 self.run(f"rm -rf -- {shlex.quote(remote_dir)}", timeout=30)
             except Exception:
                 pass
-        return runner_result(code, out, err, where=self.host, python=self.remote_python)
+        return read_result(code, out, err, where=self.host, python=self.remote_python)
 
     def put_files(self, files: list[tuple[Path, str]]) -> str:
         """Copy (local path, remote path) pairs over SFTP or, where the server has no SFTP subsystem,
@@ -218,68 +208,3 @@ class RemoteTarget:
                                   "Subsystem sftp internal-sftp) or check its disk space and /tmp",
                                   status="unavailable")
         return "shell"
-
-
-def runner_result(code: int, out: str, err: str, *, where: str = "", python: str = "python3") -> dict:
-    """Interpret a run of runner.py, local or remote: its JSON result, or RemoteError saying why not."""
-    prefix = f"{where}: " if where else ""
-    result = last_json(out)
-    if result and "error" in result:
-        if result["error"].startswith("missing-runtime"):
-            detail = result["error"].split(": ", 1)[-1]
-            fix = "" if "onnxruntime" in detail else f"; {PIP_FIX}"  # the runner's own line names its fix
-            raise RemoteError(f"{prefix}{detail}{fix}", status="unavailable")
-        if result["error"].startswith("unavailable: "):
-            raise RemoteError(prefix + result["error"].split(": ", 1)[1], status="unavailable")
-        raise RemoteError(prefix + result["error"])
-    if code == 127 or ("No such file or directory" in err and code != 0 and not out.strip()):
-        raise RemoteError(f"{prefix}python {python!r} not found; pass --remote-python", status="unavailable")
-    if code != 0 or result is None:
-        if "ModuleNotFoundError" in err and "numpy" in err:
-            raise RemoteError(f"{prefix}numpy is missing; {PIP_FIX}", status="unavailable")
-        last = (err.strip().splitlines() or ["no output"])[-1]
-        raise RemoteError(f"{prefix}the runner exited with code {code}: {last}")
-    return result
-
-
-def last_json(stdout: str):
-    for line in reversed(stdout.strip().splitlines()):
-        try:
-            return json.loads(line)
-        except ValueError:
-            continue
-    return None
-
-
-def bench_fleet(models, hosts: list[str], *, port: int = 22, identity=None, remote_python: str = "python3",
-                known_hosts=None, trust_new_host: bool = False, on_probe=None, **bench_kwargs) -> list[dict]:
-    """``bench_models`` on several Pis at once, one thread per device; records carry their ``host``.
-
-    With one host, a connection problem is an error (one clear line). With several, it becomes a
-    record for that host (status ``unavailable``) and the other devices still run.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .bench import bench_models
-
-    def one(host):
-        with RemoteTarget(host, port=port, identity=identity, remote_python=remote_python, known_hosts=known_hosts,
-                          trust_new_host=trust_new_host) as target:
-            info = target.probe()
-            if on_probe:
-                on_probe(host, info)
-            return bench_models(models, device="rpi", target=target, **bench_kwargs)
-
-    if len(hosts) == 1:
-        return one(hosts[0])
-    records = []
-    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-        futures = {h: pool.submit(one, h) for h in hosts}
-        for host, future in futures.items():
-            try:
-                records.extend(future.result())
-            except EdgeFerError as e:
-                status = getattr(e, "status", "unavailable")
-                records.append({"model": ", ".join(Path(m).name for m in models) or "(default models)", "device": "rpi",
-                                "host": host, "status": status, "reason": str(e), "size_bytes": None})
-    return records

@@ -1,11 +1,10 @@
-"""TFLite and ONNX export with verification, metadata and atomic writes; runtimes to run them."""
+"""TFLite and ONNX export with verification, metadata and atomic writes (running them: :mod:`edge_fer.runtime`)."""
 
 import importlib
 
 # Imported on first use: reading ExportConfig (the CLI's defaults) or the format table loads no NumPy.
 _WHERE = {"ExportConfig": ".config", "ExportRefused": ".exporter", "ExportResult": ".exporter",
-          "export_run": ".exporter", "FORMATS": ".formats", "ExportFormat": ".formats", "artefact_name": ".formats",
-          "OnnxRunner": ".runtimes", "TFLiteRunner": ".runtimes", "open_runner": ".runtimes"}
+          "export_run": ".exporter", "FORMATS": ".formats", "ExportFormat": ".formats", "artefact_name": ".formats"}
 __all__ = sorted(_WHERE)
 
 

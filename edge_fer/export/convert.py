@@ -16,7 +16,7 @@ import numpy as np
 
 from .._tf import quiet_onnxruntime, tf as _tf
 from ..calibration import CalibrationMethod, CalibrationSet
-from ..device_bench.runner import unshare_initializers
+from ..runtime.onnx_model import unshare_initializers
 from ..errors import ConfigError
 
 IO_TYPES = ("int8", "uint8", "float")

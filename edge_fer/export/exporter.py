@@ -30,22 +30,18 @@ import numpy as np
 
 from .._tf import quiet_native_stderr
 from ..calibration import CalibrationMethod, CalibrationSet
-from ..errors import ConfigError, EdgeFerError, RunError
+from ..errors import ConfigError, EdgeFerError, ExportRefused, RunError
 from ..runs import RunLayout, atomic_path, resolve_run, write_json
+from ..runtime import one_line, open_model
 from . import convert
 from .config import ExportConfig
 from .formats import ExportFormat, artefact_name, select_formats
 from .metadata import base_metadata, embed_onnx, embed_tflite, sha256
-from .runtimes import one_line, open_runner
 
 log = logging.getLogger(__name__)
 
 # Ops that legitimately touch float in an int8 graph with float I/O.
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE"}
-
-
-class ExportRefused(EdgeFerError):
-    """An artefact disagreed with its source more than allowed; nothing was written."""
 
 
 @dataclass
@@ -72,10 +68,10 @@ class ExportResult:
 
 def float_ops(runner) -> list[str]:
     """Ops of an int8 TFLite graph that still compute in float (beyond input/output conversion)."""
-    from .runtimes import TFLiteRunner
+    from ..runtime.tflite import TFLiteModel
 
     out = []  # read without XNNPACK: its DELEGATE node would stand for the ops it took, int8 or not
-    for op in TFLiteRunner(runner.path, xnnpack=False).ops():
+    for op in TFLiteModel(runner.path, xnnpack=False).ops():
         if op["op"] in _BOUNDARY_OPS:
             continue
         if "float32" in op["inputs"] or "float32" in op["outputs"]:
@@ -84,7 +80,7 @@ def float_ops(runner) -> list[str]:
 
 
 def _verify(path: Path, x_val: np.ndarray, y_val: np.ndarray, p_source: np.ndarray) -> dict:
-    p = open_runner(path).predict(x_val)
+    p = open_model(path).predict(x_val)
     return {
         "split": "validation",
         "n": int(len(y_val)),
@@ -258,7 +254,7 @@ def _convert_and_verify(tmp: Path, out_dir: Path, run_dir: Path, ec: ExportConfi
         path = tmp / name
         path.write_bytes(blob)
         try:
-            runner = open_runner(path)
+            runner = open_model(path)
         except EdgeFerError as e:  # the converter wrote what its runtime cannot load; the temp path means nothing
             raise RunError(f"{str(e).replace(str(path), name)}; nothing was written") from None
         if fmt.format == "tflite":

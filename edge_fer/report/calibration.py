@@ -23,7 +23,7 @@ def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entrop
                        calib_data=None, seed: int = 0, data=None, data_path=None, on_row=None) -> dict:
     from ..data.pipeline import as_model_input
     from ..export import convert
-    from ..export.runtimes import open_runner
+    from ..runtime import open_model
     from ..quantization import load_float_model
 
     run_dir = resolve_run(run)
@@ -45,7 +45,7 @@ def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entrop
             for runtime, method, make, suffix in candidates:
                 path = Path(d) / f"m{suffix}"
                 path.write_bytes(make())
-                p = open_runner(path).predict(val.x)
+                p = open_model(path).predict(val.x)
                 row = {"runtime": runtime, "method": method, "size": len(calib),
                        "accuracy": float((p.argmax(1) == val.y).mean()),
                        "agreement": float((p.argmax(1) == p_float.argmax(1)).mean())}

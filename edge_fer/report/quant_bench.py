@@ -23,8 +23,8 @@ from ..training.config import TrainConfig
 
 
 def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
-    from ..device_bench.latency import measure
-    from ..export import export_run, open_runner
+    from ..export import export_run
+    from ..runtime import measure, open_model
     from ..quantization.pipeline import qat_weights
     from ..quantization.scheme import WEIGHTS
 
@@ -42,7 +42,7 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
             row = {"artefact": Path(r.file).name, "precision": r.precision, "source": r.source,
                    "size_bytes": r.size_bytes, "float_ops": len(r.float_ops), **r.verification}
             for t in threads:
-                runner = open_runner(r.file, threads=t)
+                runner = open_model(r.file, threads=t)
                 prepared = runner.prepare(face)
                 row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)

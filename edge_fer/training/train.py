@@ -172,11 +172,12 @@ class TFLiteTeacher:
     """
 
     def __init__(self, path: Path, threads: int | None = None):
-        from ..device_bench.runner import TFLiteModel
+        from ..errors import ModelError
+        from ..runtime.tflite import TFLiteModel
 
         try:
             self.model = TFLiteModel(str(path), threads or os.cpu_count() or 1)
-        except (ValueError, RuntimeError) as e:
+        except ModelError as e:
             raise ConfigError(f"--teacher {path}: not a TFLite model LiteRT can load ({str(e).splitlines()[0]})")
         inp, out = self.model.inp, self.model.out
         self.input_shape = (None, *map(int, inp["shape"][1:]))
@@ -187,12 +188,8 @@ class TFLiteTeacher:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """float32 (B,H,W,C) 0–255 images → (B, classes) probabilities."""
-        from ..device_bench.runner import outputs
-        from ..export.runtimes import dequantize
-
         with self._lock:
-            out = outputs(self.model, np.asarray(images, np.float32)[..., 0], batch=max(len(images), 1))
-        return dequantize(out, *self.out_quant) if self.out_quant else out.astype(np.float32)
+            return self.model.predict(np.asarray(images, np.float32)[..., 0], batch_size=max(len(images), 1))
 
     def _log_p(self, images):
         return np.log(np.clip(self.probabilities(images), self.floor, 1.0)).astype(np.float32)

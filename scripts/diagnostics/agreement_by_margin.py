@@ -6,7 +6,7 @@ exact ties of the top two outputs on either side.
 Throwaway diagnostic, not part of edge_fer.
 """
 import numpy as np, sys
-from edge_fer.export.runtimes import open_runner
+from edge_fer.runtime import open_model
 from edge_fer.quantization import load_qat_model
 from edge_fer.training.config import TrainConfig
 run=sys.argv[1]; tfl=sys.argv[2]
@@ -14,7 +14,7 @@ m = load_qat_model(f"{run}/qat/best.h5")
 va = TrainConfig.load(run).load_data()["validation"]
 x = va.x.astype(np.float32)[..., None]
 pk = m.predict(x, batch_size=256, verbose=0)
-pt = open_runner(tfl).predict(va.x)
+pt = open_model(tfl).predict(va.x)
 s = np.sort(pk, 1); margin = s[:, -1] - s[:, -2]
 agree = pk.argmax(1) == pt.argmax(1)
 print("agreement", agree.mean(), "acc keras", (pk.argmax(1)==va.y).mean(), "acc tfl", (pt.argmax(1)==va.y).mean())

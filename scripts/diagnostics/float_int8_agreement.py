@@ -11,7 +11,7 @@ from edge_fer.training import TrainConfig
 from edge_fer.models import load_model
 from edge_fer.report.evaluate import predict_keras
 from edge_fer.runs import RunLayout
-from edge_fer.export.runtimes import open_runner
+from edge_fer.runtime import open_model
 run = Path(sys.argv[1]).expanduser()
 cfg = TrainConfig.load(run); data = cfg.load_data(None)
 fl = load_model(RunLayout(run).require_best_model())
@@ -21,7 +21,7 @@ try:
     qat = load_qat_model(run / "qat" / "best.h5")
 except Exception as e:
     print("no QAT model:", e)
-r = open_runner(run / "export" / f"{cfg.model}_int8_qat.tflite")
+r = open_model(run / "export" / f"{cfg.model}_int8_qat.tflite")
 for split in ("validation", "test"):
     s = data[split]
     pf = predict_keras(fl, s.x); pi = r.predict(s.x)

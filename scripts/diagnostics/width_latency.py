@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_fer.calibration import CalibrationSet
-from edge_fer.device_bench.latency import measure
-from edge_fer.device_bench.runner import TFLiteModel
+from edge_fer.runtime.latency import measure
+from edge_fer.runtime.tflite import TFLiteModel
 from edge_fer.export.convert import to_tflite
 from edge_fer.models import count_macs, create_model
 

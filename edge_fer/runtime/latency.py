@@ -3,7 +3,7 @@
 Warm-up runs first; then at least ``min_runs`` runs *and* at least ``min_seconds``; the input is
 prepared (quantised) once, so nothing is allocated inside the timed loop; each run is timed with
 the monotonic nanosecond clock. Init time and the first inference are reported apart from the
-steady state. Standard library and numpy only: the on-device runner reuses this file.
+steady state. Standard library and numpy only (it runs on the device too).
 """
 
 from __future__ import annotations
