@@ -24,6 +24,7 @@ from . import __version__
 from .errors import ConfigError, EdgeFerError
 from .export.config import IO_TYPES, SOURCES, ExportConfig
 from .quantization.config import QAT_STRATEGIES, QATConfig
+from .device_bench.suite import DEVICES, SPLITS, BenchConfig
 from .training.config import MONITORS, PRECISIONS, SCHEDULES, TrainConfig
 
 log = logging.getLogger("edge_fer")
@@ -581,14 +582,15 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
 @main.command("bench")
 @click.argument("models", nargs=-1)
 @click.option("--shipped", is_flag=True, help="Benchmark every shipped model (TFLite and ONNX; see `edgefer models`).")
-@click.option("--device", type=click.Choice(["cpu", "gpu", "rpi"]), default="cpu", show_default=True,
+@click.option("--device", type=click.Choice(DEVICES), default=_d(BenchConfig, "device"), show_default=True,
               help="cpu: this machine (XNNPACK on); gpu: LiteRT's GPU accelerator / a TFLite delegate / ONNX Runtime "
                    "GPU providers; rpi: Raspberry Pis over SSH.")
-@click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts to sweep (each ≥ 1).")
+@click.option("--threads", default=",".join(map(str, _d(BenchConfig, "threads"))), show_default=True,
+              help="Comma-separated thread counts to sweep (each ≥ 1).")
 @click.option("--data", "data", default=None, metavar="PATH",
               help="Labelled faces: FER2013 csv, .npz or image folder. Default: $EDGEFER_DATA or `data` in "
                    "edgefer.toml; else each model's training data (as its run split it), else the embedded sample.")
-@click.option("--split", type=click.Choice(["train", "validation", "test"]), default="test", show_default=True,
+@click.option("--split", type=click.Choice(SPLITS), default=_d(BenchConfig, "split"), show_default=True,
               help="Labelled faces for accuracy and F1.")
 @click.option("--class-map", "class_map", multiple=True, metavar="THEIRS=OURS",
               help="--data of another dataset: map its class name to ours, e.g. contempt=disgust (repeatable).")
@@ -596,7 +598,7 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
               help="--data of another dataset: leave out its faces of this class, e.g. contempt (repeatable).")
 @click.option("--no-xnnpack", is_flag=True, help="TFLite without the XNNPACK delegate, for comparison.")
 @click.option("--min-seconds", type=click.FloatRange(min=0), callback=lambda c, p, v: _finite(v, "--min-seconds"),
-              default=2.0, show_default=True,
+              default=_d(BenchConfig, "min_seconds"), show_default=True,
               help="Minimum timed duration (s, ≥ 0) per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
 @click.option("--input-scale", default=None, metavar="SCALE[,OFFSET]",
               help="Models without edge_fer metadata: input = pixel (0–255) × SCALE + OFFSET, e.g. 1/255 or "
@@ -612,9 +614,10 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
               help="gpu: a TFLite GPU delegate library (.so) built for your board, loaded with load_delegate.")
 @click.option("--host", "hosts", multiple=True, help="rpi: user@address of a Pi; repeat for a fleet (benchmarked "
               "concurrently). Default $EDGEFER_RPI_HOST (comma-separated) or [rpi] host in edgefer.toml.")
-@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True, help="rpi: SSH port.")
+@click.option("--port", type=click.IntRange(1, 65535), default=_d(BenchConfig, "port"), show_default=True,
+              help="rpi: SSH port.")
 @click.option("--identity", type=click.Path(dir_okay=False), default=None, help="rpi: SSH private key file.")
-@click.option("--remote-python", default="python3", show_default=True,
+@click.option("--remote-python", default=_d(BenchConfig, "remote_python"), show_default=True,
               help="rpi: Python on the device (with numpy and ai-edge-litert or tflite-runtime).")
 @click.option("--known-hosts", type=click.Path(dir_okay=False), default=None,
               help="rpi: known_hosts file checked for the device's key (default ~/.ssh/known_hosts).")
@@ -645,128 +648,47 @@ def bench_cmd(models, shipped, device, threads, data, split, class_map, drop_cla
       edgefer bench --device rpi --host pi@192.0.2.10   on a Raspberry Pi over SSH
       edgefer bench --device rpi --host pi@pi4 --host pi@pi5 --json fleet.json   several Pis at once
     """
-    from .device_bench.bench import format_table
-
-    thread_list = _int_csv(threads, "--threads")
-    if not thread_list or any(t < 1 for t in thread_list):
-        raise click.BadParameter(f"thread counts must be ≥ 1, got {threads!r}; e.g. --threads 1,2,4",
-                                 param_hint="--threads")
-    from .device_bench.bench import BenchInterrupted, parse_classes, parse_input_scale
-
-    feed = {"input_scale": parse_input_scale(input_scale) if input_scale is not None else None,
-            "input_size": input_size, "classes": parse_classes(classes) if classes is not None else None}
-    click.echo(f"device {device}; threads {thread_list if device != 'gpu' else '-'}; "
-               f"XNNPACK {'off' if no_xnnpack or device == 'gpu' else 'on'}; "
-               f"≥ {min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {split}")
-
-    def progress(r):
-        where = f"{r['host']}: " if r.get("host") else ""
-        if r["status"] == "ok":
-            gpu = r.get("gpu") or {}
-            accel = (f" on {gpu.get('adapter') or gpu.get('providers') or gpu.get('delegate')} [{gpu['label']}"
-                     f"{'' if gpu.get('fully_accelerated') in (True, None) else ', NOT fully accelerated'}]") if gpu else ""
-            quality = (f"acc {r['accuracy']:.4f} on {r['data']}" if r["accuracy"] is not None
-                       else "accuracy not measured (no edge_fer metadata; see --classes, --input-scale)")
-            click.echo(f"  {where}{r['model']} × {r['threads']} thread(s){accel}: p50 {r['latency']['p50_ms']:.3f} ms, "
-                       f"{quality}")
-        else:
-            click.echo(f"  {where}{r['model']}: {r['status']}: {r['reason']}")
-
-    if shipped:
-        from .device_bench.bench import shipped_files
-
-        models = (*models, *map(str, shipped_files()))
+    from .device_bench.bench import BenchInterrupted, format_table
+    from .device_bench.suite import machine_line, probe_line, record_line, run_bench, write_outputs
     from .settings import setting
 
     # nothing set: each model is measured on the data its run was trained on (bench_models says which)
     bench_data = None if setting("data", data)[0] is None else (_resolve_data(data) or "embedded")
-    measured = []
-
-    def on_record(r):
-        measured.append(r)
-        progress(r)
-
-    if (class_map or drop_class) and bench_data in (None, "embedded"):
-        raise click.UsageError("--class-map and --drop-class map the classes of another dataset given with --data, "
-                               "e.g. --data ckplus48.npz --drop-class contempt")
-    common = {"threads": thread_list, "data": bench_data, "split": split, "xnnpack": not no_xnnpack,
-              **({"class_map": class_map, "drop_classes": drop_class} if class_map or drop_class else {}),
-              "min_seconds": min_seconds, "on_record": on_record, **feed}
+    config = BenchConfig(device=device, threads=threads, data=bench_data, split=split, xnnpack=not no_xnnpack,
+                         min_seconds=min_seconds, input_scale=input_scale, input_size=input_size, classes=classes,
+                         class_map=class_map, drop_classes=drop_class, allow_cpu_fallback=allow_cpu_fallback,
+                         delegate=delegate, hosts=hosts, port=port, identity=identity, remote_python=remote_python,
+                         known_hosts=known_hosts, trust_new_host=trust_new_host)
+    click.echo(config.describe())
     try:
-        records = _bench_records(models, device, hosts, common, allow_cpu_fallback=allow_cpu_fallback,
-                                 delegate=delegate, port=port, identity=identity, remote_python=remote_python,
-                                 known_hosts=known_hosts, trust_new_host=trust_new_host)
-    except KeyboardInterrupt as e:
-        records = e.records if isinstance(e, BenchInterrupted) else [*measured, {
-            "model": ", ".join(map(str, models)) or "(default models)", "device": device, "status": "interrupted",
-            "reason": "not measured: the bench was interrupted (Ctrl-C)", "size_bytes": None}]
+        records = run_bench(models, config, shipped=shipped, on_record=lambda r: click.echo(record_line(r)),
+                            on_probe=lambda host, info: click.echo(probe_line(host, info)))
+    except BenchInterrupted as e:
+        records = e.records
         kept = [r for r in records if r["status"] != "interrupted"]
         click.echo(format_table(records))
-        written = _write_bench_outputs(records, json_out, out)
-        missing = len(records) - len(kept)
+        written = [str(p) for p in _wrote(write_outputs(records, json_out, out))
+                   if p == json_out or p.name == "bench.json"]
         if written:
             click.echo(f"interrupted: kept the {len(kept)} record(s) measured so far in {', '.join(written)}, marked "
-                       f"incomplete ({missing} record(s) with status 'interrupted')", err=True)
+                       f"incomplete ({len(records) - len(kept)} record(s) with status 'interrupted')", err=True)
         else:
             click.echo(f"interrupted: {len(kept)} record(s) measured (shown above), none written: pass --json FILE "
                        "or --out DIR to keep them", err=True)
         sys.exit(130)
-    ok = [r for r in records if r["status"] == "ok"]
-    if ok:
-        m = ok[0]["machine"]
-        click.echo(f"{m.get('cpu', m['machine'])}, {m['cores']} cores; {ok[0]['runtime']} {ok[0]['runtime_version']}")
+    machine = machine_line(records)
+    if machine:
+        click.echo(machine)
     click.echo(format_table(records))
-    _write_bench_outputs(records, json_out, out)
-    if not ok:
+    _wrote(write_outputs(records, json_out, out))
+    if machine is None:
         raise UserError("no model ran; see the status column")
 
 
-def _write_bench_outputs(records, json_out, out) -> list[str]:
-    """--json FILE and --out DIR (bench.json, comparison table, Pareto plot); the paths written."""
-    from .runs import write_json
-
-    written = []
-    if json_out:
-        write_json(json_out, records)
-        click.echo(f"wrote {json_out}")
-        written.append(str(json_out))
-    if out and any(r["status"] == "ok" for r in records):
-        from .report.bench_compare import compare_bench
-
-        write_json(out / "bench.json", records)
-        result = compare_bench([out / "bench.json"], out=out)
-        for p in [out / "bench.json", *result["outputs"]]:
-            click.echo(f"wrote {p}")
-        written.append(str(out / "bench.json"))
-    return written
-
-
-def _bench_records(models, device, hosts, common, *, allow_cpu_fallback, delegate, port, identity, remote_python,
-                   known_hosts, trust_new_host) -> list[dict]:
-    from .device_bench.bench import bench_models
-
-    if device != "rpi":
-        records = bench_models(list(models), device=device, allow_cpu_fallback=allow_cpu_fallback, delegate=delegate,
-                               **common)
-    else:
-        from .device_bench.remote import bench_fleet
-        from .settings import setting
-
-        if not hosts:
-            value, _ = setting("host", None, section="rpi")
-            hosts = value if isinstance(value, list) else _csv(str(value)) if value else []
-        if not hosts:
-            raise UserError("no Raspberry Pi address: pass --host user@pi, set EDGEFER_RPI_HOST, "
-                            "or add [rpi] host = \"user@pi\" to edgefer.toml")
-
-        def on_probe(host, info):
-            click.echo(f"{host}: {info.get('model') or 'unknown model'}, {info.get('arch')}, {info.get('cores')} cores, "
-                       f"governor {info.get('governor') or '?'}, {info.get('temp') or 'no vcgencmd'}, "
-                       f"Python {info.get('python') or '?'}")
-
-        records = bench_fleet(list(models), list(hosts), port=port, identity=identity, remote_python=remote_python,
-                              known_hosts=known_hosts, trust_new_host=trust_new_host, on_probe=on_probe, **common)
-    return records
+def _wrote(paths: list[Path]) -> list[Path]:
+    for p in paths:
+        click.echo(f"wrote {p}")
+    return paths
 
 
 # ---------------------------------------------------------------------------------- predict
