@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import ConfigError, EdgeFerError
+from .errors import ConfigError, DataError, EdgeFerError, RunError
 from .export.config import IO_TYPES, SOURCES, ExportConfig
 from .quantization.config import QAT_STRATEGIES, QATConfig
 from .device_bench.suite import DEVICES, SPLITS, BenchConfig
@@ -31,6 +31,8 @@ log = logging.getLogger("edge_fer")
 
 
 class UserError(click.ClickException):
+    """How an EdgeFerError leaves the CLI: one line, exit code 2 (raised only by EdgeFerGroup)."""
+
     exit_code = 2
 
 
@@ -131,50 +133,13 @@ def models_cmd(name: str | None, as_json: bool) -> None:
 
     With NAME: that architecture's builder options (`edgefer train -o KEY=VALUE`) and defaults.
     """
-    from .models import builder_options, get_spec, model_names
-    from .models.costs import costs, measure
-    from .models.options import rule_for
+    from .zoo.catalogue import architecture_options, catalogue, render_catalogue, render_options
 
-    if name:
-        spec = get_spec(name)
-        options = {k: v for k, v in builder_options(spec.name).items() if k != "weights"}
-        valid = {k: rule_for(k, v).valid for k, v in options.items()}
-        if as_json:
-            click.echo(json.dumps({"name": spec.name, "options": options, "valid": valid}, indent=2, default=list))
-            return
-        click.echo(f"{spec.name}: {spec.description}")
-        click.echo("builder options (edgefer train --model NAME -o KEY=VALUE, values as JSON):")
-        for k, v in options.items():
-            click.echo(f"  {f'{k} = {json.dumps(v, default=list)}':<36}{valid[k]}")
-        return
-    rows = []
-    for name in model_names():
-        spec = get_spec(name)
-        info = costs(name) or measure(name)  # the table has every shipped architecture: no TensorFlow
-        rows.append({"name": name, "aliases": list(spec.aliases), "params": info["params"], "macs": info["macs"],
-                     "imagenet": spec.imagenet, "description": spec.description})
-    from .zoo import shipped_models
-
-    shipped = [m.summary() for m in shipped_models()]
+    listing = architecture_options(name) if name else catalogue()
     if as_json:
-        click.echo(json.dumps({"architectures": rows, "shipped": shipped}, indent=2))
-        return
-    click.echo("Architectures (edgefer train --model NAME):")
-    click.echo(f"  {'name':<20}{'params':>10}{'MACs':>10}  description")
-    for r in rows:
-        alias = f" (alias: {', '.join(r['aliases'])})" if r["aliases"] else ""
-        click.echo(f"  {r['name']:<20}{r['params'] / 1e6:>9.2f}M{r['macs'] / 1e6:>9.1f}M  {r['description']}{alias}")
-    click.echo("\nShipped int8 models (any command's --model / MODEL accepts the name; NAME.onnx for the ONNX twin):")
-    if not shipped:
-        click.echo("  none in this installation")
+        click.echo(json.dumps(listing, indent=2, default=list))
     else:
-        click.echo(f"  {'name':<26}{'formats':<14}{'PrivateTest acc':>16}{'macro F1':>10}{'size':>10}{'p50 1t':>10}  card")
-    for m in shipped:
-        acc = f"{m['accuracy']:.4f}" if m["accuracy"] is not None else "—"
-        f1 = f"{m['macro_f1']:.4f}" if m["macro_f1"] is not None else "—"
-        p50 = f"{m['p50_ms_1t']:.3f}ms" if m["p50_ms_1t"] is not None else "—"
-        click.echo(f"  {m['name']:<26}{','.join(m['formats']):<14}{acc:>16}{f1:>10}{m['size_kb']:>8.0f}KB{p50:>10}  "
-                   f"{Path(m['card']).name}")
+        click.echo(render_options(listing) if name else render_catalogue(listing))
 
 
 # ---------------------------------------------------------------------------------- data
@@ -392,21 +357,11 @@ def compare_cmd(inputs, split, out) -> None:
     marker area = file size, the front drawn).
       edgefer compare cpu.json rpi.json --out comparison
     """
-    files = [Path(i).suffix.lower() == ".json" for i in inputs]
-    if any(files) and not all(files):
-        raise ConfigError("compare takes either run directories or bench RESULTS.json files, not both")
-    if all(files):
-        from .report.bench_compare import compare_bench
+    from .report.compare import compare
 
-        result = compare_bench(inputs, out=out)
-    else:
-        from .report import compare_runs
-
-        result = compare_runs(list(inputs), split=split, out=out)
-    if result["mixed_data"]:
-        from .report.bench_compare import mixed_warning
-
-        click.echo(mixed_warning(result["mixed_data"]), err=True)
+    result = compare(inputs, split=split, out=out)
+    if result.get("warning"):
+        click.echo(result["warning"], err=True)
     click.echo(result["markdown"])
     for p in result["outputs"]:
         click.echo(f"wrote {p}")
@@ -682,7 +637,7 @@ def bench_cmd(models, shipped, device, threads, data, split, class_map, drop_cla
     click.echo(format_table(records))
     _wrote(write_outputs(records, json_out, out))
     if machine is None:
-        raise UserError("no model ran; see the status column")
+        raise RunError("no model ran; see the status column")
 
 
 def _wrote(paths: list[Path]) -> list[Path]:
@@ -692,17 +647,6 @@ def _wrote(paths: list[Path]) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------- predict
-
-def _next_predict_dir() -> Path:
-    from .runs import runs_root
-
-    root = runs_root()
-    for i in range(1, 10000):
-        p = root / ("predict" if i == 1 else f"predict{i}")
-        if not p.exists():
-            return p
-    raise UserError(f"{root}: too many predict folders; pass --out")
-
 
 @main.command("predict")
 @click.argument("inputs", nargs=-1)
@@ -772,7 +716,9 @@ def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotat
 
         rec = Recognizer(model, detector=GivenBoxes(), threads=threads, margin=margin, align=False,
                          uncertain_below=uncertain_below)
-    out = out or (None if (records and no_annotate) else _next_predict_dir())
+    from .runs import next_predict_dir
+
+    out = out or (None if (records and no_annotate) else next_predict_dir())
     click.echo(f"model {rec.model_name} ({rec.runner.runtime}), "
                f"input {rec.size}x{rec.size}; faces from {'--boxes ' + str(boxes) if given is not None else rec.detector.name}")
     summary = predict_inputs(list(inputs), rec, out=out, records=records, annotate_outputs=not no_annotate, every=every,
@@ -792,7 +738,7 @@ def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotat
         click.echo("interrupted; the records and outputs so far are written", err=True)
         sys.exit(130)
     if summary["frames"] == 0:
-        raise UserError("no input could be read")
+        raise DataError("no input could be read")
 
 
 # ---------------------------------------------------------------------------------- zoo

@@ -149,6 +149,16 @@ def runs_root() -> Path:
     return Path(str(value) if value else "runs").expanduser()
 
 
+def next_predict_dir(root: Path | None = None) -> Path:
+    """Where ``edgefer predict`` writes when no ``--out`` is given: ``root/predict``, ``predict2``, …"""
+    root = root or runs_root()
+    for i in range(1, 10000):
+        p = root / ("predict" if i == 1 else f"predict{i}")
+        if not p.exists():
+            return p
+    raise RunError(f"{root}: too many predict folders; pass --out")
+
+
 def is_run(path: Path) -> bool:
     return RunLayout(path).config.is_file()
 
