@@ -10,7 +10,7 @@ class EdgeFerError(Exception):
 
 
 class DataError(EdgeFerError):
-    """A dataset file, folder or row cannot be used."""
+    """A dataset file, folder or row, or an image or video to predict on, cannot be used."""
 
 
 class ConfigError(EdgeFerError):
@@ -23,6 +23,10 @@ class RunError(EdgeFerError):
 
 class ClusterError(EdgeFerError):
     """The workers of a multi-worker training cannot reach each other or disagree."""
+
+
+class MissingExtraError(EdgeFerError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
 
 
 class ModelError(EdgeFerError):

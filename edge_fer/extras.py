@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .errors import EdgeFerError
+from .errors import MissingExtraError
 
 # extra -> the top-level modules it brings (pyproject's [project.optional-dependencies] lists the packages)
 EXTRAS = {
@@ -31,10 +31,6 @@ COMMAND_EXTRAS = {"train": "train", "evaluate": "train", "qat": "train", "export
                   "zoo": "train"}
 # modules checked up front for those commands: what every one of them imports
 _COMMAND_MODULES = {"train": ("tensorflow", "tf_keras")}
-
-
-class MissingExtraError(EdgeFerError):
-    """An optional dependency is not installed; the message names the extra that brings it."""
 
 
 def extra_for(module: str | None) -> str | None:

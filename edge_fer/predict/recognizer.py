@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, EdgeFerError
+from ..errors import ConfigError, ModelError
 from .detectors import Detector, Face, open_detector
 
 log = logging.getLogger("edge_fer")
@@ -229,4 +229,4 @@ def model_temperature(meta: dict | None) -> float | None:
 
 def check_model_input(meta: dict, path: Path) -> None:
     if meta.get("input", {}).get("color", "grey") != "grey":
-        raise EdgeFerError(f"{path}: the model takes {meta['input']['color']} input; edgefer predict feeds grey faces")
+        raise ModelError(f"{path}: the model takes {meta['input']['color']} input; edgefer predict feeds grey faces")

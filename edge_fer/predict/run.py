@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, EdgeFerError
+from ..errors import ConfigError, DataError, EdgeFerError
 from .recognizer import Recognizer
 from .sources import DEFAULT_MAX_PIXELS, Source, VideoReader, expand_inputs, read_image
 
@@ -161,7 +161,7 @@ class _VideoOut:
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
             if self.writer.isOpened():
                 return
-        raise EdgeFerError(f"{path}: OpenCV cannot write video here (neither mp4v nor MJPG)")
+        raise DataError(f"{path}: OpenCV cannot write video here (neither mp4v nor MJPG)")
 
     def write(self, rgb: np.ndarray) -> None:
         import cv2
@@ -197,7 +197,7 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
     downscaled to ``video_detect_size`` (320: YuNet 4× faster, faces from ~40 px in VGA kept)."""
     sources, problems = expand_inputs(inputs, camera)
     if not sources:
-        raise EdgeFerError("nothing to predict on: " + ("; ".join(problems) if problems else "give images, folders, "
+        raise DataError("nothing to predict on: " + ("; ".join(problems) if problems else "give images, folders, "
                            "globs, videos or --camera N"))
     on_error = on_error or (lambda line: log.error("%s", line))
     for line in problems:
@@ -285,7 +285,7 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
                     elif video_out:
                         video_out.discard()
                 if not decoded:
-                    raise EdgeFerError(f"{source.name}: no frame could be decoded; skipped")
+                    raise DataError(f"{source.name}: no frame could be decoded; skipped")
             except (EdgeFerError, OSError, ValueError) as e:
                 message = str(e) if isinstance(e, EdgeFerError) else f"{source.name}: {type(e).__name__}: {e}"
                 summary["errors"] += 1

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from ..data.loaders import IMAGE_SUFFIXES  # one list for training folders and predict
-from ..errors import ConfigError, EdgeFerError
+from ..errors import ConfigError, DataError
 
 # Images with more pixels than this are refused from their header, before anything is decoded: a
 # small file may declare 20,000×20,000 pixels (a decompression bomb) and decode into gigabytes.
@@ -80,7 +80,7 @@ def expand_inputs(inputs, camera: int | None = None) -> tuple[list[Source], list
 
 
 def read_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """RGB uint8 (H,W,3); EdgeFerError with the reason for empty, missing or undecodable files, and
+    """RGB uint8 (H,W,3); DataError with the reason for empty, missing or undecodable files, and
     for images above ``max_pixels`` (checked from the header, before decoding; None: no limit)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -90,21 +90,21 @@ def read_image(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.nd
     guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
     try:
         if path.stat().st_size == 0:
-            raise EdgeFerError(f"{path}: empty file (0 bytes); skipped")
+            raise DataError(f"{path}: empty file (0 bytes); skipped")
         with Image.open(path) as im:
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
-                raise EdgeFerError(f"{path}: {w}×{h} = {w * h:,} pixels, above the limit of {max_pixels:,} (a guard "
+                raise DataError(f"{path}: {w}×{h} = {w * h:,} pixels, above the limit of {max_pixels:,} (a guard "
                                    f"against decompression bombs); skipped; to read it pass --max-pixels {w * h} "
                                    "(max_pixels= in Python)")
             im = ImageOps.exif_transpose(im)
             return np.asarray(im.convert("RGB"))
     except FileNotFoundError:
-        raise EdgeFerError(f"{path}: no such file") from None
+        raise DataError(f"{path}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise EdgeFerError(f"{path}: not a readable image ({type(e).__name__}: {str(e)[:120]}); skipped") from None
+        raise DataError(f"{path}: not a readable image ({type(e).__name__}: {str(e)[:120]}); skipped") from None
     except MemoryError:
-        raise EdgeFerError(f"{path}: too large to decode in this machine's memory; skipped; lower --max-pixels to "
+        raise DataError(f"{path}: too large to decode in this machine's memory; skipped; lower --max-pixels to "
                            "refuse such images from their header") from None
     finally:
         Image.MAX_IMAGE_PIXELS = guard
@@ -133,13 +133,13 @@ class VideoReader:
             fix = "check --camera, permissions (video group) and that no other program holds it"
         else:
             if source.path.stat().st_size == 0:
-                raise EdgeFerError(f"{source.path}: empty file (0 bytes); skipped")
+                raise DataError(f"{source.path}: empty file (0 bytes); skipped")
             self.cap = cv2.VideoCapture(str(source.path))
             what = str(source.path)
             fix = "not a video OpenCV can decode; skipped"
         if not self.cap.isOpened():
             self.cap.release()
-            raise EdgeFerError(f"{what}: could not be opened ({fix})")
+            raise DataError(f"{what}: could not be opened ({fix})")
         fps = self.cap.get(cv2.CAP_PROP_FPS) or 0.0
         n = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.info = VideoInfo(fps=fps if fps > 0 else 30.0, frames=n if n > 0 and source.kind != "camera" else None,

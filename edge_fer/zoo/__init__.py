@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, EdgeFerError
+from ..errors import ConfigError, ModelError
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 FORMATS = (".tflite", ".onnx")
@@ -79,7 +79,7 @@ def default_model() -> Path:
             return models[name].path
     if models:
         return next(iter(models.values())).path
-    raise EdgeFerError("no model shipped with this installation; pass --model PATH to an exported .tflite/.onnx")
+    raise ModelError("no model shipped with this installation; pass --model PATH to an exported .tflite/.onnx")
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -99,5 +99,5 @@ def resolve_model(model: str | Path | None) -> Path:
             raise ConfigError(f"shipped model {stem!r} has no {suffix} file; it has {', '.join(m.files)}")
         return m.files[suffix]
     if p.suffix in FORMATS or p.parent != Path("."):
-        raise EdgeFerError(f"{p}: no such model file; pass an exported .tflite/.onnx or a shipped name ({names})")
+        raise ModelError(f"{p}: no such model file; pass an exported .tflite/.onnx or a shipped name ({names})")
     raise ConfigError(f"unknown model {str(model)!r}: not a file and not a shipped model ({names}; see `edgefer models`)")
