@@ -158,7 +158,7 @@ def test_zoo_build_refreshes_only_its_own_folder(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(ship, "get_shipped", lambda name: type("S", (), {"card": card})())
     monkeypatch.setattr(training, "train", lambda cfg, out=None, verbose=2: type("R", (), {"run_dir": run_dir})())
-    monkeypatch.setattr(quantization, "qat_run", lambda run, **kw: None)
+    monkeypatch.setattr(quantization, "qat_run", lambda run, *config, **kw: None)
     monkeypatch.setattr(export_pkg, "export_run", lambda *a, **kw: None)
     monkeypatch.setattr(ship, "ship_run", lambda run, **kw: calls.append(kw) or {})
     ship.build(card["name"], data_path="fer.npz", out=run_dir)

@@ -317,13 +317,34 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     below the agreement gate (``edgefer export --force``) unless ``force``, and never deletes a file.
     The returned card has ``files`` (what was written) and ``replaced`` (which of them were there).
     """
-    from .. import __version__
     from ..training import TrainConfig
 
     run_dir = resolve_run(run)
     layout = RunLayout(run_dir)
     cfg = TrainConfig.load(run_dir)
-    export_dir = layout.export_dir
+    tflite, onnx = _shippable_artefacts(run_dir, cfg)
+    name = name or f"{cfg.model}_int8"
+    dest = Path(dest).expanduser() if dest else layout.shipped_dir
+    report = layout.export_report()
+    replaced = check_ship(run_dir, tflite, onnx, report, name=name, dest=dest, overwrite=overwrite, force=force)
+    meta = json.loads(Path(str(tflite) + ".json").read_text())
+    qat = _qat_record(layout, tflite, meta)
+    log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
+    measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
+    measured.pop("bench_records")
+    measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])
+    card = _card(layout, cfg, name, tflite, onnx, meta, report.get("artefacts", {}).get(tflite.name, {}), qat,
+                 measured)
+    replaced = [p for p in replaced if p.exists()]  # as they are now, after measuring
+    card["files"] = [str(p) for p in _write_shipped(card, run_dir, tflite, onnx, dest)]
+    card["replaced"] = [str(p) for p in replaced]
+    card["dest"] = str(dest)
+    return card
+
+
+def _shippable_artefacts(run_dir: Path, cfg) -> tuple[Path, Path | None]:
+    """The run's int8 TFLite export (required) and ONNX export (if any), each within the size limit."""
+    export_dir = RunLayout(run_dir).export_dir
     tflite = int8_artefact(export_dir, cfg.model, ".tflite")
     if tflite is None:
         raise RunError(f"{run_dir}: no int8 TFLite export; run `edgefer qat {run_dir}` and `edgefer export {run_dir} --int8`")
@@ -332,31 +353,26 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
         if p is not None and p.stat().st_size > MAX_SHIPPED_BYTES:
             raise ConfigError(f"{p}: {p.stat().st_size / 2**20:.1f} MB; only models ≤ 5 MB ship in the package "
                               "(publish larger ones' results only)")
-    name = name or f"{cfg.model}_int8"
-    dest = Path(dest).expanduser() if dest else layout.shipped_dir
-    state = read_state(run_dir)
-    report = layout.export_report()
-    replaced = check_ship(run_dir, tflite, onnx, report, name=name, dest=dest, overwrite=overwrite, force=force)
-    meta = json.loads(Path(str(tflite) + ".json").read_text())
-    from_qat = meta.get("source") != "ptq"  # post-training quantised: no QAT step to reproduce
-    qat_json = layout.qat_record  # a run may hold a QAT model its PTQ artefact did not come from
-    if from_qat and not qat_json.is_file():
+    return tflite, onnx
+
+
+def _qat_record(layout: RunLayout, tflite: Path, meta: dict) -> dict:
+    """qat.json of the QAT the artefact came from, teacher path made portable; {} for a PTQ artefact."""
+    if meta.get("source") == "ptq":  # post-training quantised: no QAT step to reproduce
+        return {}
+    run_dir, qat_json = layout.root, layout.qat_record  # a run may hold a QAT model its PTQ artefact did not come from
+    if not qat_json.is_file():
         raise RunError(f"{qat_json}: missing (a QAT run that did not finish, or removed), so the card cannot "
                        f"record how {tflite.name} was fine-tuned; run `edgefer qat {run_dir}` and `edgefer export "
                        f"{run_dir} --int8` again, then ship")
-    art = report.get("artefacts", {}).get(tflite.name, {})
-    gate_status = meta.get("status") or art.get("status")
-    log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
-    measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
-    measured.pop("bench_records")
-    measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])
-    qat = layout.qat() if from_qat else {}
-    qat = {k: portable(v) if k == "teacher" else v for k, v in qat.items()}
-    qc = QATConfig.from_record(qat) if from_qat else None
-    exported = _export_recipe(art.get("config"))
-    train_cfg = {k: portable(v) if k in PATH_SETTINGS else v for k, v in cfg.to_dict().items() if k != "data"}
+    return {k: portable(v) if k == "teacher" else v for k, v in layout.qat().items()}
+
+
+def _commands(cfg, qc: QATConfig | None, meta: dict, gate_status: str | None, name: str) -> list[str]:
+    """The four commands that rebuild the artefact, as a card prints them."""
     data_arg = '--data fer2013.csv'
-    commands = [
+    forced = "" if gate_status == "ok" else " --force"
+    return [
         f"edgefer train --model {cfg.model} {data_arg} --epochs {cfg.epochs} --batch-size {cfg.batch_size} "
         f"--lr {cfg.lr:g}{_non_default_flags(cfg)} --out runs/{cfg.model}",
         *([f"edgefer qat runs/{cfg.model} --epochs {qc.epochs} --lr {qc.lr:g}"
@@ -364,20 +380,30 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
            + (" --per-tensor" if qc.per_tensor else "")
            + (f" --teacher {qc.teacher} --distill-weight {qc.distill_weight:g}"
               f" --distill-temperature {qc.distill_temperature:g}" if qc.teacher else "")]
-          if from_qat else []),
-        f"edgefer export runs/{cfg.model} --int8" + ("" if from_qat else " --from ptq")
-        + (" --per-tensor" if not from_qat and meta.get("weights") == "per-tensor" else "")
-        + ("" if gate_status == "ok" else " --force"),
-        f"edgefer zoo ship runs/{cfg.model}" + ("" if gate_status == "ok" else " --force"),
+          if qc else []),
+        f"edgefer export runs/{cfg.model} --int8" + ("" if qc else " --from ptq")
+        + (" --per-tensor" if not qc and meta.get("weights") == "per-tensor" else "") + forced,
+        f"edgefer zoo ship runs/{cfg.model}" + forced,
         f"# or all four in one: edgefer zoo build {name} {data_arg}",
     ]
+
+
+def _card(layout: RunLayout, cfg, name: str, tflite: Path, onnx: Path | None, meta: dict, art: dict, qat: dict,
+          measured: dict) -> dict:
+    """The model card: each stage's resolved config (the recipe), how the run went, and the figures."""
+    from .. import __version__
+
+    state = read_state(layout.root)
+    qc = QATConfig.from_record(qat) if qat else None
+    gate_status = meta.get("status") or art.get("status")
+    train_cfg = {k: portable(v) if k in PATH_SETTINGS else v for k, v in cfg.to_dict().items() if k != "data"}
     card = {
         "name": name, "architecture": cfg.model, "edge_fer_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "classes": list(CLASSES),
-        "input": meta.get("input"), "source_run": run_dir.name,
-        "recipe": {"train": train_cfg, "qat": qc.recipe() if from_qat else None,
+        "input": meta.get("input"), "source_run": layout.root.name,
+        "recipe": {"train": train_cfg, "qat": qc.recipe() if qc else None,
                    "export": {"precision": "int8", "source": meta.get("source"), "io": meta["input"].get("io_type"),
-                              "weights": meta.get("weights", "per-channel"), **exported}},
+                              "weights": meta.get("weights", "per-channel"), **_export_recipe(art.get("config"))}},
         "training": {"epochs_trained": state.get("epoch"), "best_epoch": state.get("best", {}).get("epoch"),
                      "best_val_accuracy": state.get("best", {}).get("val_accuracy"), "seconds": state.get("seconds") or 0,
                      "finished": state.get("status") == "finished", "machine": state.get("machine") or "this toolkit's CPU",
@@ -388,11 +414,16 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
                    "status": gate_status,
                    "split": "validation"},
         "size_bytes": {"tflite": tflite.stat().st_size, **({"onnx": onnx.stat().st_size} if onnx else {})},
-        **measured, "commands": commands,
+        **measured, "commands": _commands(cfg, qc, meta, gate_status, name),
     }
     if card["training"]["machine"] == "this toolkit's CPU" and measured.get("latency_machine"):
         card["training"]["machine"] = measured["latency_machine"]
-    replaced = [p for p in replaced if p.exists()]  # as they are now, after measuring
+    return card
+
+
+def _write_shipped(card: dict, run_dir: Path, tflite: Path, onnx: Path | None, dest: Path) -> list[Path]:
+    """The artefacts with their sidecars, the card's Markdown and its JSON (last: it is what lists the model)."""
+    name = card["name"]
     dest.mkdir(parents=True, exist_ok=True)
     # The card's figures are what lists a shipped model: while its files are replaced, it is not listed.
     (dest / f"{name}.card.json").unlink(missing_ok=True)
@@ -413,11 +444,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     with atomic_path(dest / f"{name}.md") as tmp:
         tmp.write_text(_card_markdown(card))
     write_json(dest / f"{name}.card.json", card)
-    written += [dest / f"{name}.md", dest / f"{name}.card.json"]
-    card["files"] = [str(p) for p in written]
-    card["replaced"] = [str(p) for p in replaced]
-    card["dest"] = str(dest)
-    return card
+    return written + [dest / f"{name}.md", dest / f"{name}.card.json"]
 
 
 def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | None = None, epochs: int | None = None,
