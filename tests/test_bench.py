@@ -1,4 +1,4 @@
-"""device_bench: latency statistics, the standalone runner, CPU records, clear errors."""
+"""device_bench: latency statistics, the device script, CPU records, clear errors."""
 
 import json
 import socket
@@ -129,3 +129,48 @@ def test_keras_float_baseline(trained, exported, subset):
     np.testing.assert_allclose(k[0]["sample_outputs"], t[0]["sample_outputs"], atol=1e-5)
     gpu = bench_models([keras_model], device="gpu", data=str(subset), min_seconds=0.1)
     assert gpu[0]["status"] == "unavailable" and "float baseline" in gpu[0]["reason"]
+
+
+def _device_script(tmp_path, *args, block_tflite=False):
+    """The one-file device script, run as on a device (fresh process, PYTHONPATH cleared)."""
+    import os
+    import subprocess
+    import sys
+
+    from edge_fer.runtime.standalone import build_device_script
+
+    script = str(build_device_script(tmp_path))
+    cmd = [sys.executable, script, *map(str, args)]
+    if block_tflite:  # a device without a TFLite runtime
+        cmd = [sys.executable, "-c", "import runpy, sys; sys.modules['ai_edge_litert'] = None; "
+               "sys.modules['tflite_runtime'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], "
+               "run_name='__main__')", script, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
+
+
+def test_device_script_holds_the_runtime_only_and_reports_a_typed_status(tmp_path):
+    """The script copied to a device is edge_fer.runtime and the errors it raises, nothing of a stage; a run
+    that cannot finish prints its status (unavailable / failed) and error class, which the bench keeps as is."""
+    from edge_fer.device_bench.script import read_result
+    from edge_fer.errors import RemoteError
+    from edge_fer.runtime.standalone import script_files
+
+    names = sorted(script_files())
+    assert all(n.startswith("edge_fer/runtime/") or n in ("__main__.py", "edge_fer/__init__.py", "edge_fer/errors.py")
+               for n in names) and "edge_fer/runtime/device.py" in names, names
+    bad = tmp_path / "m.tflite"
+    bad.write_bytes(b"not a model")
+    r = _device_script(tmp_path, "--model", bad, "--min-runs", 1)
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 3 and doc["status"] == "failed" and doc["error_type"] == "ModelError", (r.stdout, r.stderr)
+    assert "not a loadable TFLite model" in doc["error"]
+    r = _device_script(tmp_path, "--model", bad, block_tflite=True)
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert doc["status"] == "unavailable" and doc["error_type"] == "RuntimeMissing", r.stdout
+    with pytest.raises(RemoteError, match="no TFLite runtime; pip install ai-edge-litert.*numpy") as e:
+        read_result(r.returncode, r.stdout, r.stderr)
+    assert e.value.status == "unavailable"
+    # the status is read, not parsed out of the message
+    with pytest.raises(RemoteError) as e:
+        read_result(3, json.dumps({"error": "no Vulkan device", "status": "unavailable", "error_type": "X"}), "")
+    assert e.value.status == "unavailable" and str(e.value) == "no Vulkan device"

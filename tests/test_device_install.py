@@ -116,6 +116,13 @@ def test_device_install_predicts_benches_lists_and_compares_without_tensorflow(d
     assert [l for l in r.stderr.splitlines() if "matplotlib is not installed" in l] and not list(
         (tmp_path / "b").glob("*.png")), r.stderr
 
+    # a shipped model on the embedded sample, as `edgefer bench NAME` runs without --data
+    r = edgefer(device_python, "bench", "ferlite_int8", "--threads", "1", "--min-seconds", "0", "--out", tmp_path / "s",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    (sample,) = json.loads((tmp_path / "s" / "bench.json").read_text())
+    assert sample["status"] == "ok" and sample["data_source"] == "embedded FER2013 sample", sample
+
     r = edgefer(device_python, "compare", tmp_path / "b" / "bench.json", "--out", tmp_path / "c", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "ferlite" in r.stdout and (tmp_path / "c" / "bench_comparison.csv").is_file()

@@ -458,7 +458,7 @@ def format_table(records: list[dict]) -> str:
 
 def cross_check(model, python: str, *, data=None, split: str = "test", faces: int = 200,
                 timeout: float = 1800.0) -> dict:
-    """Run one model through the device runner under another Python (for instance the emulated aarch64
+    """Run one model through the device script under another Python (for instance the emulated aarch64
     Raspberry Pi of ``scripts/arm64_pi.sh``) and under this one, on the first ``faces`` faces of ``split``;
     compare their labels and raw outputs. A correctness check: the other interpreter's timings mean nothing.
     """

@@ -77,7 +77,7 @@ def read_result(code: int, out: str, err: str, *, where: str = "", python: str =
         if "ModuleNotFoundError" in err and "numpy" in err:
             raise RemoteError(f"{prefix}numpy is missing; {PIP_FIX}", status="unavailable")
         last = (err.strip().splitlines() or ["no output"])[-1]
-        raise RemoteError(f"{prefix}the runner exited with code {code}: {last}")
+        raise RemoteError(f"{prefix}the device script exited with code {code}: {last}")
     return result
 
 
