@@ -811,7 +811,10 @@ def zoo_build_cmd(name, data, out, epochs, strategy="auto") -> None:
 # ---------------------------------------------------------------------------------- inspect
 
 @main.command("inspect")
-@click.argument("run", required=False)
+@click.argument("run", required=False, metavar="[RUN|MODEL]")
+@click.option("--float", "float_source", type=click.Path(dir_okay=False), default=None,
+              help="MODEL: the float model it was converted from (.keras, .h5 or a float .tflite); default for "
+                   "RUN/export/*.tflite: the run's float model.")
 @click.option("--faces", type=click.IntRange(min=1), default=256, show_default=True,
               help="Validation faces to measure on.")
 @click.option("--calib-size", type=click.IntRange(min=8), default=256, show_default=True,
@@ -828,22 +831,37 @@ def zoo_build_cmd(name, data, out, epochs, strategy="auto") -> None:
               help="Output folder; default RUN/inspect.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
 @_run_data_option
-def inspect_cmd(run, faces, calib_size, calib_data, per_tensor, no_alone, fmt, calib_method, out, as_json,
-                data_path) -> None:
+def inspect_cmd(run, float_source, faces, calib_size, calib_data, per_tensor, no_alone, fmt, calib_method, out,
+                as_json, data_path) -> None:
     """Which layer loses accuracy in post-training int8 (default: the latest run), and what to keep in float.
 
     Per layer: the int8 output's scale and zero point; its error against float on validation faces
     (RMSE in int8 steps, MAE, cosine, share clipped); and the top-1 agreement lost when that layer
-    alone is quantised, by which layers are ranked. Writes inspect.json, inspect.md and inspect.png
-    (--format onnx: the same from ONNX Runtime's QDQ tools, ranked by SQNR; inspect-onnx.*).
+    alone is quantised, by which layers are ranked; and the XNNPACK partition each runs in. Writes
+    inspect.json, inspect.md and inspect.png (--format onnx: the same from ONNX Runtime's QDQ tools;
+    inspect-onnx.*). MODEL: an int8 .tflite as it is (a QAT export, a file from elsewhere) against its
+    float source, ranked by the error each layer adds; writes inspect-MODEL.* beside it.
 
     \b
     Example:
       edgefer inspect runs/cnn
       edgefer export runs/cnn --int8 --from ptq --keep-float logits     # the top-ranked layer in float
+      edgefer inspect runs/cnn/export/cnn_int8_qat.tflite               # --float the run's float model
     """
-    from .export.inspect import inspect_run, render_table
+    from .export.inspect import inspect_model_file, inspect_run, render_table
 
+    if run and Path(run).suffix == ".tflite":
+        report = inspect_model_file(run, float_source=float_source, faces=faces, out=out,
+                                    data_path=_resolve_data(data_path) if data_path else None)
+        click.echo(json.dumps(report, indent=2) if as_json else render_table(report))
+        worst = next((r for r in report["layers"] if r["rank"] == 1), None)
+        if worst is not None and not as_json:
+            click.echo(f"worst: {worst['layer']} adds {worst['added_noise']:.2%} of its signal's power as error "
+                       f"(SQNR {worst['sqnr_db']:.1f} dB, RMSE {worst['rmse_steps']:.2f} int8 steps)")
+            click.echo("wrote " + ", ".join(report["files"]))
+        return
+    if float_source:
+        raise click.UsageError("--float applies to an int8 .tflite (MODEL), not to a run")
     report = inspect_run(run, faces=faces, calib_size=calib_size, calib_data=calib_data, per_tensor=per_tensor,
                          alone=not no_alone, out=out, data_path=data_path, fmt=fmt, calib_method=calib_method)
     if as_json:
@@ -853,8 +871,8 @@ def inspect_cmd(run, faces, calib_size, calib_data, per_tensor, no_alone, fmt, c
     worst = next((r for r in report["layers"] if r["rank"] == 1), None)
     if worst is not None and (fmt == "onnx" or worst.get("cost", 0) > 0):
         name = worst["layer"].split("+")[0]
-        why = (f"SQNR {worst['sqnr_db']:.1f} dB" if fmt == "onnx" else
-               f"{worst['cost']:.2%} of faces change class when it alone is int8")
+        why = (f"{worst['cost']:.2%} of faces change class when it alone is int8" if "cost" in worst else
+               f"SQNR {worst['sqnr_db']:.1f} dB")
         click.echo(f"worst: {worst['layer']} ({why}); try `edgefer export {report['run']} --int8 --from ptq "
                    f"--formats {fmt} --keep-float {name}`" + ("" if fmt == "onnx" else " or --keep-float auto"))
     click.echo("wrote " + ", ".join(report["files"]))

@@ -54,6 +54,8 @@ def test_inspect_ranks_the_broken_layer_first_and_keep_float_repairs_it(run, bro
         assert x["scale"] > 0 and -128 <= x["zero_point"] <= 127 and 0 <= x["clipped"] <= 1, x
     assert max(x["cost"] for x in report["layers"] if x["layer"] != "logits") < worst["cost"] / 2
     assert "--keep-float logits" in r.output and "| 1 | logits | FULLY_CONNECTED |" in r.output
+    # every layer of the cnn runs in XNNPACK's one partition (its int8 SOFTMAX, not a quantised layer, does not)
+    assert {x["xnnpack"] for x in report["layers"]} == {1}, report["layers"]
 
     refused = _export(run, broken, tmp_path / "e_int8")
     assert_user_error(refused, "below 90%", "edgefer inspect RUN", "--keep-float")
@@ -73,6 +75,45 @@ def test_inspect_ranks_the_broken_layer_first_and_keep_float_repairs_it(run, bro
     bench = run("bench", tmp_path / "e_keep" / "cnn_int8.tflite", "--threads", 1, "--min-seconds", 0.1, "--data", data)
     assert bench.exit_code == 0, bench.output
     assert "ok; not int8: FULLY_CONNECTED×1" in bench.output
+
+
+def test_xnnpack_partitions_follow_the_delegate_node():
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edge_fer.export.inspect import xnnpack_partitions
+
+    path = Path(__file__).resolve().parents[1] / "edge_fer" / "zoo" / "shipped" / "cnn_int8.tflite"
+    ops = Interpreter(model_path=str(path),
+                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)._get_ops_details()
+    part = xnnpack_partitions(path)
+    # XNNPACK has no int8 softmax: LiteRT's delegate node ends at the logits, the SOFTMAX runs on TFLite's kernels
+    assert [o["op_name"] for o, k in zip(ops, part) if k is None] == ["SOFTMAX"], list(zip(ops, part))
+    assert set(part) == {1, None} and len(part) == len(ops)
+
+
+def test_inspect_model_file_points_at_the_broken_layer(run, broken, tmp_path):
+    forced = _export(run, broken, tmp_path / "e", "--force")
+    assert forced.exit_code == 0, forced.output
+    int8 = tmp_path / "e" / "cnn_int8.tflite"
+    data = json.loads((broken / "config.json").read_text())["data"]
+    from edge_fer.export.inspect import float_tflite
+
+    (tmp_path / "float.tflite").write_bytes(float_tflite(broken / "best.keras"))
+    r = run("inspect", int8, "--float", tmp_path / "float.tflite", "--faces", 60, "--data", data)
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "e" / "inspect-cnn_int8.json").read_text())
+    assert report["format"] == "tflite-file" and report["ranking"][0] == "logits", report["ranking"]
+    assert report["agreement_int8"] < float(THRESHOLD) and 0 < report["accuracy_float"] <= 1
+    logits = next(x for x in report["layers"] if x["layer"] == "logits")
+    assert logits["cosine"] < 0.9 and logits["added_noise"] > 0.5, logits
+    assert all(x["added_noise"] < 0.05 for x in report["layers"] if x["layer"] != "logits"), report["layers"]
+    assert report["xnnpack"] == {"partitions": 1, "ops_outside": ["SOFTMAX"]} and logits["xnnpack"] == 1
+    assert "worst: logits" in r.output and "| 1 | logits | FULLY_CONNECTED |" in r.output
+
+    bad = run("inspect", int8, "--float", broken / "config.json", "--data", data)
+    assert_user_error(bad, "--float", "config.json", ".keras, .h5 or float .tflite")
+    alone = run("inspect", int8, "--data", data)
+    assert_user_error(alone, "cnn_int8.tflite", "--float model.keras")
 
 
 def test_keep_float_auto_adds_the_worst_layer_and_reports_its_cost(run, broken, tmp_path):
@@ -115,6 +156,9 @@ def test_onnx_report_ranks_the_broken_layer_first_and_keep_float_repairs_it(run,
     logits = next(x for x in report["layers"] if x["layer"] == "logits")
     assert logits["sqnr_db"] < 10 and logits["cosine"] < 0.9, logits
     assert all(x["sqnr_db"] > logits["sqnr_db"] + 10 for x in report["layers"] if x["layer"] != "logits")
+    # ranked by the agreement quantising each layer alone costs (ORT's quantiser, the rest excluded)
+    assert logits["cost"] >= 0.2 and logits["rank"] == 1, logits
+    assert max(x["cost"] for x in report["layers"] if x["layer"] != "logits") < logits["cost"] / 2
 
     refused = run("export", broken, "--int8", "--from", "ptq", "--formats", "onnx", "--calib-size", 64,
                   "--threshold", THRESHOLD, "--out", tmp_path / "e_int8")

@@ -45,8 +45,9 @@ def keras_layers(node: str) -> list[str]:
     names = []
     for part in reversed(node.split(";")):
         segs = part.split("/")
-        if len(segs) >= 3 and segs[1] not in names:
-            names.append(segs[1])
+        name = segs[1].removeprefix("quant_") if len(segs) >= 3 else None  # a QAT model's layers: quant_LAYER
+        if name and name not in names:
+            names.append(name)
     return names
 
 
@@ -119,12 +120,63 @@ def quantise(calibrated: bytes, *, keep_float=(), io: str = "float", per_tensor:
 
 
 def _predict(blob: bytes, x: np.ndarray) -> np.ndarray:
-    from .runtimes import open_runner
+    from ..runtime import open_model
 
     with tempfile.TemporaryDirectory(prefix="edgefer-inspect-") as d:
         p = Path(d) / "m.tflite"
         p.write_bytes(blob)
-        return open_runner(p).predict(x)
+        return open_model(p).predict(x)
+
+
+# ------------------------------------------------------------------------------------- XNNPACK partitions
+
+def xnnpack_partitions(model: Path | bytes) -> list[int | None]:
+    """For each operator of a .tflite (in graph order, as ``_get_ops_details`` lists them without delegates):
+    the XNNPACK partition that runs it (1, 2, … in the order LiteRT creates them), or None where the op
+    stays on TFLite's own kernels (e.g. an int8 SOFTMAX, a float op XNNPACK lacks).
+
+    LiteRT applies XNNPACK by default and replaces each run of ops it takes with one DELEGATE node whose
+    inputs and outputs are the partition's boundary tensors; an op belongs to the partition whose
+    outputs it reaches without crossing those inputs."""
+    from ai_edge_litert import interpreter as tfl
+
+    src = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    plain = tfl.Interpreter(**src, experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    ops = plain._get_ops_details()
+    with quiet_native_stderr():  # LiteRT's 'Created TensorFlow Lite XNNPACK delegate' line
+        xnn = tfl.Interpreter(**src, num_threads=1)
+        xnn.allocate_tensors()
+    delegates = [op for op in xnn._get_ops_details()[len(ops):] if op["op_name"] == "DELEGATE"]
+    producer = {int(t): op["index"] for op in ops for t in op["outputs"]}
+    part: list[int | None] = [None] * len(ops)
+    for k, d in enumerate(delegates, 1):
+        stop = {int(t) for t in d["inputs"]}
+        todo = [int(t) for t in d["outputs"]]
+        while todo:
+            t = todo.pop()
+            i = producer.get(t)
+            if t in stop or i is None or part[i] is not None:
+                continue
+            part[i] = k
+            todo += [int(u) for u in ops[i]["inputs"] if u >= 0]
+    return part
+
+
+def xnnpack_by_tensor(model: Path | bytes) -> dict[str, int | None]:
+    """Output tensor name → XNNPACK partition (None: TFLite's own kernels) of every op of a .tflite."""
+    from ai_edge_litert import interpreter as tfl
+
+    src = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
+    plain = tfl.Interpreter(**src, experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    names = {t["index"]: t["name"] for t in plain.get_tensor_details()}
+    return {names[int(o)]: k for op, k in zip(plain._get_ops_details(), xnnpack_partitions(model))
+            for o in op["outputs"] if int(o) in names}
+
+
+def _xnnpack_of(row: dict, by_tensor: dict, by_label: dict):
+    if row["node"] in by_tensor:
+        return by_tensor[row["node"]]
+    return by_label.get(row["layer"])
 
 
 # ------------------------------------------------------------------------------------- per-layer error
@@ -209,6 +261,10 @@ def inspect_model(model, calib, x: np.ndarray, *, per_tensor=False, alone=True) 
     layers, calibrated = layer_errors(model, calib, x, per_tensor=per_tensor)
     full = quantise(calibrated, per_tensor=per_tensor)
     agreement = float((_predict(full, x).argmax(1) == top1_float).mean())
+    by_tensor = xnnpack_by_tensor(full)
+    by_label = {layer_label(n): k for n, k in by_tensor.items()}
+    for r in layers:
+        r["xnnpack"] = _xnnpack_of(r, by_tensor, by_label)
     if alone:
         nodes = [r["node"] for r in layers]
         costs = alone_agreement(calibrated, nodes, x, top1_float, per_tensor=per_tensor)
@@ -255,7 +311,11 @@ def inspect_run(run, *, faces: int = 256, calib_size: int = 256, calib_data=None
             float_onnx = convert.to_onnx_float(model)
             qdq = convert.onnx_int8_from_float(float_onnx, calib, CalibrationMethod.parse(calib_method),
                                                per_tensor=per_tensor)
-            report = inspect_onnx(float_onnx, qdq, x, model.predict(x, batch_size=256, verbose=0).argmax(1))
+            top1_float = model.predict(x, batch_size=256, verbose=0).argmax(1)
+            report = inspect_onnx(float_onnx, qdq, x, top1_float)
+            if alone:
+                rank_onnx_alone(report, float_onnx, calib, x, top1_float, method=CalibrationMethod.parse(calib_method),
+                                per_tensor=per_tensor)
         report.update(calibration={"source": calib.source, "size": len(calib), "method": calib_method},
                       weights="per-tensor" if per_tensor else "per-channel")
     else:
@@ -274,20 +334,201 @@ def inspect_run(run, *, faces: int = 256, calib_size: int = 256, calib_data=None
     return report
 
 
+def float_tflite(source) -> bytes:
+    """A float .tflite to compare an int8 file with: a float .tflite as is, a .keras/.h5 converted without
+    quantisation (the same converter, so its fused nodes carry the int8 file's names)."""
+    p = Path(source)
+    if not p.is_file():
+        raise ConfigError(f"--float {source}: no such file; pass the int8 model's float source (.keras, .h5 or a "
+                          "float .tflite)")
+    if p.suffix == ".tflite":
+        return p.read_bytes()
+    if p.suffix not in (".keras", ".h5"):
+        raise ConfigError(f"--float {source}: a {p.suffix or 'suffix-less'} file; the float source is a .keras, .h5 "
+                          "or float .tflite")
+    from ..models import load_model
+
+    tf = _tf()
+    conv = tf.lite.TFLiteConverter.from_keras_model(load_model(p))
+    with warnings.catch_warnings(), quiet_native_stderr():
+        warnings.simplefilter("ignore")
+        return conv.convert()
+
+
+def _reference_interpreter(blob: bytes, face_shape):
+    """An interpreter that keeps every intermediate tensor (TFLite's own kernels: a delegate would fuse them)."""
+    from ai_edge_litert import interpreter as tfl
+
+    interp = tfl.Interpreter(model_content=blob, experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    inp = interp.get_input_details()[0]
+    interp.resize_tensor_input(inp["index"], [1, *face_shape])
+    interp.allocate_tensors()
+    return interp
+
+
+def _run_face(interp, face: np.ndarray) -> np.ndarray:
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    v = face[None].astype(np.float32)
+    if np.dtype(inp["dtype"]).kind in "iu":
+        s, zp = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        v = np.clip(np.round(v / s + zp), info.min, info.max)
+    interp.set_tensor(inp["index"], v.astype(inp["dtype"]))
+    interp.invoke()
+    return interp.get_tensor(out["index"]).reshape(-1)
+
+
+def inspect_file(int8_model, float_source, x: np.ndarray, y: np.ndarray | None = None) -> dict:
+    """Per-layer error of an existing int8 .tflite against its float source on faces ``x``: each int8 op
+    output is matched (by tensor name, else by the Keras layers it was fused from) with the float model's
+    and measured as in ``inspect_model``, plus its SQNR and the share of the signal's power that the op
+    adds as error (``added_noise``: its noise-to-signal ratio less the worst of its inputs'), by which the
+    layers are ranked — where error appears, not where it is merely carried. The file is not requantised,
+    so there is no per-layer agreement cost (``edgefer inspect RUN`` measures that)."""
+    int8_path = Path(int8_model)
+    blob = int8_path.read_bytes()
+    fblob = float_source if isinstance(float_source, (bytes, bytearray)) else float_tflite(float_source)
+    try:
+        qi, fi = _reference_interpreter(blob, x.shape[1:]), _reference_interpreter(fblob, x.shape[1:])
+    except (ValueError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise RunError(f"{int8_path}: could not load it or its float source for {x.shape[1:]} faces ({first})") from None
+    q_ops, f_ops = qi._get_ops_details(), fi._get_ops_details()
+    q_det = {d["index"]: d for d in qi.get_tensor_details()}
+    f_names = {d["index"]: d["name"] for d in fi.get_tensor_details()}
+    f_by_name = {f_names[int(t)]: int(t) for op in f_ops for t in op["outputs"]}
+    f_by_label = {layer_label(f_names[int(t)]): int(t) for op in f_ops for t in op["outputs"]}
+    part = xnnpack_partitions(blob)
+    pairs = []  # (op, partition, int8 tensor, float tensor)
+    for op, k in zip(q_ops, part):
+        t = int(op["outputs"][0])
+        d = q_det[t]
+        dt, (s, _) = np.dtype(d["dtype"]), d["quantization"]
+        ft = f_by_name.get(d["name"], f_by_label.get(layer_label(d["name"])))
+        if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") and dt.kind in "iu" and dt != np.int32 and s and ft is not None:
+            pairs.append((op, k, t, ft))
+    if not pairs:
+        raise RunError(f"{int8_path}: no int8 op output matches a tensor of the float source by name or layer; "
+                       "pass the float model this file was converted from (--float)")
+    acc = {t: np.zeros(7) for _, _, t, _ in pairs}  # err², f², |f−q|, f·q, q², clipped, n
+    top_q, top_f = [], []
+    for face in x:
+        top_q.append(int(np.argmax(_run_face(qi, face))))
+        top_f.append(int(np.argmax(_run_face(fi, face))))
+        for _, _, t, ft in pairs:
+            s, zp = q_det[t]["quantization"]
+            f = fi.get_tensor(ft).astype(np.float64).ravel()
+            q = qi.get_tensor(t)
+            if q.size != f.size:
+                continue
+            info = np.iinfo(q.dtype)
+            deq = (q.astype(np.float64).ravel() - zp) * s
+            acc[t] += [np.sum((f - deq) ** 2), f @ f, np.sum(np.abs(f - deq)), f @ deq, deq @ deq,
+                       np.sum((f < (info.min - zp - 0.5) * s) | (f > (info.max - zp + 0.5) * s)), f.size]
+    rows, nsr = [], {}
+    for op, k, t, _ in pairs:
+        err, power, abs_err, dot, qq, clipped, n = acc[t]
+        if not n:
+            continue
+        s, zp = q_det[t]["quantization"]
+        nsr[t] = float(err / power) if power else (0.0 if not err else float("inf"))
+        inputs = [nsr[int(i)] for i in op["inputs"] if int(i) in nsr]
+        den = np.sqrt(power * qq)
+        name = q_det[t]["name"]
+        rows.append({"node": name, "layer": layer_label(name), "op": op["op_name"], "scale": float(s),
+                     "zero_point": int(zp), "rmse_steps": float(np.sqrt(err / n) / s), "mae": float(abs_err / n),
+                     "cosine": float(dot / den) if den else float(not power and not qq), "clipped": float(clipped / n),
+                     "sqnr_db": float(10 * np.log10(1 / nsr[t])) if nsr[t] else float("inf"),
+                     "added_noise": max(nsr[t] - max(inputs, default=0.0), 0.0), "xnnpack": k,
+                     "elements": int(n // len(x))})
+    ranked = sorted(rows, key=lambda r: -r["added_noise"])
+    for i, r in enumerate(ranked, 1):
+        r["rank"] = i
+    top_q, top_f = np.array(top_q), np.array(top_f)
+    report = {"format": "tflite-file", "model_file": str(int8_path), "faces": int(len(x)),
+              "agreement_int8": float((top_q == top_f).mean()), "layers": rows,
+              "ranking": [r["layer"] for r in ranked],
+              "xnnpack": {"partitions": max((k for k in part if k), default=0),
+                          "ops_outside": sorted({op["op_name"] for op, k in zip(q_ops, part) if k is None})}}
+    if y is not None:
+        report.update(accuracy_int8=float((top_q == y).mean()), accuracy_float=float((top_f == y).mean()))
+    return report
+
+
+def inspect_model_file(path, *, float_source=None, faces: int = 256, out=None, data_path=None) -> dict:
+    """``edgefer inspect MODEL``: an int8 .tflite against its float source (default, for a file in RUN/export/:
+    the run's float model) on ``faces`` validation faces; writes OUT/inspect-<file>.json (default: beside the
+    file), a Markdown table and a plot rendered from it."""
+    from ..data import load_fer
+    from ..data.pipeline import as_model_input
+    from ..runs import write_json
+
+    path = Path(path)
+    if path.suffix != ".tflite" or not path.is_file():
+        raise ConfigError(f"{path}: not a .tflite file or a run directory; `edgefer inspect` takes a run (RUN) "
+                          "or an int8 .tflite with --float SOURCE")
+    run_dir = path.parent.parent if (path.parent.parent / "config.json").is_file() else None
+    seed, load = 0, (lambda: load_fer(data_path))
+    if run_dir is not None:
+        from ..training import TrainConfig
+
+        cfg = TrainConfig.load(run_dir)
+        seed, load = cfg.seed, (lambda: cfg.load_data(data_path))
+    if float_source is None:
+        if run_dir is None:
+            raise ConfigError(f"{path}: which float model is it from? pass --float model.keras|.h5|float .tflite")
+        from ..quantization import load_float_model
+
+        tf = _tf()
+        conv = tf.lite.TFLiteConverter.from_keras_model(load_float_model(run_dir)[0])
+        with warnings.catch_warnings(), quiet_native_stderr():
+            warnings.simplefilter("ignore")
+            float_source = conv.convert()
+    else:
+        float_source = float_tflite(float_source)
+    from ai_edge_litert import interpreter as tfl
+
+    channels = int(tfl.Interpreter(model_path=str(path)).get_input_details()[0]["shape"][-1])
+    val = load()["validation"]
+    idx = np.sort(np.random.default_rng(seed).permutation(len(val.y))[:faces])
+    report = inspect_file(path, float_source, as_model_input(val.x[idx], channels).astype(np.float32), val.y[idx])
+    report = {"run": str(run_dir) if run_dir else None, "split": "validation", **report}
+    out_dir = Path(out) if out else path.parent
+    stem = f"inspect-{path.stem}"
+    write_json(out_dir / f"{stem}.json", report)
+    (out_dir / f"{stem}.md").write_text(render_table(report) + "\n")
+    plot_report(report, out_dir / f"{stem}.png")
+    report["files"] = [str(out_dir / f"{stem}{s}") for s in (".json", ".md", ".png")]
+    return report
+
+
 def render_table(report: dict) -> str:
-    """The report as a Markdown table, in graph order, with each layer's rank (TFLite: by the agreement
-    quantising it alone costs; ONNX: by SQNR against float, lowest first)."""
-    onnx = report.get("format") == "onnx"
-    last = "SQNR (dB)" if onnx else "cost alone"
-    head = (f"{report.get('model', 'model')} ({report.get('format', 'tflite')}): int8 agrees with float on "
-            f"{report['agreement_int8']:.2%} of {report['faces']} validation faces ({report['weights']} weights)\n\n"
+    """The report as a Markdown table, in graph order, with each layer's rank (a run, TFLite: by the
+    agreement quantising it alone costs; ONNX: by that cost where measured, else SQNR against float; an
+    int8 file: by the error each layer adds) and the XNNPACK partition that runs it (– : TFLite's kernels)."""
+    fmt = report.get("format", "tflite")
+    onnx, file = fmt == "onnx", fmt == "tflite-file"
+    last = "SQNR (dB) | added noise" if file else "SQNR (dB) | cost alone" if onnx else "XNNPACK | cost alone"
+    if file:
+        last = "XNNPACK | " + last
+    what = report.get("model_file") or report.get("model", "model")
+    weights = f" ({report['weights']} weights)" if "weights" in report else ""
+    head = (f"{what} ({fmt}): int8 agrees with float on {report['agreement_int8']:.2%} of {report['faces']} "
+            f"validation faces{weights}\n\n"
             f"| rank | layer | op | scale | zp | RMSE (steps) | MAE | cosine | clipped | {last} |\n"
-            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (last.count("|") + 1))
+
+    def cost(r):
+        return f"{r['cost']:.2%}" if "cost" in r else "–"
 
     def tail(r):
+        xnn = "–" if r.get("xnnpack") is None else str(r["xnnpack"])
+        if file:
+            return f"{xnn} | {r['sqnr_db']:.1f} | {r['added_noise']:.2%}"
         if onnx:
-            return f"{r['sqnr_db']:.1f}"
-        return f"{r['cost']:.2%}" if "cost" in r else "–"
+            return f"{r['sqnr_db']:.1f} | {cost(r)}"
+        return f"{xnn} | {cost(r)}"
 
     rows = [f"| {r['rank']} | {r['layer']} | {r.get('op') or ''} | {r['scale']:.4g} | {r['zero_point']} | "
             f"{r['rmse_steps']:.3f} | {r['mae']:.4g} | {r['cosine']:.4f} | {r['clipped']:.2%} | {tail(r)} |"
@@ -305,7 +546,10 @@ def plot_report(report: dict, path: Path) -> Path:
     layers = report["layers"]
     names = [r["layer"] for r in layers]
     fig, axes = plt.subplots(2, 1, figsize=(max(6, 0.45 * len(names) + 2), 6), sharex=True)
-    if report.get("format") == "onnx":
+    if report.get("format") == "tflite-file":
+        axes[0].bar(range(len(names)), [100 * r["added_noise"] for r in layers], color="tab:red")
+        axes[0].set_ylabel("error added\n(% of signal power)")
+    elif report.get("format") == "onnx" and not any("cost" in r for r in layers):
         axes[0].bar(range(len(names)), [r["sqnr_db"] for r in layers], color="tab:red")
         axes[0].set_ylabel("SQNR vs float (dB)")
     else:
@@ -327,12 +571,12 @@ def plot_report(report: dict, path: Path) -> Path:
 
 def _latency_ms(blob: bytes, x1: np.ndarray, seconds: float = 0.5) -> float:
     """Median single-face latency (1 thread, XNNPACK) after a warm-up, timed for at least ``seconds``."""
-    from .runtimes import open_runner
+    from ..runtime import open_model
 
     with tempfile.TemporaryDirectory(prefix="edgefer-inspect-") as d:
         p = Path(d) / "m.tflite"
         p.write_bytes(blob)
-        r = open_runner(p, threads=1)
+        r = open_model(p, threads=1)
         prepared = r.prepare(x1[:1])
         for _ in range(3):
             r.invoke(prepared)
@@ -410,6 +654,42 @@ def _sqnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(compute_signal_to_quantization_noice_ratio(a, b))
 
 
+def onnx_alone_agreement(float_onnx: bytes, layers: list[str], calib, x: np.ndarray, top1_float: np.ndarray, *,
+                         method=None, per_tensor: bool = False) -> dict[str, float]:
+    """Top-1 agreement with the float model when only each Keras layer's nodes are quantised: ORT's quantiser
+    with every other layer's nodes in ``nodes_to_exclude`` (as ``--keep-float`` does), run on faces ``x``."""
+    import onnx
+
+    from . import convert
+    from ..runtime import open_model
+
+    segs = [n.name.split("/") for n in onnx.load_from_string(float_onnx).graph.node]
+    every = sorted({s[1] for s in segs if len(s) >= 3})
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="edgefer-inspect-") as d:
+        for layer in layers:
+            qdq = convert.onnx_int8_from_float(float_onnx, calib, *([method] if method else []), per_tensor=per_tensor,
+                                               keep_float=[n for n in every if n != layer])
+            p = Path(d) / "alone.onnx"
+            p.write_bytes(qdq)
+            out[layer] = float((open_model(p).predict(x).argmax(1) == top1_float).mean())
+    return out
+
+
+def rank_onnx_alone(report: dict, float_onnx: bytes, calib, x, top1_float, *, method=None, per_tensor=False) -> dict:
+    """Adds each layer's cost alone (``onnx_alone_agreement``) to an ONNX report and ranks by it, then by SQNR."""
+    layers = list(dict.fromkeys(r["layer"] for r in report["layers"]))
+    alone = onnx_alone_agreement(float_onnx, layers, calib, x, top1_float, method=method, per_tensor=per_tensor)
+    for r in report["layers"]:
+        r["agreement_alone"] = alone[r["layer"]]
+        r["cost"] = round(1.0 - alone[r["layer"]], 6)
+    ranked = sorted(report["layers"], key=lambda r: (-r["cost"], r["sqnr_db"]))
+    for i, r in enumerate(ranked, 1):
+        r["rank"] = i
+    report["ranking"] = list(dict.fromkeys(r["layer"] for r in ranked))
+    return report
+
+
 def inspect_onnx(float_onnx: bytes, qdq_onnx: bytes, x: np.ndarray, top1_float: np.ndarray) -> dict:
     """Per-activation error of a QDQ model against its float source with ONNX Runtime's ``qdq_loss_debug``:
     each quantised tensor's scale and zero point, its rounding error (RMSE in int8 steps) and clipped share
@@ -422,7 +702,7 @@ def inspect_onnx(float_onnx: bytes, qdq_onnx: bytes, x: np.ndarray, top1_float: 
 
     from ..calibration import CalibrationSet
     from .._tf import quiet_onnxruntime
-    from .runtimes import open_runner
+    from ..runtime import open_model
 
     quiet_onnxruntime()
     with tempfile.TemporaryDirectory(prefix="edgefer-inspect-") as d:
@@ -442,7 +722,7 @@ def inspect_onnx(float_onnx: bytes, qdq_onnx: bytes, x: np.ndarray, top1_float: 
         weights = {k: _sqnr(np.asarray(v["float"]).ravel(), np.asarray(v["dequantized"]).ravel())
                    for k, v in create_weight_matching(str(f_path), str(q_path)).items()
                    if np.asarray(v["float"]).size > 1}
-        agreement = float((open_runner(q_path).predict(x).argmax(1) == top1_float).mean())
+        agreement = float((open_model(q_path).predict(x).argmax(1) == top1_float).mean())
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     qparams = {n.input[0]: (float(inits[n.input[1]].ravel()[0]), int(inits[n.input[2]].ravel()[0]) if len(n.input) > 2
                             else 0, inits[n.input[2]].dtype if len(n.input) > 2 else np.dtype(np.int8))
