@@ -204,105 +204,136 @@ def predict_inputs(inputs, recognizer: Recognizer, *, out: Path | None = None, r
         on_error(line)
     if every < 1:
         raise ConfigError(f"--every must be ≥ 1, got {every}")
-    progress = sys.stderr.isatty() if progress is None else progress
     out = Path(out) if out else None
     records_path = Path(records) if records else (out / "predictions.jsonl" if out else None)
-    writer = RecordWriter(records_path, recognizer.classes) if records_path else None
-    roots = [Path(str(i)) for i in inputs if Path(str(i)).is_dir()]
-    summary = {"inputs": len(sources), "frames": 0, "faces": 0, "no_face": 0, "errors": len(problems),
-               "outputs": [], "records": str(records_path) if records_path else None, "interrupted": False}
-    t_start = time.perf_counter()
-    t_before = dict(recognizer.timings)  # the recognizer may have run before: count this call only
-
-    def emit(recs):
-        for r in recs:
-            if writer:
-                writer.write(r)
-            if r["status"] == "ok":
-                summary["faces"] += 1
-            elif r["status"] == "no_face":
-                summary["no_face"] += 1
-
-    def run_frame(rgb, source: Source, index: int, t, size):
-        given = None
-        if boxes is not None:
-            given = boxes.get((source.name, index)) or boxes.get((source.path.name if source.path else source.name,
-                                                                  index)) or []
-        recs = recognizer.predict(rgb, boxes=given, source=source.name, frame=index, time_s=t, detect_size=size)
-        summary["frames"] += 1
-        # the records file keeps a line for a frame without a face, so every frame read is accounted for
-        emit(recs or [{"source": source.name, "frame": index, "time": t, "face": None, "status": "no_face",
-                       "detector": "boxes" if given is not None else recognizer.detector.name,
-                       "model": recognizer.model_name}])
-        return recs
-
+    job = _Prediction(recognizer, out=out if annotate_outputs else None, boxes=boxes,
+                      roots=[Path(str(i)) for i in inputs if Path(str(i)).is_dir()],
+                      writer=RecordWriter(records_path, recognizer.classes) if records_path else None,
+                      progress=sys.stderr.isatty() if progress is None else progress)
+    job.summary.update(inputs=len(sources), errors=len(problems), records=str(records_path) if records_path else None)
     try:
         for source in sources:
             try:
-                kind, rgb = source.kind, None
-                if kind == "unknown":  # named explicitly with an unknown suffix: an image, else a video
-                    try:
-                        rgb, kind = read_image(source.path, max_pixels), "image"
-                    except EdgeFerError:
-                        kind = "video"
-                if kind == "image":
-                    rgb = read_image(source.path, max_pixels) if rgb is None else rgb
-                    recs = run_frame(rgb, source, 0, None, detect_size)
-                    if out and annotate_outputs:
-                        from PIL import Image
-
-                        dest = _annotated_path(out, source, roots, video=False)
-                        dest.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = dest.with_name(f".{dest.stem}.tmp{dest.suffix}")
-                        Image.fromarray(annotate(rgb, recs)).save(tmp)
-                        os.replace(tmp, dest)
-                        summary["outputs"].append(str(dest))
-                    continue
-                reader = VideoReader(source, every=every, max_frames=max_frames)
-                video_out = None
-                if out and annotate_outputs:
-                    name = source.path if source.path else Path(f"camera{source.camera}")
-                    dest = _annotated_path(out, Source(source.kind, name, name=source.name), roots, video=True)
-                    video_out = _VideoOut(dest, reader.info.fps / every, (reader.info.width, reader.info.height))
-                bar = _progress(reader.kept_frames(), Path(source.name).name, progress)
-                decoded = 0
-                try:
-                    for index, t, rgb in reader:
-                        decoded += 1
-                        recs = run_frame(rgb, source, index, round(t, 3), detect_size or video_detect_size)
-                        if video_out:
-                            frame = annotate(rgb, recs)
-                            if frame.shape[1] != reader.info.width or frame.shape[0] != reader.info.height:
-                                import cv2
-
-                                frame = cv2.resize(frame, (reader.info.width, reader.info.height))
-                            video_out.write(frame)
-                        bar.update(1)
-                finally:
-                    bar.close()
-                    if video_out and decoded:
-                        summary["outputs"].append(str(video_out.close()))
-                    elif video_out:
-                        video_out.discard()
-                if not decoded:
-                    raise DataError(f"{source.name}: no frame could be decoded; skipped")
+                job.source(source, every=every, max_frames=max_frames, max_pixels=max_pixels,
+                           image_size=detect_size, video_size=detect_size or video_detect_size)
             except (EdgeFerError, OSError, ValueError) as e:
-                message = str(e) if isinstance(e, EdgeFerError) else f"{source.name}: {type(e).__name__}: {e}"
-                summary["errors"] += 1
-                on_error(message)
-                e = EdgeFerError(message)
-                if writer:
-                    writer.write({"source": source.name, "frame": None, "time": None, "face": None, "status": "error",
-                                  "error": str(e), "model": recognizer.model_name})
+                job.error(source, e)
+                on_error(job.last_error)
     except KeyboardInterrupt:
-        summary["interrupted"] = True
+        job.summary["interrupted"] = True
     finally:
-        if writer:
-            writer.close()
-    seconds = time.perf_counter() - t_start
-    t = {k: v - t_before[k] for k, v in recognizer.timings.items()}
-    summary.update(seconds=seconds, fps=summary["frames"] / seconds if seconds > 0 else None,
-                   detect_ms_per_frame=t["detect_ms"] / t["frames"] if t["frames"] else None,
-                   classify_ms_per_frame=t["classify_ms"] / t["frames"] if t["frames"] else None,
-                   records_written=writer.count if writer else 0)
-    return summary
+        if job.writer:
+            job.writer.close()
+    return job.finish()
+
+
+class _Prediction:
+    """One ``predict_inputs`` call: the recognizer, where records and annotated files go, and the counts."""
+
+    def __init__(self, recognizer: Recognizer, *, out: Path | None, boxes: dict | None, roots: list[Path], writer,
+                 progress: bool):
+        self.recognizer, self.out, self.boxes, self.roots, self.writer = recognizer, out, boxes, roots, writer
+        self.progress = progress
+        self.summary = {"inputs": 0, "frames": 0, "faces": 0, "no_face": 0, "errors": 0, "outputs": [],
+                        "records": None, "interrupted": False}
+        self.t_start = time.perf_counter()
+        self.t_before = dict(recognizer.timings)  # the recognizer may have run before: count this call only
+        self.last_error = ""
+
+    def source(self, source: Source, *, every: int, max_frames: int | None, max_pixels: int | None,
+               image_size: int | None, video_size: int | None) -> None:
+        """One image, video or camera: its frames classified, recorded and (with ``out``) annotated."""
+        kind, rgb = source.kind, None
+        if kind == "unknown":  # named explicitly with an unknown suffix: an image, else a video
+            try:
+                rgb, kind = read_image(source.path, max_pixels), "image"
+            except EdgeFerError:
+                kind = "video"
+        if kind == "image":
+            self.image(source, read_image(source.path, max_pixels) if rgb is None else rgb, image_size)
+        else:
+            self.video(source, every=every, max_frames=max_frames, size=video_size)
+
+    def image(self, source: Source, rgb, size: int | None) -> None:
+        recs = self.frame(rgb, source, 0, None, size)
+        if self.out:
+            from PIL import Image
+
+            dest = _annotated_path(self.out, source, self.roots, video=False)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(f".{dest.stem}.tmp{dest.suffix}")
+            Image.fromarray(annotate(rgb, recs)).save(tmp)
+            os.replace(tmp, dest)
+            self.summary["outputs"].append(str(dest))
+
+    def video(self, source: Source, *, every: int, max_frames: int | None, size: int | None) -> None:
+        reader = VideoReader(source, every=every, max_frames=max_frames)
+        video_out = None
+        if self.out:
+            name = source.path if source.path else Path(f"camera{source.camera}")
+            dest = _annotated_path(self.out, Source(source.kind, name, name=source.name), self.roots, video=True)
+            video_out = _VideoOut(dest, reader.info.fps / every, (reader.info.width, reader.info.height))
+        bar = _progress(reader.kept_frames(), Path(source.name).name, self.progress)
+        decoded = 0
+        try:
+            for index, t, rgb in reader:
+                decoded += 1
+                recs = self.frame(rgb, source, index, round(t, 3), size)
+                if video_out:
+                    frame = annotate(rgb, recs)
+                    if frame.shape[1] != reader.info.width or frame.shape[0] != reader.info.height:
+                        import cv2
+
+                        frame = cv2.resize(frame, (reader.info.width, reader.info.height))
+                    video_out.write(frame)
+                bar.update(1)
+        finally:
+            bar.close()
+            if video_out and decoded:
+                self.summary["outputs"].append(str(video_out.close()))
+            elif video_out:
+                video_out.discard()
+        if not decoded:
+            raise DataError(f"{source.name}: no frame could be decoded; skipped")
+
+    def frame(self, rgb, source: Source, index: int, t, size) -> list[dict]:
+        """Faces of one frame (the given boxes, else the detector's), each recorded and counted."""
+        rec = self.recognizer
+        given = None
+        if self.boxes is not None:
+            given = self.boxes.get((source.name, index)) or self.boxes.get(
+                (source.path.name if source.path else source.name, index)) or []
+        recs = rec.predict(rgb, boxes=given, source=source.name, frame=index, time_s=t, detect_size=size)
+        self.summary["frames"] += 1
+        # the records file keeps a line for a frame without a face, so every frame read is accounted for
+        self.emit(recs or [{"source": source.name, "frame": index, "time": t, "face": None, "status": "no_face",
+                            "detector": "boxes" if given is not None else rec.detector.name,
+                            "model": rec.model_name}])
+        return recs
+
+    def emit(self, recs: list[dict]) -> None:
+        for r in recs:
+            if self.writer:
+                self.writer.write(r)
+            if r["status"] == "ok":
+                self.summary["faces"] += 1
+            elif r["status"] == "no_face":
+                self.summary["no_face"] += 1
+
+    def error(self, source: Source, e: Exception) -> None:
+        """An input that could not be read: counted, recorded, and its line kept in ``last_error``."""
+        message = str(e) if isinstance(e, EdgeFerError) else f"{source.name}: {type(e).__name__}: {e}"
+        self.summary["errors"] += 1
+        self.last_error = message
+        if self.writer:
+            self.writer.write({"source": source.name, "frame": None, "time": None, "face": None, "status": "error",
+                               "error": message, "model": self.recognizer.model_name})
+
+    def finish(self) -> dict:
+        seconds = time.perf_counter() - self.t_start
+        t = {k: v - self.t_before[k] for k, v in self.recognizer.timings.items()}
+        self.summary.update(seconds=seconds, fps=self.summary["frames"] / seconds if seconds > 0 else None,
+                            detect_ms_per_frame=t["detect_ms"] / t["frames"] if t["frames"] else None,
+                            classify_ms_per_frame=t["classify_ms"] / t["frames"] if t["frames"] else None,
+                            records_written=self.writer.count if self.writer else 0)
+        return self.summary
