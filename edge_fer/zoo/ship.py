@@ -224,8 +224,8 @@ def _schedule_text(train: dict) -> str:
     if train.get("mixup"):
         out.append(f"mixup α {train['mixup']:g}")
     if train.get("teacher"):
-        out.append(f"distilled from {Path(str(train['teacher'])).name} (weight {train.get('distill_weight', 0.5):g}, "
-                   f"T {train.get('distill_temperature', 2.0):g})")
+        out.append(f"distilled from {Path(str(train['teacher'])).name} (weight {train['distill_weight']:g}, "
+                   f"T {train['distill_temperature']:g})")
     return ", ".join(out)
 
 
