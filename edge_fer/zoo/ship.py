@@ -213,10 +213,17 @@ _FLAGS = {"precision": "--precision", "split_mode": "--split-mode", "label_mode"
           "weights": "--weights", "ferplus": "--ferplus"}
 
 
+_SCHEDULE_KEYS = ("schedule", "warmup_epochs", "distill_weight", "distill_temperature")
+
+
 def _schedule_text(train: dict) -> str:
     """The learning-rate schedule and regularisers of a recorded training recipe, in words."""
-    if train.get("schedule", "plateau") == "cosine":
-        out = [f"cosine decay after {train.get('warmup_epochs', 0)} warm-up epoch(s)"]
+    from ..training.config import TrainConfig
+
+    default = TrainConfig.__dataclass_fields__  # a recipe recorded before a setting existed had its default
+    train = {**{k: f.default for k, f in default.items() if k in _SCHEDULE_KEYS}, **train}
+    if train["schedule"] == "cosine":
+        out = [f"cosine decay after {train['warmup_epochs']} warm-up epoch(s)"]
     else:
         out = ["ReduceLROnPlateau"]
     if train.get("label_smoothing"):
