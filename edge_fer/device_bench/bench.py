@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError, EdgeFerError, ModelError, RemoteError, RunError
 from ..labels import CLASSES
+from ..runs import EXPORT_REPORT
 from ..runtime import MODEL_SUFFIXES, read_metadata
 from .script import run_local
 
@@ -159,7 +160,7 @@ def without_metadata_files(models) -> list:
 
     def companion(p: Path) -> bool:
         return p.suffix == ".json" and p.is_file() and (
-            p.resolve().with_suffix("") in given or (p.name == "export_report.json" and p.resolve().parent in folders))
+            p.resolve().with_suffix("") in given or (p.name == EXPORT_REPORT and p.resolve().parent in folders))
 
     kept = [m for m, p in zip(models, paths) if not companion(p)]
     if len(kept) < len(paths):

@@ -462,13 +462,13 @@ def inspect_model_file(path, *, float_source=None, faces: int = 256, out=None, d
     file), a Markdown table and a plot rendered from it."""
     from ..data import load_fer
     from ..data.pipeline import as_model_input
-    from ..runs import write_json
+    from ..runs import is_run, write_json
 
     path = Path(path)
     if path.suffix != ".tflite" or not path.is_file():
         raise ConfigError(f"{path}: not a .tflite file or a run directory; `edgefer inspect` takes a run (RUN) "
                           "or an int8 .tflite with --float SOURCE")
-    run_dir = path.parent.parent if (path.parent.parent / "config.json").is_file() else None
+    run_dir = path.parent.parent if is_run(path.parent.parent) else None
     seed, load = 0, (lambda: load_fer(data_path))
     if run_dir is not None:
         from ..training import TrainConfig
