@@ -305,7 +305,8 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
               help="MODEL: write the report to this JSON file.")
 def evaluate_cmd(run, split, data, ferplus, class_map, drop_class, fit_temperature, json_out) -> None:
     """Evaluation report of a run (default: the latest): metrics.json, confusion matrix, ROC, curves;
-    or of a MODEL (a shipped name, .tflite or .onnx): accuracy, macro-F1, per-class recall, ECE.
+    or of a MODEL (a shipped name, .tflite or .onnx), or a run on --ferplus labels or another dataset:
+    accuracy, macro-F1, per-class recall, ECE.
 
     \b
     Examples:
@@ -315,10 +316,9 @@ def evaluate_cmd(run, split, data, ferplus, class_map, drop_class, fit_temperatu
     from .report import evaluate_run, format_metrics
     from .report.model_eval import evaluate_model, format_model_report, is_model_ref
 
-    if is_model_ref(run) or ferplus or class_map or drop_class:
-        if not is_model_ref(run):
-            raise click.UsageError(f"--ferplus, --class-map and --drop-class evaluate a model file or shipped model; "
-                                   f"got {run or 'the latest run'!r}; pass its export, e.g. RUN/export/MODEL.tflite")
+    from .data.labelled import is_fer2013
+
+    if is_model_ref(run) or ferplus or class_map or drop_class or (data and not is_fer2013(data)):
         report = evaluate_model(run, data=_resolve_data(data) if data else None, split=split, class_map=class_map,
                                 drop=drop_class, ferplus=ferplus, fit_temperature=fit_temperature)
         click.echo(format_model_report(report))
@@ -329,8 +329,9 @@ def evaluate_cmd(run, split, data, ferplus, class_map, drop_class, fit_temperatu
             click.echo(f"wrote {json_out}")
         return
     if fit_temperature or json_out:
-        raise click.UsageError("--fit-temperature and --json evaluate a model file or shipped model, not a run; "
-                               "pass its export, e.g. RUN/export/MODEL.tflite")
+        raise click.UsageError("--fit-temperature and --json evaluate a model file or shipped model, or a run with "
+                               "--ferplus or another dataset's --data; for a run's own data, pass its export, e.g. "
+                               "RUN/export/MODEL.tflite")
     report = evaluate_run(run, split=split, data_path=data)
     click.echo(f"{report['model']} ({report['run']}) on {split}:")
     click.echo(format_metrics(report))
