@@ -43,10 +43,29 @@ def model_probabilities(model, x: np.ndarray, *, temperature: float | None = Non
     Recognizer that produced them; ``temperature`` None = the model's own."""
     from ..predict.recognizer import Recognizer
 
+    if not is_model_ref(model):
+        return _run_probabilities(model, x)
     rec = Recognizer(model, detector=None, threads=threads, temperature=temperature)
     probs = np.concatenate([rec.classify(x[i:i + 256]) for i in range(0, len(x), 256)]) if len(x) else \
         np.zeros((0, len(rec.classes)), np.float32)
     return _ordered(probs, rec.classes, rec.model_name), rec
+
+
+def _run_probabilities(run, x: np.ndarray):
+    """A training run's best float checkpoint (runs carry no temperature): ``(probs, a description)``."""
+    from types import SimpleNamespace
+
+    from ..errors import RunError
+    from ..models import load_model
+    from ..runs import resolve_run
+    from .evaluate import predict_keras
+
+    run_dir = resolve_run(run)
+    best = run_dir / "best.keras"
+    if not best.is_file():
+        raise RunError(f"{run_dir}: no best.keras yet (no epoch has finished); train the run first")
+    probs = predict_keras(load_model(best), x) if len(x) else np.zeros((0, len(CLASSES)), np.float32)
+    return probs, SimpleNamespace(model_name=run_dir.name, model_path=best, runner=None, temperature=None)
 
 
 def score(y: np.ndarray, probs: np.ndarray) -> dict:
@@ -61,7 +80,8 @@ def score(y: np.ndarray, probs: np.ndarray) -> dict:
 
 def evaluate_model(model, *, data=None, split: str = "test", class_map=None, drop=(), ferplus=None,
                    fit_temperature: bool = False, threads: int = 1) -> dict:
-    """Score a .tflite/.onnx (or shipped name) on ``split`` of ``data``; see the module docstring."""
+    """Score a .tflite/.onnx, a shipped name or a training run (its best float checkpoint) on ``split``
+    of ``data``; see the module docstring."""
     from ..data.labelled import load_eval_set
 
     s = load_eval_set(data, split, class_map=class_map, drop=drop, ferplus=ferplus)
