@@ -109,6 +109,18 @@ def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | 
             "bench_records": records}
 
 
+def calibration_figures(model: Path, data) -> dict:
+    """Temperature fitted on PublicTest (validation) to the int8 model's probabilities, and the expected
+    calibration error (15 bins) and NLL on PrivateTest before and after it; ``data`` labels as trained."""
+    from ..report.confidence import calibration_report
+    from ..report.model_eval import model_probabilities
+
+    val, test = data["validation"], data["test"]
+    p_val, _ = model_probabilities(model, val.x, temperature=1.0)
+    p_test, _ = model_probabilities(model, test.x, temperature=1.0)
+    return {**calibration_report(p_val, val.y, p_test, test.y), "fitted_on": "PublicTest", "reported_on": "PrivateTest"}
+
+
 def _f(v, spec: str = ".4f") -> str:
     return "—" if v is None else format(v, spec)
 
@@ -192,6 +204,10 @@ def _card_markdown(c: dict) -> str:
               "fine-tune, so part of the disagreement is the fine-tune itself." if c["qat"] else
               "The float model is the trained checkpoint; the int8 models are its post-training quantisation.", "",
               "Per-class F1 (int8 TFLite): " + ", ".join(f"{k} {v:.3f}" for k, v in q["per_class_f1"].items()), "",
+              *([f"Calibration (int8 TFLite): temperature {c['calibration']['temperature']:g}, fitted on PublicTest and "
+                 f"applied by `predict`; expected calibration error (15 bins) on PrivateTest "
+                 f"{c['calibration']['ece_before']:.4f} without it, {c['calibration']['ece_after']:.4f} with it.", ""]
+                if c.get("calibration") else []),
               "## Latency (batch 1, p50, this toolkit's runner)", ""]
     for fmt, by_t in lat.items():
         lines.append(f"- {fmt}: " + ", ".join(f"{t} thread(s) {v:.3f} ms" for t, v in by_t.items())
@@ -339,6 +355,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
     measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     measured.pop("bench_records")
+    measured["calibration"] = calibration_figures(tflite, cfg.load_data(data_path))
     measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])
     card = _card(layout, cfg, name, tflite, onnx, meta, report.get("artefacts", {}).get(tflite.name, {}), qat,
                  measured)
@@ -444,6 +461,8 @@ def _write_shipped(card: dict, run_dir: Path, tflite: Path, onnx: Path | None, d
         if isinstance(side.get("train_config"), dict):
             side["train_config"] = {k: portable(v) if k in PATH_SETTINGS else v for k, v in side["train_config"].items()}
         side["shipped_as"] = name
+        # the Recognizer divides log-probabilities by it (predict, evaluate); see docs/results.md
+        side["calibration"] = {k: card["calibration"][k] for k in ("temperature", "fitted_on", "ece_before", "ece_after")}
         with atomic_path(target) as tmp:
             shutil.copyfile(src, tmp)
         write_json(Path(str(target) + ".json"), side)
