@@ -4,6 +4,7 @@
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,3 +149,49 @@ def test_uncertain_below_labels_low_confidence_faces_only(fer_npz, tmp_path):
     assert sum(m["label"] == "uncertain" for m in marked.values()) == len(tops) // 2
     bad = run.invoke(main, ["predict", str(d / "face00.png"), "--uncertain-below", "1.5"])
     assert bad.exit_code == 2 and "1.5" in bad.output
+
+
+def test_a_shipped_card_states_temperature_and_ece_and_the_recognizer_applies_it(trained, exported, subset, tmp_path):
+    import shutil
+
+    import edge_fer.zoo.ship as ship
+    from edge_fer.data import load_fer
+    from edge_fer.predict.recognizer import Recognizer
+
+    run_dir = tmp_path / "cnn"
+    shutil.copytree(trained.run_dir, run_dir)
+    (run_dir / "export").mkdir(exist_ok=True)
+    for f in exported.glob("cnn_int8.*"):
+        shutil.copy(f, run_dir / "export" / f.name)
+    # a training run evaluates on another dataset too (its float checkpoint, no temperature)
+    from edge_fer.report.model_eval import evaluate_model
+
+    r = evaluate_model(run_dir, data=CK, drop=["contempt"])
+    assert r["n"] == 927 and r["model"] == "cnn" and r["temperature"] is None and 0 < r["accuracy"] < 1
+    card = ship.ship_run(run_dir, dest=tmp_path / "shipped", force=True, threads=[1], min_seconds=0.1)
+    c = card["calibration"]
+    assert c["fitted_on"] == "PublicTest" and c["reported_on"] == "PrivateTest" and c["temperature"] > 0
+    assert c["validation_nll_after"] <= c["validation_nll_before"] and 0 <= c["ece_after"] < 1
+    shipped = tmp_path / "shipped" / "cnn_int8.tflite"
+    assert json.loads(Path(str(shipped) + ".json").read_text())["calibration"]["temperature"] == c["temperature"]
+    assert f"temperature {c['temperature']:g}" in (tmp_path / "shipped" / "cnn_int8.md").read_text()
+    faces = load_fer(subset)["test"].x[:32]
+    rec, raw = Recognizer(shipped, detector=None), Recognizer(shipped, detector=None, temperature=1.0)
+    assert rec.temperature == c["temperature"]
+    np.testing.assert_allclose(rec.classify(faces), apply_temperature(raw.classify(faces), c["temperature"]), atol=1e-6)
+    # a model whose metadata has no temperature keeps its probabilities
+    assert Recognizer("cnn_int8", detector=None).temperature is None
+
+
+def test_the_results_page_keeps_the_rendered_block_when_it_is_regenerated(tmp_path):
+    from edge_fer.report.shipped_eval import END, START, carry, write_block
+
+    page = tmp_path / "results.md"
+    page.write_text("# Results\n\ntable v1\n")
+    write_block(page, f"{START}\n## FERPlus\nfigures\n{END}\n")
+    regenerated = carry(page.read_text(), "# Results\n\ntable v2\n")
+    assert regenerated.startswith("# Results\n\ntable v2\n") and "## FERPlus\nfigures" in regenerated
+    page.write_text(regenerated)
+    write_block(page, f"{START}\n## FERPlus\nnew figures\n{END}\n")
+    text = page.read_text()
+    assert text.count(START) == 1 and "new figures" in text and "table v2" in text
