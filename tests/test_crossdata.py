@@ -41,6 +41,13 @@ def test_their_class_names_map_to_ours_and_an_unknown_one_says_how_to_drop_or_ma
         Image.fromarray(np.full((64, 64), value, np.uint8)).save(tmp_path / "set" / name / "a.png")
     s = read_labelled(tmp_path / "set")
     assert sorted(s.y.tolist()) == [CLASSES.index("angry"), CLASSES.index("happy")] and s.x.shape == (2, 48, 48)
+    # a csv with class names, and an npz with integer labels named by its own 'classes'
+    face = " ".join(["128"] * 48 * 48)
+    (tmp_path / "set.csv").write_text(f"label,pixels\nsurprised,{face}\nsadness,{face}\n")
+    assert [CLASSES[i] for i in read_labelled(tmp_path / "set.csv").y] == ["surprise", "sad"]
+    np.savez(tmp_path / "set.npz", pixels=np.zeros((3, 48, 48), np.uint8), labels=np.array([2, 0, 1]),
+             classes=np.array(["happiness", "fearful", "neutral"]))
+    assert [CLASSES[i] for i in read_labelled(tmp_path / "set.npz").y] == ["neutral", "happy", "fear"]
 
 
 def test_ckplus48_needs_contempt_dropped_or_mapped_in_one_line(tmp_path):
