@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, ModelError, RuntimeUnavailable
 
 TFLITE_QDQ = {"QUANTIZE", "DEQUANTIZE"}
 ONNX_QDQ = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -33,10 +33,9 @@ def _summary(by_type: Counter, int8: int, qdq: int, not_int8: Counter | None = N
 
 
 def _tflite(path: Path) -> dict:
-    from ai_edge_litert import interpreter as tfl
+    from ..runtime.tflite import load_interpreter
 
-    interp = tfl.Interpreter(model_path=str(path),
-                             experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp, _ = load_interpreter(path, xnnpack=False)
     by_type, int8, qdq, not_int8 = Counter(), 0, 0, Counter()
     for op in interp._get_ops_details():
         if op["op_name"] in TFLITE_QDQ:
@@ -117,8 +116,10 @@ def inspect_model(path: Path) -> dict:
         raise DataError(f"{path}: cannot inspect a {path.suffix or 'suffix-less'} file; expected .tflite or .onnx")
     try:
         return readers[path.suffix](path)
-    except DataError:
+    except (DataError, RuntimeUnavailable):
         raise
+    except ModelError as e:
+        raise DataError(str(e)) from None
     except Exception as e:  # the runtimes' parse errors share no base class
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise DataError(f"{path}: not a loadable {path.suffix[1:]} model ({first})") from None

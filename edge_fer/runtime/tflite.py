@@ -48,6 +48,19 @@ def _interpreter_module(runtime: str):
     return interpreter
 
 
+def load_interpreter(path, threads: int | None = None, xnnpack: bool = True):
+    """(a TFLite Interpreter of ``path``, its runtime's name); ModelError when the file is no loadable model."""
+    Interpreter, runtime = interpreter_class()
+    kwargs = {"model_path": str(path), "num_threads": threads}
+    if not xnnpack:
+        resolver = _interpreter_module(runtime).OpResolverType
+        kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        return Interpreter(**kwargs), runtime
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: not a loadable TFLite model ({one_line(e)})") from None
+
+
 @contextlib.contextmanager
 def native_stderr(echo: bool = True):
     """Collect what native code writes to fd 2 into ``log["text"]`` (LiteRT's GPU accelerator names its
@@ -89,16 +102,9 @@ class TFLiteModel(Model):
         self.init_ms = (time.perf_counter_ns() - t) / 1e6
 
     def _interpreter(self, path, threads, xnnpack):
-        Interpreter, self.runtime = interpreter_class()
+        interpreter, self.runtime = load_interpreter(path, threads, xnnpack)
         self.version = package_version(self.runtime)
-        kwargs = {"model_path": path, "num_threads": threads}
-        if not xnnpack:
-            resolver = _interpreter_module(self.runtime).OpResolverType
-            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        try:
-            return Interpreter(**kwargs)
-        except (ValueError, RuntimeError) as e:
-            raise ModelError(f"{path}: not a loadable TFLite model ({one_line(e)})") from None
+        return interpreter
 
     def _allocate(self, batch: int) -> None:
         if batch == self._batch:
