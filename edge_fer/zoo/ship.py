@@ -61,13 +61,13 @@ def sample_figures(tflite: Path, onnx: Path | None) -> dict:
     import numpy as np
 
     from ..data import load_fer
-    from ..export.runtimes import open_runner
+    from ..runtime import open_model
 
     test = load_fer(None)["test"]
     out = {"data": "embedded", "split": "test", "n": len(test)}
     for key, path in (("int8", tflite), ("int8_onnx", onnx)):
         if path is not None:
-            pred = open_runner(path).predict(test.x).argmax(1)
+            pred = open_model(path).predict(test.x).argmax(1)
             cm = np.zeros((len(CLASSES), len(CLASSES)), dtype=int)
             np.add.at(cm, (test.y, pred), 1)
             out[key] = {"correct": int(np.trace(cm)), "accuracy": float(np.trace(cm) / len(test)),
@@ -79,7 +79,7 @@ def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | 
             min_seconds: float = 2.0) -> dict:
     """PrivateTest metrics of the float model and the int8 artefacts, agreement, and latency."""
     from ..device_bench.bench import bench_models
-    from ..export.runtimes import open_runner
+    from ..runtime import open_model
     from ..models import load_model
     from ..report.evaluate import predict_keras
     from ..training import TrainConfig
@@ -95,7 +95,7 @@ def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | 
     for key, path in (("int8", tflite), ("int8_onnx", onnx)):
         if path is None:
             continue
-        p = open_runner(path).predict(test.x)
+        p = open_model(path).predict(test.x)
         out[key] = {**_metrics_row(test.y, p), "agreement_with_float": float((p.argmax(1) == p_float.argmax(1)).mean())}
     latency, cpu = {}, None
     models = [m for m in (tflite, onnx) if m is not None]
