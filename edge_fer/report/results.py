@@ -112,6 +112,30 @@ def _pi_cell(pi: dict | None) -> str:
             + ("bit-exact" if pi["sample_outputs_equal"] else f"max Δ {pi['sample_outputs_max_diff']:.0f} step"))
 
 
+# The study's pretrained ResNet-50: its recipe as commands, where its row would be. Not measured:
+# ImageNet weights cannot be fetched on the machines this page is made on.
+PRETRAINED_RESNET50 = [
+    "## The study's pretrained ResNet-50 (not measured)", "",
+    "The study's ResNet-50 started from ImageNet weights (its reported accuracy is ≈ 0.67); the `resnet50` row "
+    "above is trained from scratch. The study's recipe (45 epochs, batch 64, Adam 1e-3, ReduceLROnPlateau, "
+    "the defaults of `edgefer train`) from ImageNet weights:", "",
+    "```bash",
+    "edgefer train --model resnet50 --weights imagenet --data fer2013.csv --out runs/resnet50-imagenet",
+    "# without internet: the same no-top weights file, downloaded once from",
+    "# https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "edgefer train --model resnet50 --weights resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5 "
+    "--data fer2013.csv --out runs/resnet50-imagenet",
+    "```", "",
+    "The grey 48×48 face is repeated to three channels and ImageNet's caffe-style channel means (B, G, R "
+    "103.939, 116.779, 123.68) are subtracted inside the graph, so the exported model takes raw grey pixels like "
+    "the others; the backbone runs at 48×48 (keras.applications accepts no-top inputs from 32×32), not "
+    "ImageNet's 224×224, and the head is edge_fer's (dropout, one Dense layer), not the study's extra layers. "
+    "The run's config.json records the weights file's name and SHA-256. **ImageNet weights cannot be fetched on "
+    "this project's machines (no network access), so this row is not measured.**",
+]
+
+
 def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[dict] = ()) -> str:
     lines = ["# Results: the study's architectures on FER2013, float and int8", "",
              "Trained on Training, epochs and QAT epochs chosen on PublicTest, every figure below on PrivateTest "
@@ -158,6 +182,7 @@ def markdown(rows: list[dict], command: str, pareto: str | None, pending: list[d
     if pending:
         lines += ["", "Not in the table yet (still training in the background; rerun the command "
                   "above when they are done):", ""] + [f"- {p['what']}" for p in pending]
+    lines += [""] + PRETRAINED_RESNET50
     machines = {}
     for r in rows:
         machines.setdefault(r.get("latency_machine") or "unknown CPU", []).append(r["architecture"])
