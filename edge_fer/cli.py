@@ -234,8 +234,10 @@ def _model_options(options) -> dict:
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="Builder option, repeatable: -o width=0.5 -o dropout=0.3 -o blocks=[1,2,2] -o stem_stride=1 (values are JSON; `edgefer models` lists each builder's).")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
-@click.option("--weights", type=click.Choice(["none", "imagenet"]), default="none", show_default=True,
-              help="imagenet: start from ImageNet weights (resnet50, vgg16; needs network access once).")
+@click.option("--weights", default="none", show_default=True, metavar="none|imagenet|PATH",
+              help="Start resnet50 or vgg16 from ImageNet weights: imagenet downloads them (needs network access "
+                   "once); PATH is the no-top .h5 file downloaded once (e.g. resnet50_weights_tf_dim_ordering_tf_"
+                   "kernels_notop.h5), for a machine without internet. Its name and SHA-256 go into config.json.")
 @click.option("--monitor", type=click.Choice(MONITORS), default=_d(TrainConfig, "monitor"),
               show_default=True, help="Validation metric for the best checkpoint and early stopping.")
 @click.option("--patience", type=int, default=_d(TrainConfig, "early_stopping_patience"), show_default=True, help="Early-stopping patience; 0 disables it.")

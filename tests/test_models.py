@@ -123,5 +123,6 @@ def test_imagenet_download_failure_is_one_clear_error(monkeypatch):
 
     monkeypatch.setattr(keras().utils, "get_file", offline)
     monkeypatch.setattr("tf_keras.src.applications.resnet.data_utils.get_file", offline)
-    with pytest.raises(ConfigError, match="could not load ImageNet weights.*--weights none"):
+    with pytest.raises(ConfigError, match="could not download ImageNet weights.*--weights PATH.*"
+                                          "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5.*--weights none"):
         create_model("resnet50", weights="imagenet")

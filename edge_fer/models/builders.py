@@ -33,8 +33,8 @@ def _check(name: str, input_shape, classes: int, dropout: float, width: float, w
         raise ConfigError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
     if not width > 0:
         raise ConfigError(f"{name}: width must be > 0, got {width!r}")
-    if weights not in (None, "imagenet"):
-        raise ConfigError(f"{name}: weights must be None or 'imagenet', got {weights!r}")
+    if weights not in (None, "imagenet") and not (isinstance(weights, str) and weights.strip()):
+        raise ConfigError(f"{name}: weights must be None, 'imagenet' or a weights file's path, got {weights!r}")
 
 
 def _head(x, classes: int, dropout: float):
@@ -59,7 +59,7 @@ def build_cnn(
     weights=None,
 ):
     _check("cnn", input_shape, classes, dropout, width, weights)
-    if weights == "imagenet":
+    if weights is not None:
         raise ConfigError("cnn: there are no ImageNet weights for the traditional CNN; use --weights none")
     keras = _keras()
     L = keras.layers
@@ -79,16 +79,18 @@ def build_cnn(
     return keras.Model(inputs, _head(x, classes, dropout), name="cnn")
 
 
-def _imagenet_input(inputs, weights, mean_bgr):
-    """Grey → RGB (repeated) and ImageNet's caffe-style mean subtraction, for ImageNet weights."""
+def _imagenet_input(inputs, mean_bgr):
+    """Raw 0–255 grey → what keras' ImageNet ResNet50/VGG16 weights expect, inside the graph:
+    the grey channel repeated to three, then caffe-style preprocessing (keras'
+    ``imagenet_utils.preprocess_input`` mode "caffe": RGB → BGR, minus the ImageNet mean per channel,
+    no scaling). The three channels are equal (edge_fer feeds 3-channel models grey repeated too),
+    so the RGB → BGR swap changes nothing and only the mean subtraction remains."""
     keras = _keras()
     L = keras.layers
     x = inputs
     if inputs.shape[-1] == 1:
         x = L.Concatenate(name="grey_to_rgb")([inputs, inputs, inputs])
-    if weights == "imagenet":
-        return L.Normalization(mean=list(mean_bgr), variance=[1.0, 1.0, 1.0], name="preprocess")(x)
-    return x
+    return L.Normalization(mean=list(mean_bgr), variance=[1.0, 1.0, 1.0], name="preprocess")(x)
 
 
 def _application(name: str, app_fn, input_shape, classes, dropout, width, weights):
@@ -97,21 +99,26 @@ def _application(name: str, app_fn, input_shape, classes, dropout, width, weight
         raise ConfigError(f"{name}: width is fixed at 1.0 for keras.applications models, got {width!r}")
     keras = _keras()
     L = keras.layers
+    from .weights import check_weights_file, expected_file, is_weights_file, load_backbone_weights
+
+    path = check_weights_file(name, weights) if is_weights_file(weights) else None  # before anything is built
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    if weights == "imagenet":
-        x = _imagenet_input(inputs, weights, (103.939, 116.779, 123.68))
+    if weights is not None:  # ImageNet weights, downloaded or from a file
+        x = _imagenet_input(inputs, (103.939, 116.779, 123.68))
     else:
         x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(inputs)
     try:
-        base = app_fn(include_top=False, weights=weights, input_tensor=x, pooling="avg")
+        base = app_fn(include_top=False, weights=None if path else weights, input_tensor=x, pooling="avg")
     except Exception as e:  # download failure offline, or a corrupt cached file
         if weights == "imagenet":
             raise ConfigError(
-                f"{name}: could not load ImageNet weights ({type(e).__name__}: {str(e)[:120]}); they are downloaded "
-                "on first use and need network access. Train from scratch with --weights none, or copy the "
-                "no-top weights file into ~/.keras/models/"
+                f"{name}: could not download ImageNet weights ({type(e).__name__}: {' '.join(str(e).split())[:100]}); "
+                f"keras fetches them on first use, which needs network access. Offline, pass --weights PATH with "
+                f"{expected_file(name)}, or train from scratch with --weights none"
             ) from None
         raise
+    if path:
+        load_backbone_weights(name, base, path)
     return keras.Model(inputs, _head(base.output, classes, dropout), name=name)
 
 
@@ -140,7 +147,7 @@ def build_vgg16(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, dropout: 
     if not batch_norm:
         return _application("vgg16", _keras().applications.VGG16, input_shape, classes, dropout, width, weights)
     _check("vgg16", input_shape, classes, dropout, width, weights, min_side=32)
-    if weights == "imagenet":
+    if weights is not None:
         raise ConfigError("vgg16: ImageNet weights exist for plain VGG-16 only; use -o batch_norm=false or --weights none")
     if width != 1.0:
         raise ConfigError(f"vgg16: width is fixed at 1.0, got {width!r}")
@@ -238,7 +245,7 @@ def _mobilenetv3(name, stack, last_point_ch, input_shape, classes, width, dropou
         raise ConfigError(f"{name}: stem_stride must be 1 or 2, got {stem_stride!r}")
     if hard_swish not in HARD_SWISH_MODES:
         raise ConfigError(f"{name}: hard_swish must be one of {', '.join(HARD_SWISH_MODES)}, got {hard_swish!r}")
-    if weights == "imagenet":
+    if weights is not None:
         raise ConfigError(
             f"{name}: edge_fer rebuilds MobileNetV3 with quantisable hard-swish layers, so keras' ImageNet "
             "weights do not apply; train from scratch with --weights none"
@@ -310,7 +317,7 @@ def build_ferlite(input_shape=DEFAULT_INPUT, classes: int = NUM_CLASSES, width: 
                   blocks: tuple[int, ...] = (1, 2, 2), stem: tuple[int, int] = (32, 64), stem_strides: tuple[int, int] = (1, 2),
                   dropout: float = 0.3, bn_momentum: float = 0.9, weights=None):
     _check("ferlite", input_shape, classes, dropout, width, weights, min_side=16)
-    if weights == "imagenet":
+    if weights is not None:
         raise ConfigError("ferlite: there are no ImageNet weights for edge_fer's own architecture; use --weights none")
     if len(tuple(blocks)) != 3 or any(int(b) < 0 for b in blocks):
         raise ConfigError(f"ferlite: blocks must be three counts ≥ 0 (one per stage), got {blocks!r}")

@@ -59,7 +59,8 @@ RULES: dict[str, Rule] = {
     "hard_swish": Rule(" or ".join(HARD_SWISH_MODES), lambda v: v in HARD_SWISH_MODES, HARD_SWISH_MODES[0]),
     "minimalistic": Rule("true or false", lambda v: isinstance(v, bool), "true"),
     "batch_norm": Rule("true or false", lambda v: isinstance(v, bool), "true"),
-    "weights": Rule("null (none) or \"imagenet\"", lambda v: v in (None, "imagenet"), "null"),
+    "weights": Rule("null (none), \"imagenet\" or a Keras weights file's path",
+                    lambda v: v is None or (isinstance(v, str) and bool(v.strip())), "null"),
 }
 
 

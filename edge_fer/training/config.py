@@ -40,7 +40,8 @@ class TrainConfig:
     label_mode: str = "hard"
     label_smoothing: float = 0.0
     augment: bool = True
-    weights: str | None = None
+    weights: str | None = None  # None, "imagenet" (keras downloads it) or a weights file's absolute path
+    weights_sha256: str | None = None  # the weights file's SHA-256, computed when the config is made
     monitor: str = "val_accuracy"  # best checkpoint and early stopping
     early_stopping_patience: int = 10  # 0 disables early stopping
     lr_patience: int = 3
@@ -92,13 +93,23 @@ class TrainConfig:
 
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        if self.weights not in (None, "imagenet"):
-            raise ConfigError(f"--weights must be none or imagenet, got {self.weights!r}")
+        if not (self.weights is None or isinstance(self.weights, str) and self.weights.strip()):
+            raise ConfigError(f"--weights must be none, imagenet or the path of a Keras weights file, got "
+                              f"{self.weights!r}")
         if "weights" in (self.model_options or {}):
-            raise ConfigError("-o weights=...: pass --weights none|imagenet instead")
-        from ..models import check_model_options
+            raise ConfigError("-o weights=...: pass --weights none|imagenet|PATH instead")
+        from ..models import check_model_options, get_spec
 
         check_model_options(self.model, self.model_options or {})  # before any data is read
+        if self.weights is not None and not get_spec(self.model).imagenet:
+            raise ConfigError(f"--weights {self.weights}: {self.model} has no ImageNet weights (resnet50 and vgg16 "
+                              "have); use --weights none")
+        from ..models.weights import check_weights_file, is_weights_file, sha256_file
+
+        if is_weights_file(self.weights) and self.weights_sha256 is None:  # a new config, not a run's saved one
+            path = check_weights_file(get_spec(self.model).name, self.weights)
+            object.__setattr__(self, "weights", str(path.resolve()))
+            object.__setattr__(self, "weights_sha256", sha256_file(path))
 
     def lr_at(self, epoch: int) -> float:
         """The cosine schedule's learning rate for (0-based) ``epoch``."""
@@ -131,8 +142,8 @@ class TrainConfig:
         d = self.to_dict()
         for key in ("skip_bad", "strategy", "devices"):  # where it runs, not what it trains
             d.pop(key)
-        for key in ("data", "ferplus", "teacher"):
-            if d.get(key):
+        for key in ("data", "ferplus", "teacher", "weights"):
+            if d.get(key) and d[key] != "imagenet":
                 d[key] = as_path(d[key])
         return d
 

@@ -179,7 +179,8 @@ def _card_markdown(c: dict) -> str:
         f"{c['training']['best_epoch']} (val acc {_f(c['training']['best_val_accuracy'])}), "
         f"{c['training']['seconds'] / 3600:.2f} h of wall time on {c['training']['machine']} (not a speed figure); batch "
         f"{c['recipe']['train']['batch_size']}, Adam {c['recipe']['train']['lr']:g}, augmentation "
-        f"{'on' if c['recipe']['train']['augment'] else 'off'}, {_schedule_text(c['recipe']['train'])}.",
+        f"{'on' if c['recipe']['train']['augment'] else 'off'}, {_schedule_text(c['recipe']['train'])}."
+        + _weights_text(c["recipe"]["train"]),
         (f"- QAT: {c['recipe']['qat']['epochs']} epochs at lr {c['recipe']['qat']['lr']:g}, best epoch "
          f"{c['qat'].get('best_epoch')} (QAT val acc {_f(c['qat'].get('qat_val_accuracy'))})"
          + (f", distilling from {c['recipe']['qat']['teacher']} (weight {c['recipe']['qat']['distill_weight']:g}, "
@@ -227,6 +228,17 @@ _FLAGS = {"precision": "--precision", "split_mode": "--split-mode", "label_mode"
           "schedule": "--schedule", "warmup_epochs": "--warmup-epochs", "mixup": "--mixup", "teacher": "--teacher",
           "distill_weight": "--distill-weight", "distill_temperature": "--distill-temperature", "seed": "--seed",
           "weights": "--weights", "ferplus": "--ferplus"}
+
+
+def _weights_text(train: dict) -> str:
+    """Where a recorded training recipe's backbone started, in words ("" for a model trained from scratch)."""
+    weights = train.get("weights")
+    if not weights:
+        return ""
+    if weights == "imagenet":
+        return " Backbone started from keras' ImageNet weights (downloaded by keras)."
+    sha = train.get("weights_sha256")
+    return f" Backbone started from the ImageNet weights file {portable(weights)}" + (f" (sha256 {sha})." if sha else ".")
 
 
 _SCHEDULE_KEYS = ("schedule", "warmup_epochs", "distill_weight", "distill_temperature")
