@@ -111,8 +111,10 @@ def _application(name: str, app_fn, input_shape, classes, dropout, width, weight
         base = app_fn(include_top=False, weights=None if path else weights, input_tensor=x, pooling="avg")
     except Exception as e:  # download failure offline, or a corrupt cached file
         if weights == "imagenet":
+            said = " ".join(str(e).split())
+            said = said.split(" -- ", 1)[-1]  # keras' "URL fetch failure on URL: code -- reason": the reason
             raise ConfigError(
-                f"{name}: could not download ImageNet weights ({type(e).__name__}: {' '.join(str(e).split())[:100]}); "
+                f"{name}: could not download ImageNet weights ({said[:100]}); "
                 f"keras fetches them on first use, which needs network access. Offline, pass --weights PATH with "
                 f"{expected_file(name)}, or train from scratch with --weights none"
             ) from None
