@@ -104,6 +104,21 @@ def render(reports: list[dict]) -> str:
             c = r["calibration"]
             lines.append(f"| {_name(r)} | {r['labels']} | {c['ece_before']:.4f} | {c['temperature']:.3f} | "
                          f"{c['ece_after']:.4f} | {c['nll_before']:.4f} | {c['nll_after']:.4f} |")
+        def names(rows):
+            return ", ".join(f"`{r['model']}` ({r['calibration']['temperature']:.2f})" for r in rows) or "none"
+
+        ref = [r for r in cal if r["labels"] == "FER2013" and r["model_path"].endswith(".tflite")]
+        over = [r for r in ref if r["calibration"]["temperature"] > 1.05]
+        under = [r for r in ref if r["calibration"]["temperature"] < 0.95]
+        worse_rows = [r for r in cal if r["calibration"]["ece_after"] > r["calibration"]["ece_before"]]
+        worse = [f"`{r['model']}` ({r['format_label']})" for r in worse_rows]
+        worse_ece = max((r["calibration"]["ece_before"] for r in worse_rows), default=0.0)
+        lines += [
+            "", f"On FER2013 labels (TFLite), a temperature above 1 softens over-confident models: {names(over)}; "
+            f"one below 1 sharpens under-confident ones: {names(under)}. A temperature fitted on PublicTest is not "
+            "bound to lower PrivateTest's ECE"
+            + (f"; here it does not for {'; '.join(worse)}, whose ECE is already ≤ {worse_ece:.3f}." if worse
+               else "; here it does for every row.")]
         lines += [
             "", "`edgefer predict --uncertain-below P` (off by default) labels a face `uncertain` when its top "
             "probability is below P; the record keeps the probabilities, so nothing is lost. With a calibrated "
@@ -145,7 +160,11 @@ def main(argv=None) -> None:
     ap.add_argument("reports", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, default=Path("docs/results.md"))
     args = ap.parse_args(argv)
-    reports = [{**json.loads(p.read_text()), "_kind": kind_of(p)} for p in args.reports]
+    reports = []
+    for p in args.reports:
+        r = {**json.loads(p.read_text()), "_kind": kind_of(p)}
+        r["format_label"] = f"{Path(r['model_path']).suffix.lstrip('.')}, {r['labels']} labels"
+        reports.append(r)
     write_block(args.out, render(reports))
     print(f"wrote the FERPlus, CK+48 and calibration sections of {args.out} from {len(reports)} report(s)")
 
