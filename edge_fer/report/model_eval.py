@@ -87,7 +87,7 @@ def evaluate_model(model, *, data=None, split: str = "test", class_map=None, dro
     s = load_eval_set(data, split, class_map=class_map, drop=drop, ferplus=ferplus)
     probs, rec = model_probabilities(model, s.x, threads=threads)
     report = {
-        "model": rec.model_name, "model_path": str(rec.model_path), "runtime": getattr(rec.runner, "runtime", None),
+        "model": rec.model_name, "model_path": str(rec.model_path), "runtime": getattr(rec.runner, "label", None) or getattr(rec.runner, "runtime", None),
         "data": s.describe(), "data_source": s.source, "split": s.split,
         "labels": "FERPlus majority" if ferplus else ("FER2013" if s.split != "all" else "the dataset's own, mapped"),
         "left_out": s.dropped, "classes": list(CLASSES), "temperature": rec.temperature,
