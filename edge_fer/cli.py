@@ -722,7 +722,7 @@ def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotat
     from .runs import next_predict_dir
 
     out = out or (None if (records and no_annotate) else next_predict_dir())
-    click.echo(f"model {rec.model_name} ({rec.runner.runtime}), "
+    click.echo(f"model {rec.model_name} ({rec.runner.label}), "
                f"input {rec.size}x{rec.size}; faces from {'--boxes ' + str(boxes) if given is not None else rec.detector.name}")
     summary = predict_inputs(list(inputs), rec, out=out, records=records, annotate_outputs=not no_annotate, every=every,
                              camera=camera, boxes=given, max_frames=max_frames, detect_size=detect_size,
