@@ -7,8 +7,8 @@ int8 graph computes.
 tfmot's default 8-bit scheme with explicit configs for the layers it does not know
 (``Rescaling``, ``HardSwish``, ``HardSigmoid``, ``Multiply``: nothing silently stays float),
 depthwise kernels quantised per channel, and Dense (and, per tensor, every) BatchNorm scale
-folded into its kernel before QAT. Every patch of tfmot's private modules is in the section
-"tfmot internals" at the end of this file.
+folded into its kernel before QAT. Everything that reaches into tfmot's private modules is in the
+section "tfmot internals" at the end of this file.
 """
 
 from __future__ import annotations
@@ -25,110 +25,13 @@ from ..errors import RunError
 _CONFIGS: dict | None = None
 WEIGHTS = {False: "per-channel", True: "per-tensor"}
 
+
 def _tfmot():
     _tf()
     import tensorflow_model_optimization as tfmot
 
     return tfmot
 
-
-def _configs():
-    """The QuantizeConfigs for layers tfmot's default 8-bit registry does not cover (built lazily)."""
-    tfmot = _tfmot()
-    keras = _keras()
-    tf = _tf()
-    quantizers = tfmot.quantization.keras.quantizers
-
-    @keras.utils.register_keras_serializable(package="edge_fer")
-    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
-        """No weights to quantise; quantise the layer's output (asymmetric, per tensor)."""
-
-        def get_weights_and_quantizers(self, layer):
-            return []
-
-        def get_activations_and_quantizers(self, layer):
-            return []
-
-        def set_quantize_weights(self, layer, quantize_weights):
-            pass
-
-        def set_quantize_activations(self, layer, quantize_activations):
-            pass
-
-        def get_output_quantizers(self, layer):
-            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
-
-        def get_config(self):
-            return {}
-
-    @keras.utils.register_keras_serializable(package="edge_fer")
-    class IntermediateQuantizeConfig(OutputQuantizeConfig):
-        """Also round the layer's ``activation`` (an intermediate result) to a fixed int8 range.
-
-        For a layer TFLite lowers to two ops, each with an int8 output: HardSigmoid (ADD+RELU6 in
-        [0, 6], then MUL) and ScaleShift (MUL in [0, 255·scale] for 0–255 input, then ADD).
-        Without this the QAT model skips a rounding the int8 graph does, and they drift apart.
-        """
-
-        def __init__(self, low=0.0, high=6.0):
-            self.low, self.high = float(low), float(high)
-
-        def get_activations_and_quantizers(self, layer):
-            return [(layer.activation, quantizers.FixedQuantizer(num_bits=8, init_min=self.low, init_max=self.high,
-                                                                 narrow_range=False))]
-
-        def set_quantize_activations(self, layer, quantize_activations):
-            layer.activation = quantize_activations[0]
-
-        def get_config(self):
-            return {"low": self.low, "high": self.high}
-
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry,
-    )
-
-    class DepthwiseKernelQuantizer(quantizers.LastValueQuantizer):
-        """Per-channel symmetric quantiser for a (h, w, channels, multiplier) depthwise kernel.
-
-        tfmot's conv weight quantiser keeps one range per *last* axis, which for a depthwise
-        kernel is the multiplier (1): it emulates per-tensor weights. The TFLite converter then
-        folds BatchNorm into the kernel and quantises it per channel, so the int8 graph no longer
-        computes what QAT trained (MobileNetV3-Small: 95.0% top-1 agreement). With one range per
-        channel, folding scales each channel's grid exactly and the int8 graph matches.
-        """
-
-        def __init__(self):
-            super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
-
-        @staticmethod
-        def _channels(shape):
-            return int(shape[-2]) * int(shape[-1])
-
-        def build(self, tensor_shape, name, layer):
-            n = self._channels(tensor_shape)
-            return {"min_var": layer.add_weight(name + "_min", shape=(n,), initializer=keras.initializers.Constant(-6.0),
-                                                trainable=False),
-                    "max_var": layer.add_weight(name + "_max", shape=(n,), initializer=keras.initializers.Constant(6.0),
-                                                trainable=False)}
-
-        def __call__(self, inputs, training, weights, **kwargs):
-            shape = inputs.shape
-            flat = tf.reshape(inputs, (shape[0], shape[1], 1, self._channels(shape)))
-            return tf.reshape(super().__call__(flat, training, weights, **kwargs), shape)
-
-        def get_config(self):
-            return {}
-
-    @keras.utils.register_keras_serializable(package="edge_fer")
-    class DepthwiseQuantizeConfig(registry.Default8BitQuantizeConfig):
-        """tfmot's DepthwiseConv2D config with the kernel quantised per channel (see above)."""
-
-        def __init__(self, weight_attrs=("depthwise_kernel",), activation_attrs=("activation",), quantize_output=False):
-            super().__init__(list(weight_attrs), list(activation_attrs), quantize_output)
-            self.weight_quantizer = DepthwiseKernelQuantizer()
-
-    return {"OutputQuantizeConfig": OutputQuantizeConfig, "IntermediateQuantizeConfig": IntermediateQuantizeConfig,
-            "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig}
 
 def model_weights(qat_model) -> str:
     """The weight granularity a QAT model was built with, read from its kernel range variables (one
@@ -238,9 +141,109 @@ def load_qat_model(path: str | Path):
 
 # ------------------------------------------------------------------------------ tfmot internals
 # The only places edge_fer reaches into tensorflow_model_optimization's private modules: the
-# 8-bit scheme's layout transforms (``_scheme``) and the moving-average quantiser's EMA decay
-# (``range_ema_decay``). A tfmot upgrade that breaks either breaks here, and test_qat_builders
-# says which.
+# QuantizeConfigs built on its 8-bit registry (``_configs``), the 8-bit scheme's layout transforms
+# (``_scheme``) and the moving-average quantiser's EMA decay (``range_ema_decay``). A tfmot upgrade
+# that breaks one breaks here, and test_qat_builders says which.
+
+
+def _configs():
+    """The QuantizeConfigs for layers tfmot's default 8-bit registry does not cover (built lazily)."""
+    tfmot = _tfmot()
+    keras = _keras()
+    tf = _tf()
+    quantizers = tfmot.quantization.keras.quantizers
+
+    @keras.utils.register_keras_serializable(package="edge_fer")
+    class OutputQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """No weights to quantise; quantise the layer's output (asymmetric, per tensor)."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    @keras.utils.register_keras_serializable(package="edge_fer")
+    class IntermediateQuantizeConfig(OutputQuantizeConfig):
+        """Also round the layer's ``activation`` (an intermediate result) to a fixed int8 range.
+
+        For a layer TFLite lowers to two ops, each with an int8 output: HardSigmoid (ADD+RELU6 in
+        [0, 6], then MUL) and ScaleShift (MUL in [0, 255·scale] for 0–255 input, then ADD).
+        Without this the QAT model skips a rounding the int8 graph does, and they drift apart.
+        """
+
+        def __init__(self, low=0.0, high=6.0):
+            self.low, self.high = float(low), float(high)
+
+        def get_activations_and_quantizers(self, layer):
+            return [(layer.activation, quantizers.FixedQuantizer(num_bits=8, init_min=self.low, init_max=self.high,
+                                                                 narrow_range=False))]
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            layer.activation = quantize_activations[0]
+
+        def get_config(self):
+            return {"low": self.low, "high": self.high}
+
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry,
+    )
+
+    class DepthwiseKernelQuantizer(quantizers.LastValueQuantizer):
+        """Per-channel symmetric quantiser for a (h, w, channels, multiplier) depthwise kernel.
+
+        tfmot's conv weight quantiser keeps one range per *last* axis, which for a depthwise
+        kernel is the multiplier (1): it emulates per-tensor weights. The TFLite converter then
+        folds BatchNorm into the kernel and quantises it per channel, so the int8 graph no longer
+        computes what QAT trained (MobileNetV3-Small: 95.0% top-1 agreement). With one range per
+        channel, folding scales each channel's grid exactly and the int8 graph matches.
+        """
+
+        def __init__(self):
+            super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
+
+        @staticmethod
+        def _channels(shape):
+            return int(shape[-2]) * int(shape[-1])
+
+        def build(self, tensor_shape, name, layer):
+            n = self._channels(tensor_shape)
+            return {"min_var": layer.add_weight(name + "_min", shape=(n,), initializer=keras.initializers.Constant(-6.0),
+                                                trainable=False),
+                    "max_var": layer.add_weight(name + "_max", shape=(n,), initializer=keras.initializers.Constant(6.0),
+                                                trainable=False)}
+
+        def __call__(self, inputs, training, weights, **kwargs):
+            shape = inputs.shape
+            flat = tf.reshape(inputs, (shape[0], shape[1], 1, self._channels(shape)))
+            return tf.reshape(super().__call__(flat, training, weights, **kwargs), shape)
+
+        def get_config(self):
+            return {}
+
+    @keras.utils.register_keras_serializable(package="edge_fer")
+    class DepthwiseQuantizeConfig(registry.Default8BitQuantizeConfig):
+        """tfmot's DepthwiseConv2D config with the kernel quantised per channel (see above)."""
+
+        def __init__(self, weight_attrs=("depthwise_kernel",), activation_attrs=("activation",), quantize_output=False):
+            super().__init__(list(weight_attrs), list(activation_attrs), quantize_output)
+            self.weight_quantizer = DepthwiseKernelQuantizer()
+
+    return {"OutputQuantizeConfig": OutputQuantizeConfig, "IntermediateQuantizeConfig": IntermediateQuantizeConfig,
+            "DepthwiseQuantizeConfig": DepthwiseQuantizeConfig}
+
 
 def _scheme(per_tensor: bool = False):
     """tfmot's default 8-bit scheme, corrected where its QAT graph differs from TFLite's int8 graph.
