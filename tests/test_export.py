@@ -77,6 +77,9 @@ def test_every_format_and_precision(trained, tmp_path):
     assert scale == pytest.approx(1.0) and zp == -128
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert set(report["artefacts"]) == set(by_name)
+    # the resolved ExportConfig, saved beside what it wrote
+    assert (report["config"]["source"], report["config"]["threshold"], report["config"]["calib_size"]) == ("ptq", 0.9, 256)
+    assert report["artefacts"]["cnn_int8.onnx"]["config"] == report["config"]
 
 
 def test_metadata_sidecar_and_embedded(trained, float_model, data, tmp_path):

@@ -199,6 +199,8 @@ def test_an_interrupted_qat_is_never_exported(trained, tmp_path, monkeypatch):
     monkeypatch.undo()
     qat.qat_run(run_dir, range_percentile="minmax", **cheap)
     assert qat.unfinished_qat(run_dir) is None and not (run_dir / "qat" / "best.partial.h5").exists()
+    saved = json.loads((run_dir / "qat" / "qat.json").read_text())["config"]  # the resolved QATConfig
+    assert (saved["range_percentile"], saved["epochs"], saved["warmup_batches"], saved["lr"]) == (None, 0, 2, 1e-4)
     finished = {f: (run_dir / "qat" / f).read_bytes() for f in ("best.h5", "qat.json")}
     monkeypatch.setattr(qat, "choose_range_percentile", interrupt)
     with pytest.raises(KeyboardInterrupt):
