@@ -74,10 +74,10 @@ class YuNetDetector(Detector):
         scale = 1.0
         img = rgb
         if max(h, w) > 960:  # libfacedetection degrades (and warns) above 960 px: detect on a downscaled copy
-            import cv2
+            from .imaging import resize
 
             scale = 960.0 / max(h, w)
-            img = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            img = resize(rgb, round(w * scale), round(h * scale))
         ih, iw = img.shape[:2]
         raw = self._detect(iw, ih, np.ascontiguousarray(img, dtype=np.uint8).tobytes())
         faces = [Face((x / scale, y / scale, bw / scale, bh / scale), conf / 100.0)
@@ -163,14 +163,12 @@ class BlazeFaceDetector(Detector):
         self.min_score = self.min_score if min_score is None else min_score
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        import cv2
+        from .imaging import letterbox
 
         h, w = rgb.shape[:2]
-        side = max(h, w)  # letterbox to a square, as MediaPipe does (keep_aspect_ratio)
-        pad_x, pad_y = (side - w) // 2, (side - h) // 2
-        square = cv2.copyMakeBorder(rgb, pad_y, side - h - pad_y, pad_x, side - w - pad_x,
-                                    cv2.BORDER_CONSTANT, value=0)
-        x = cv2.resize(square, (self.size, self.size), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1.0
+        # letterbox to a square, as MediaPipe does (keep_aspect_ratio)
+        square, side, pad_x, pad_y = letterbox(rgb, self.size)
+        x = square.astype(np.float32) / 127.5 - 1.0
         self.interpreter.set_tensor(self._in, x[None])
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self._boxes)[0]
@@ -204,7 +202,7 @@ class HaarDetector(Detector):
         try:
             import cv2
         except ImportError:
-            raise RuntimeUnavailable("detector haar needs OpenCV: pip install 'opencv-python-headless<5'") from None
+            raise RuntimeUnavailable("detector haar needs OpenCV: pip install 'edge_fer[camera]'") from None
         if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
             raise RuntimeUnavailable(f"OpenCV {cv2.__version__} ships no Haar cascades; pip install 'opencv-python-headless<5'")
         self.cascade = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"))

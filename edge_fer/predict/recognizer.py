@@ -70,21 +70,21 @@ def eye_angle(landmarks: dict) -> float | None:
 
 def crop_face(grey: np.ndarray, face: Face, size: int = 48, margin: float = 1.2, align: bool = True) -> np.ndarray:
     """A square size×size grey crop centred on the face box (side = margin × the box's longer side),
-    rotated so the eyes are level when the detector gives them. Borders are replicated."""
-    import cv2
+    rotated so the eyes are level when the detector gives them. Borders are replicated. NumPy
+    (:mod:`.imaging`), the same geometry as OpenCV's getRectSubPix, resize and warpAffine."""
+    from . import imaging
 
     x, y, w, h = face.box
     cx, cy = x + w / 2.0, y + h / 2.0
     side = max(w, h) * margin
     angle = eye_angle(face.landmarks) if align else None
     big = math.ceil(side * (math.sqrt(2) if angle else 1.0)) + 2  # room for the rotation
-    patch = cv2.getRectSubPix(grey, (big, big), (cx, cy))
+    patch = imaging.rect_subpix(grey, big, big, cx, cy)
     k = max(size, round(size * big / side))
-    patch = cv2.resize(patch, (k, k), interpolation=cv2.INTER_AREA if k < big else cv2.INTER_LINEAR)
+    patch = imaging.resize(patch, k, k)  # area when shrinking, bilinear when enlarging
     if angle:
-        m = cv2.getRotationMatrix2D((k / 2.0, k / 2.0), angle, 1.0)
-        patch = cv2.warpAffine(patch, m, (k, k), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.getRectSubPix(patch, (size, size), (k / 2.0, k / 2.0))
+        patch = imaging.rotate(patch, angle)
+    return imaging.rect_subpix(patch, size, size, k / 2.0, k / 2.0)
 
 
 class Recognizer:
@@ -148,13 +148,13 @@ class Recognizer:
     def detect(self, rgb: np.ndarray, detect_size: int | None = None) -> list[Face]:
         """Faces in frame pixels; ``detect_size``: detect on a copy downscaled to this long side
         (faster on large frames; faces below ~10 px at that scale are lost)."""
-        import cv2
+        from .imaging import resize
 
         h, w = rgb.shape[:2]
         if not detect_size or max(h, w) <= detect_size:
             return self.detector.detect(rgb)
         s = detect_size / max(h, w)
-        small = cv2.resize(rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        small = resize(rgb, max(1, round(w * s)), max(1, round(h * s)))
         return [Face(tuple(v / s for v in f.box), f.score, {k: (x / s, y / s) for k, (x, y) in f.landmarks.items()})
                 for f in self.detector.detect(small)]
 
@@ -175,7 +175,7 @@ class Recognizer:
 
         ``boxes``: your own face boxes [(x, y, w, h), ...] instead of the detector's;
         ``detect_size``: run the detector on the frame downscaled to this long side (see :meth:`detect`)."""
-        import cv2
+        from .imaging import rgb_to_grey
 
         rgb = to_rgb(image, color)
         if source is None and isinstance(image, (str, Path)):
@@ -192,7 +192,7 @@ class Recognizer:
         if not faces:
             self._account(t1 - t0, 0.0, 0)
             return []
-        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        grey = rgb_to_grey(rgb)
         crops = np.stack([crop_face(grey, f, self.size, self.margin, self.align) for f in faces])
         probs = self.classify(crops)
         t2 = time.perf_counter()
