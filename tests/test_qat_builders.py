@@ -19,15 +19,42 @@ def faces():
     return load_fer(None)["train"].x[:96].astype(np.float32)[..., None]
 
 
+@pytest.fixture(scope="module")
+def labels():
+    return load_fer(None)["train"].y[:96]
+
+
+def int8_logits(path, faces: np.ndarray) -> tuple[np.ndarray, float]:
+    """The int8 graph's logits (the SOFTMAX's input) for raw faces, dequantised, and their scale."""
+    from edge_fer.runtime.tflite import interpreter_class
+
+    interpreter = interpreter_class()[0](model_path=str(path), experimental_preserve_all_tensors=True)
+    inp = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(inp["index"], [len(faces), *inp["shape"][1:]])
+    interpreter.allocate_tensors()
+    scale, zero = inp["quantization"]
+    interpreter.set_tensor(inp["index"], np.clip(np.round(faces / scale + zero), -128, 127).astype(np.int8))
+    interpreter.invoke()
+    (softmax,) = [op for op in interpreter._get_ops_details() if op["op_name"] == "SOFTMAX"]
+    logits = next(t for t in interpreter.get_tensor_details() if t["index"] == softmax["inputs"][0])
+    scale, zero = logits["quantization"]
+    return (interpreter.get_tensor(logits["index"]).astype(np.float32) - zero) * scale, scale
+
+
+LOGIT_STEPS = 3  # the int8 logits' largest distance from the QAT model's, in int8 steps (the cnn's: 2)
 BUILDS = [(name, {}) for name in model_names()] + [
     ("vgg16", {"batch_norm": True}), ("mobilenetv3_small", {"minimalistic": True, "stem_stride": 1})]
 
 
 @pytest.mark.parametrize("name,options", BUILDS, ids=[n + "".join(f"-{k}" for k in o) for n, o in BUILDS])
-def test_qat_every_builder(name, options, faces, tmp_path):
+def test_qat_every_builder(name, options, faces, labels, tmp_path):
     from edge_fer._tf import keras
 
     model = create_model(name, **options)
+    # a few steps on real faces: untrained logits are near-constant (within a step or two of 0), which any
+    # int8 graph matches; trained a little, they spread over tens of int8 steps and differ from face to face
+    model.compile(keras().optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(faces, labels, batch_size=32, epochs=2, verbose=0)
     weights = [w.copy() for w in model.get_weights()]
     qat = quantize_model(model)
     # QAT works on a copy: the input model keeps its layers and every weight
@@ -53,6 +80,17 @@ def test_qat_every_builder(name, options, faces, tmp_path):
     runner = TFLiteModel(tmp_path / "m.tflite")
     assert float_ops(runner) == [], f"{name}: ops left in float"
     assert runner.predict(x.astype(np.uint8)[..., 0]).shape == (8, 7)
+    # the int8 graph computes the QAT model's function on real faces: its logits within LOGIT_STEPS int8 steps
+    # of the QAT model's (mean under a step), and the same top class wherever the QAT model's margin is 3 steps
+    x = faces[64:96]
+    got, step = int8_logits(tmp_path / "m.tflite", x)
+    want = keras().Model(qat.input, qat.get_layer("quant_logits").output).predict(x, verbose=0)
+    steps = np.abs(got - want) / step
+    top2 = np.sort(want, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) / step > 3
+    assert np.ptp(want) / step > 10, f"{name}: QAT logits span {np.ptp(want) / step:.1f} steps"
+    assert steps.max() <= LOGIT_STEPS and steps.mean() < 1, (name, steps.max(), steps.mean())
+    assert (got.argmax(1) == want.argmax(1))[clear].all(), (name, clear.sum())
     keras().backend.clear_session()
 
 
