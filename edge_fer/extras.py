@@ -2,12 +2,13 @@
 
 ``pip install edge_fer`` is the device side: ``edgefer predict``, ``bench`` (this device), ``models``,
 ``compare`` of bench results and the Python API (``Recognizer``, metadata, running .tflite), on
-numpy, Pillow, OpenCV and a TFLite runtime. The rest comes with an extra:
+numpy, Pillow and a TFLite runtime. The rest comes with an extra:
 
     pip install 'edge_fer[onnx]'     onnxruntime: .onnx models
     pip install 'edge_fer[train]'    TensorFlow, tf_keras, tfmot, tf2onnx, onnx, scikit-learn, matplotlib
     pip install 'edge_fer[remote]'   paramiko: edgefer bench --device rpi
-    pip install 'edge_fer[all]'      all three
+    pip install 'edge_fer[camera]'   OpenCV: cameras, video files, the Haar detector
+    pip install 'edge_fer[all]'      all four
 
 The CLI checks a command's extra before parsing its options (:func:`check_command`) and turns an
 ``ImportError`` of any module below into the same one line (:func:`missing_extra`).
@@ -25,6 +26,7 @@ EXTRAS = {
               "tensorboard"),
     "onnx": ("onnxruntime",),
     "remote": ("paramiko",),
+    "camera": ("cv2",),
 }
 # commands that need an extra whatever their options (others import theirs on the path that needs it)
 COMMAND_EXTRAS = {"train": "train", "evaluate": "train", "qat": "train", "export": "train", "calibrate": "train",

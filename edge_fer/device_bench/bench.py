@@ -265,12 +265,11 @@ def load_split(spec: tuple[str, str | None], split: str, *, class_map=None,
 
 
 def resize_faces(x: np.ndarray, size: int) -> np.ndarray:
-    import cv2
+    from ..predict.imaging import resize  # area when shrinking, bilinear when enlarging, as OpenCV
 
     if x.shape[1:] == (size, size):
         return x
-    interp = cv2.INTER_AREA if size < x.shape[1] else cv2.INTER_LINEAR
-    return np.stack([cv2.resize(f, (size, size), interpolation=interp) for f in x]) if len(x) else x
+    return np.stack([resize(f, size, size) for f in x]) if len(x) else x
 
 
 def check_bench_settings(threads, min_seconds, timeout) -> None:

@@ -34,26 +34,29 @@ _COLOURS = {"angry": (220, 40, 40), "disgust": (120, 170, 30), "fear": (150, 60,
 
 
 def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
-    """A copy of the frame with each face's box, label and probability drawn."""
-    import cv2
+    """A copy of the frame with each face's box, label and probability drawn (Pillow)."""
+    from PIL import Image, ImageDraw, ImageFont
 
-    img = np.ascontiguousarray(rgb.copy())
-    thick = max(1, round(max(img.shape[:2]) / 400))
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    draw = ImageDraw.Draw(im)
+    thick = max(1, round(max(rgb.shape[:2]) / 400))
     for r in records:
         if r.get("status") != "ok":
             continue
         x, y, w, h = (int(round(v)) for v in r["box"])
         colour = _COLOURS.get(r["label"], (0, 255, 0))
-        cv2.rectangle(img, (x, y), (x + w, y + h), colour, thick)
+        draw.rectangle((x, y, x + w, y + h), outline=colour, width=thick)
         for px, py in (r.get("landmarks") or {}).values():
-            cv2.circle(img, (int(px), int(py)), thick + 1, colour, -1)
+            rad = thick + 1
+            draw.ellipse((px - rad, py - rad, px + rad, py + rad), fill=colour)
         text = f"{r['label']} {r['probability']:.2f}"
-        scale = max(0.4, min(1.2, w / 160))
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y - 4 if y - th - 6 >= 0 else y + h + th + 4
-        cv2.rectangle(img, (x, ty - th - 4), (x + tw + 4, ty + base - 2), colour, -1)
-        cv2.putText(img, text, (x + 2, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
-    return img
+        font = ImageFont.load_default(size=max(11, min(34, round(w / 7))))
+        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+        tw, th = x1 - x0, y1 - y0
+        ty = y - th - 8 if y - th - 8 >= 0 else y + h + 2
+        draw.rectangle((x, ty, x + tw + 4, ty + th + 6), fill=colour)
+        draw.text((x + 2 - x0, ty + 3 - y0), text, fill=(0, 0, 0), font=font)
+    return np.asarray(im)
 
 
 def load_boxes(path: Path) -> dict:
