@@ -54,8 +54,9 @@ def test_inspect_ranks_the_broken_layer_first_and_keep_float_repairs_it(run, bro
         assert x["scale"] > 0 and -128 <= x["zero_point"] <= 127 and 0 <= x["clipped"] <= 1, x
     assert max(x["cost"] for x in report["layers"] if x["layer"] != "logits") < worst["cost"] / 2
     assert "--keep-float logits" in r.output and "| 1 | logits | FULLY_CONNECTED |" in r.output
-    # every layer of the cnn runs in XNNPACK's one partition (its int8 SOFTMAX, not a quantised layer, does not)
-    assert {x["xnnpack"] for x in report["layers"]} == {1}, report["layers"]
+    # every layer of the cnn runs in XNNPACK's one partition but the int8 SOFTMAX (XNNPACK has none)
+    assert {(x["op"], x["xnnpack"]) for x in report["layers"]} == {
+        ("CONV_2D", 1), ("MAX_POOL_2D", 1), ("RESHAPE", 1), ("FULLY_CONNECTED", 1), ("SOFTMAX", None)}, report["layers"]
 
     refused = _export(run, broken, tmp_path / "e_int8")
     assert_user_error(refused, "below 90%", "edgefer inspect RUN", "--keep-float")

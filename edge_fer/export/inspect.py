@@ -169,8 +169,9 @@ def xnnpack_by_tensor(model: Path | bytes) -> dict[str, int | None]:
     src = {"model_content": model} if isinstance(model, (bytes, bytearray)) else {"model_path": str(model)}
     plain = tfl.Interpreter(**src, experimental_op_resolver_type=tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     names = {t["index"]: t["name"] for t in plain.get_tensor_details()}
+    # QUANTIZE/DEQUANTIZE left out: with float I/O the model's output tensor keeps the name the int8 op had
     return {names[int(o)]: k for op, k in zip(plain._get_ops_details(), xnnpack_partitions(model))
-            for o in op["outputs"] if int(o) in names}
+            if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") for o in op["outputs"] if int(o) in names}
 
 
 def _xnnpack_of(row: dict, by_tensor: dict, by_label: dict):
