@@ -110,6 +110,54 @@ def test_missing_runtime_says_how_to_fix(sshd, model, subset):
     assert r["status"] == "unavailable" and "pip install ai-edge-litert" in r["reason"]
 
 
+def _python_without_edge_fer(sshd) -> str:
+    """This venv's python with its packages but no edge_fer (-S: no .pth, so no editable install), as on a
+    Pi that has numpy and the TFLite runtime only."""
+    import sysconfig
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    bare = sshd.dir / "site-without-edge_fer"
+    if not bare.is_dir():
+        bare.mkdir()
+        for p in site.iterdir():
+            if not (p.name.startswith(("edge_fer", "__editable__", "_edgefer")) or p.suffix == ".pth"):
+                (bare / p.name).symlink_to(p)
+    return _wrapper(sshd, "py-without-edge_fer", f"PYTHONPATH='{bare}' exec {sys.executable} -S \"$@\"")
+
+
+def test_rpi_uses_the_edge_fer_installed_there_else_copies_the_runner(sshd, subset, monkeypatch):
+    """A device whose python imports this edge_fer runs `python -m edge_fer.runtime.device` and is sent
+    no runner; one without edge_fer is sent the standalone .pyz. Same records either way."""
+    from edge_fer import __version__
+    from edge_fer.runtime.standalone import SCRIPT_NAME
+    from edge_fer.zoo import resolve_model
+
+    model = resolve_model("ferlite_int8")
+    commands, copied = [], []
+    run, put = RemoteTarget.run, RemoteTarget.put_files
+    monkeypatch.setattr(RemoteTarget, "run", lambda self, command, **kw: commands.append(command) or run(self, command, **kw))
+    monkeypatch.setattr(RemoteTarget, "put_files", lambda self, files: copied.extend(r for _, r in files) or put(self, files))
+    records = {}
+    for name, python in (("installed", sshd.python), ("standalone", _python_without_edge_fer(sshd))):
+        commands.clear(), copied.clear()
+        with _target(sshd, remote_python=python) as pi:
+            assert (pi.probe()["edge_fer"] == __version__) == (name == "installed"), pi.probe()
+            [records[name]] = bench_models([model], device="rpi", data=str(subset), min_seconds=0.1, target=pi)
+        [bench] = [c for c in commands if c.startswith("cd ")]
+        sent_runner = any(r.endswith("/" + SCRIPT_NAME) for r in copied)
+        if name == "installed":
+            assert "-m edge_fer.runtime.device" in bench and not sent_runner, (bench, copied)
+        else:
+            assert SCRIPT_NAME in bench and "-m edge_fer" not in bench and sent_runner, (bench, copied)
+    installed, standalone = records["installed"], records["standalone"]
+    assert installed["status"] == standalone["status"] == "ok", (installed, standalone)
+    assert installed["runner"] == f"installed edge_fer {__version__}"
+    assert standalone["runner"] == f"standalone {SCRIPT_NAME}"
+    same = ("accuracy", "confusion_matrix", "n", "runtime", "runtime_version", "threads", "xnnpack")
+    assert {k: installed[k] for k in same} == {k: standalone[k] for k in same}
+    assert set(installed) == set(standalone)
+
+
 def test_timeout_and_non_zero_exit(sshd, model, subset):
     with _target(sshd, remote_python=_wrapper(sshd, "py-slow", "sleep 30")) as pi:
         [r] = bench_models([model], device="rpi", data=str(subset), timeout=1.0, target=pi)

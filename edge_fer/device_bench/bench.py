@@ -395,6 +395,8 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                                   init_ms=r["init_ms"], latency=r["latency"], throughput_img_s=r.get("throughput_img_s"),
                                   throughput_batch=r.get("throughput_batch"), peak_rss_mb=r["peak_rss_mb"], **quality,
                                   sample_outputs=r.get("sample_outputs"), seconds=time.time() - t0)
+                    if "runner" in result:  # over SSH: the device's installed edge_fer or the standalone .pyz
+                        rec["runner"] = result["runner"]
                     if "gpu" in result:
                         rec["gpu"] = result["gpu"]
                         rec["accelerator_label"] = result["gpu"]["label"]

@@ -5,8 +5,10 @@
         result = pi.run_script(Path("m.tflite"), Path("faces.npz"), threads=[1, 4])
 
 Host keys are checked against known_hosts: an unknown key is refused unless ``trust_new_host``
-(then it is saved), a changed key always. Each run copies the device benchmark script
-(:mod:`edge_fer.runtime.standalone`), the model and the faces
+(then it is saved), a changed key always. Each run uses the edge_fer installed on the device
+(``python3 -m edge_fer.runtime.device``) when the probe finds this version there, else copies the
+standalone device benchmark script (:mod:`edge_fer.runtime.standalone`); the record's ``runner`` says
+which. The model and the faces are copied
 into a fresh ``mktemp -d`` directory (over SFTP; through ``cat`` on the shell channel when the
 server has no SFTP subsystem), runs with a timeout, reads the JSON on the last stdout line and
 removes the directory in every case. Every remote path and argument is shell-quoted.
@@ -140,39 +142,60 @@ class RemoteTarget:
             "printf 'temp=%s\\n' \"$(vcgencmd measure_temp 2>/dev/null)\"; "
             "printf 'throttled=%s\\n' \"$(vcgencmd get_throttled 2>/dev/null)\"; "
             f"printf 'python=%s\\n' \"$(timeout 10 {shlex.quote(self.remote_python)} -c 'import platform; "
-            "print(platform.python_version())' 2>/dev/null)\""
+            "print(platform.python_version())' 2>/dev/null)\"; "
+            # the edge_fer installed for that python, when its device runner imports (empty otherwise)
+            f"printf 'edge_fer=%s\\n' \"$(timeout 20 {shlex.quote(self.remote_python)} -c 'import edge_fer, "
+            "edge_fer.runtime.device; print(edge_fer.__version__)' 2>/dev/null)\""
         )
         try:
-            code, out, _ = self.run(script, timeout=30)
+            code, out, _ = self.run(script, timeout=45)
         except RemoteError as e:
             return {"error": str(e)}
         info = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
         return {k: v.strip() for k, v in info.items()}
 
+    def runner(self) -> str:
+        """How the device runs the benchmark: ``installed edge_fer X`` (``python3 -m edge_fer.runtime.device``
+        of the edge_fer installed there, when it is this edge_fer's version) or ``standalone edgefer_device.pyz``
+        (copied with the model, as on a device without edge_fer)."""
+        from .. import __version__
+
+        there = self.probe().get("edge_fer") or ""
+        if there == __version__:
+            return f"installed edge_fer {there}"
+        if there:
+            log.info("%s: edge_fer %s is installed there, not %s; copying the standalone runner", self.host, there,
+                     __version__)
+        return f"standalone {SCRIPT_NAME}"
+
     def run_script(self, model: Path, faces: Path | None, *, threads, xnnpack: bool = True, min_seconds: float = 2.0,
                    timeout: float = 900.0, extra: tuple[str, ...] = ()) -> dict:
-        """Copy the device script + model + faces to a fresh temp dir, run, read its JSON, always clean up.
+        """Copy the model + faces (and the device script where edge_fer is not installed there, see
+        :meth:`runner`) to a fresh temp dir, run, read its JSON (``runner`` added), always clean up.
         ``faces`` None: latency of random inputs only; ``extra``: more script arguments."""
+        runner = self.runner()
+        installed = runner.startswith("installed")
         code, out, err = self.run("mktemp -d /tmp/edgefer-bench.XXXXXX", timeout=30)
         remote_dir = out.strip()
         if code != 0 or not remote_dir.startswith("/tmp/edgefer-bench."):
             raise RemoteError(f"{self.host}: cannot create a temporary directory ({err.strip() or out.strip()})")
         try:
             with tempfile.TemporaryDirectory(prefix="edgefer-script-") as d:
-                self.put_files([(build_device_script(d), f"{remote_dir}/{SCRIPT_NAME}")]
+                self.put_files(([] if installed else [(build_device_script(d), f"{remote_dir}/{SCRIPT_NAME}")])
                                + [(Path(model), f"{remote_dir}/{model.name}")]
                                + ([(Path(faces), f"{remote_dir}/faces.npz")] if faces is not None else []))
             q = shlex.quote
             args = script_args(model.name, "faces.npz" if faces is not None else None, threads, min_seconds=min_seconds,
                                xnnpack=xnnpack, extra=extra)
-            cmd = " ".join(["cd", q(remote_dir), "&&", q(self.remote_python), SCRIPT_NAME, *map(q, args)])
+            run = ["-m", "edge_fer.runtime.device"] if installed else [SCRIPT_NAME]
+            cmd = " ".join(["cd", q(remote_dir), "&&", q(self.remote_python), *run, *map(q, args)])
             code, out, err = self.run(cmd, timeout=timeout)
         finally:
             try:
                 self.run(f"rm -rf -- {shlex.quote(remote_dir)}", timeout=30)
             except Exception:
                 pass
-        return read_result(code, out, err, where=self.host, python=self.remote_python)
+        return {**read_result(code, out, err, where=self.host, python=self.remote_python), "runner": runner}
 
     def put_files(self, files: list[tuple[Path, str]]) -> str:
         """Copy (local path, remote path) pairs over SFTP or, where the server has no SFTP subsystem,

@@ -189,4 +189,5 @@ def probe_line(host: str, info: dict) -> str:
     """What a Pi said about itself before it is measured."""
     return (f"{host}: {info.get('model') or 'unknown model'}, {info.get('arch')}, {info.get('cores')} cores, "
             f"governor {info.get('governor') or '?'}, {info.get('temp') or 'no vcgencmd'}, "
-            f"Python {info.get('python') or '?'}")
+            f"Python {info.get('python') or '?'}, "
+            + (f"edge_fer {info['edge_fer']} installed" if info.get("edge_fer") else "no edge_fer installed"))
