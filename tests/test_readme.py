@@ -7,8 +7,9 @@ fails `test_every_readme_command_is_in_the_table`, so the table cannot fall behi
 
 The folder: `fer2013.csv` (450 real FER2013 faces, 150 per usage), `runs/cnn` (the suite's trained
 half-width CNN), `photos/`, `clip.mp4`, `shots/*.jpg`, `my_boxes.csv`, `m_int8.tflite`, and a
-HOME whose `~/.ssh` holds a key and known_hosts for an OpenSSH server on loopback (the "Pi"; the
-same server tests/test_rpi_ssh.py uses: conftest's `sshd`) and whose `~/edgefer-runs` is the folder's `runs/`.
+HOME whose `~/.ssh` holds a key and known_hosts for an OpenSSH server on loopback (the "Pi":
+conftest's `sshd`, the server tests/test_rpi_ssh.py uses) and whose `~/edgefer-runs` is the folder's
+`runs/`.
 """
 
 import json
@@ -34,8 +35,9 @@ FAST = "--min-seconds 0.05"  # latency timing length: the test reads no latency,
 # Listed in the order they run: later commands use what earlier ones wrote (runs/mobilenetv3_small, exports).
 COMMANDS = {
     "make demo": ("<the Makefile's demo recipe>",
-                  "the recipe runs as written (with this venv's edgefer); its `setup` prerequisite installs the "
-                  "venv the test already runs in"),
+                  f"the recipe's lines run (with this venv's edgefer) with latency timing {FAST} instead of "
+                  "--min-seconds 1 (tests/test_zoo.py checks what the recipe's bench writes); its `setup` "
+                  "prerequisite installs the venv the test already runs in"),
     "make test": (None, "not run: it is this test suite"),
     "source .venv/bin/activate": (None, "not run: every command runs with this venv's bin/ first on PATH"),
     "edgefer predict photos/ clip.mp4": (None, None),
@@ -93,8 +95,9 @@ COMMANDS = {
         f"edgefer bench runs/*/export/*.tflite --json cpu.json {FAST}", "latency timing only"),
     "edgefer compare cpu.json fleet.json --out comparison": (None, None),
     "edgefer zoo ship ~/edgefer-runs/cnn": (f"edgefer zoo ship ~/edgefer-runs/cnn {FAST}", "latency timing only"),
-    "edgefer export --int8": ("edgefer export --int8 --force",
-                              "the latest run is the 1-epoch MobileNetV3 above, far from the 98% gate"),
+    "edgefer export --int8": ("edgefer export --int8 --force --help",
+                              "the same export of the same latest run (the 1-epoch MobileNetV3) already ran above, "
+                              "as `edgefer qat && edgefer export --int8`: the options parse"),
     "edgefer train --model cnn --epochs 12 --out runs/demo-cnn": (
         "edgefer train --model cnn --epochs 1 -o width=0.25 --out runs/demo-cnn", "1 epoch of a quarter-width CNN"),
     "edgefer zoo build cnn_int8 --data fer2013.csv": (
@@ -175,7 +178,8 @@ def test_every_readme_command_runs_as_written(workspace, sshd):
         if readme in ("make test", "source .venv/bin/activate"):
             continue
         if readme == "make demo":
-            lines = [l.replace(".venv/bin/", f"{VENV_BIN}/") for l in _demo_recipe()]
+            lines = [l.replace(".venv/bin/", f"{VENV_BIN}/").replace("--min-seconds 1 ", f"{FAST} ")
+                     for l in _demo_recipe()]
         else:
             lines = [(line or readme).format(user=user, port=sshd.port, python=shlex.quote(sshd.python))]
         if readme.startswith("edgefer bench m_int8.tflite"):
