@@ -294,12 +294,13 @@ def main(argv=None) -> None:
     home = str(Path.home())
     shown = [r.replace(home, "~", 1) if r.startswith(home) else r for r in args.runs]
     command = "python -m edge_fer.report.results " + " ".join(shown) + f" --out {args.out}"
+    from .crop_study import carry as carry_crop  # the crop-study block too (python -m edge_fer.report.crop_study)
     from .shipped_eval import carry  # the page's FERPlus / CK+48 / calibration block is rendered on its own
 
     old = args.out.read_text() if args.out.is_file() else ""
     with atomic_path(args.out) as tmp:
-        tmp.write_text(carry(old, markdown(rows, command, str(pareto.relative_to(args.out.parent))
-                                           if pareto.is_file() else None, pending)))
+        tmp.write_text(carry_crop(old, carry(old, markdown(rows, command, str(pareto.relative_to(args.out.parent))
+                                                           if pareto.is_file() else None, pending))))
     print(f"wrote {args.out} and {fig_dir}/ ({len(cmp['outputs'])} comparison files)")
 
 
