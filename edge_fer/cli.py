@@ -399,8 +399,8 @@ def compare_cmd(inputs, split, out) -> None:
 @click.option("--distill-temperature", type=float, default=None,
               help="With --teacher: softmax temperature T. Default: the run's own, else 2.")
 @click.option("--strategy", type=click.Choice(QAT_STRATEGIES), default=_d(QATConfig, "strategy"), show_default=True,
-              help="tf.distribute: mirrored = every visible GPU (or --devices); over more than one device QAT is "
-                   "refused for now (docs/distributed.md).")
+              help="tf.distribute: mirrored = every visible GPU (or --devices); --batch-size is the global batch "
+                   "(docs/distributed.md).")
 @click.option("--devices", default=None, metavar="LIST", help="With --strategy mirrored: the devices, e.g. GPU:0,GPU:1.")
 @_run_data_option
 def qat_cmd(run, epochs, lr, batch_size, warmup_batches, range_percentile, per_tensor, teacher, distill_weight,

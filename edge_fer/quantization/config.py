@@ -49,7 +49,7 @@ class QATConfig:
     teacher: str | None = None  # distil while fine-tuning: a run, a .keras/.tflite model or a shipped name
     distill_weight: float | None = None  # None: the run's own, else training's default
     distill_temperature: float | None = None
-    strategy: str = "none"  # tf.distribute: none | mirrored (over one device only, for now)
+    strategy: str = "none"  # tf.distribute: none | mirrored (training/distribute.py)
     devices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

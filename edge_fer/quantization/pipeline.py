@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .._tf import keras as _keras
-from ..errors import ConfigError, RunError
+from ..errors import RunError
 from ..runs import QAT_PARTIAL, QAT_RECORD, RunLayout, atomic_path, resolve_run, write_json
 from .config import QATConfig
 from .ranges import choose_range_percentile, clip_activation_ranges, warm_up_ranges
@@ -128,8 +128,9 @@ def qat_run(run: str | Path | None, config: QATConfig | None = None, *, data=Non
     --teacher`` does; ``distill_weight`` / ``distill_temperature`` default to the run's own when it was
     trained with a teacher, else to training's defaults. Fine-tuning a distilled model on hard labels
     alone pulls it back toward what labels alone teach. ``data_path``: read the run's data from here
-    instead of where training read it. ``strategy``: ``none`` or ``mirrored``; over more than one
-    device QAT is refused for now.
+    instead of where training read it. ``strategy``: ``none`` or ``mirrored`` (every visible GPU, or
+    ``devices``): the QAT model, its ranges and the optimizer are made under the strategy, and
+    ``--batch-size`` is the global batch.
     """
     qc = replace(config or QATConfig(), **options)
     run_dir = resolve_run(run)  # before TensorFlow loads: "no runs" is instant
@@ -154,12 +155,7 @@ def _distribution(qc: QATConfig):
     from ..training.distribute import make_distribution
 
     _keras()
-    dist = make_distribution(qc.strategy, qc.devices)
-    if dist.replicas > 1:  # seen on two logical CPUs; with the BatchNorm layers trainable it runs
-        raise ConfigError(f"qat --strategy {dist.name} over {dist.replicas} devices is not supported yet: the gradient "
-                          "all-reduce fails on the QAT model's frozen BatchNorm layers; fine-tune with --strategy none "
-                          "(QAT is a few epochs)")
-    return dist
+    return make_distribution(qc.strategy, qc.devices)
 
 
 def _teacher(qc: QATConfig, cfg, float_model):

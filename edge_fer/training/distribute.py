@@ -180,11 +180,27 @@ def make_distribution(name: str = "auto", devices: list[str] | tuple[str, ...] |
     if name == "none":
         return Distribution("none", tf.distribute.get_strategy())
     devices = _check_devices(tf, devices) if devices else []
-    strategy = tf.distribute.MirroredStrategy(devices=devices or None)
+    strategy = _mirrored_strategy(tf, devices or None)
     used = list(strategy.extended.worker_devices)
     if len(used) == 1:
         log.warning("mirrored strategy over one device (%s): no GPU visible and no --devices", used[0])
     return Distribution("mirrored", strategy, devices=used)
+
+
+def _mirrored_strategy(tf, devices):
+    """A MirroredStrategy with collective keys of its own in this process.
+
+    TensorFlow internals: every MirroredStrategy numbers its all-reduces from the same keys (group 1,
+    instance 100 …), and the runtime keeps each key's tensor shape for the life of the process. A
+    second strategy in one process (``train`` then ``qat``, or ``zoo build``) whose gradients differ
+    in size from the first's fails at its first step ("Shape mismatch in the collective instance 100",
+    tensorflow#62790). TensorFlow's own tests give each strategy its own key range by raising the
+    class's ``_collective_key_base``; so does this.
+    """
+    cls = tf.distribute.MirroredStrategy
+    if hasattr(cls, "_collective_key_base"):
+        cls._collective_key_base += 100_000
+    return cls(devices=devices)
 
 
 def _multiworker(timeout: float) -> Distribution:

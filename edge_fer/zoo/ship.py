@@ -506,8 +506,10 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
     result = train(cfg, out=out, verbose=verbose)
     export = recipe.get("export", {})
     source = export.get("source") or "qat"
-    if source == "qat":  # on one device: qat refuses several
-        qat_run(result.run_dir, QATConfig.from_record(recipe.get("qat")).replay(), verbose=verbose)
+    if source == "qat":  # under the strategy training resolved (none or mirrored, on the same devices)
+        trained = RunLayout(result.run_dir).train_config().get("distribute", {})
+        qat_run(result.run_dir, QATConfig.from_record(recipe.get("qat")).replay(), verbose=verbose,
+                strategy=trained.get("strategy", "none"), devices=tuple(trained.get("devices") or ()))
     # The recipe's own settings (a card from before they were recorded: the defaults), int8 only, forced.
     replayed = {k: export[k] for k in EXPORT_RECIPE_KEYS if k in export and k != "calib_data"}
     export_run(result.run_dir, ExportConfig(precisions=("int8",), source=source, io=export.get("io") or "int8",
