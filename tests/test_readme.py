@@ -56,7 +56,7 @@ COMMANDS = {
     "edgefer predict photos/": (None, None),
     "edgefer predict clip.mp4 --every 5 --json faces.csv --no-annotate": (None, None),
     'edgefer predict "shots/*.jpg" --model cnn_int8.onnx --detector blazeface': (None, None),
-    "python3 -m venv ~/fer && ~/fer/bin/pip install edge_fer-0.1.0-py3-none-any.whl": (
+    "python3 -m venv ~/fer && ~/fer/bin/pip install 'edge_fer-0.1.0-py3-none-any.whl[camera]'": (
         f"pip wheel --no-deps --quiet -w dist {ROOT} && test -f dist/edge_fer-0.1.0-py3-none-any.whl",
         "no Pi here: the wheel it installs is built (tests/test_device_install.py installs that wheel with the "
         "device profile into the emulated Pi and runs it there)"),

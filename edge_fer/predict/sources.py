@@ -1,7 +1,7 @@
 """Inputs of ``edgefer predict``: image files, folders, globs, video files and cameras, streamed.
 
 Images are read whole (PIL, EXIF orientation applied); videos and cameras one frame at a time
-(OpenCV), so memory stays bounded however long the video is.
+(OpenCV, the `edge_fer[camera]` extra), so memory stays bounded however long the video is.
 """
 
 from __future__ import annotations
