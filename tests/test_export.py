@@ -596,7 +596,7 @@ def test_qat_distils_from_a_teacher_and_the_card_replays_it(trained, tmp_path, m
     calls = {}
     monkeypatch.setattr(ship, "get_shipped", lambda name: type("S", (), {"card": card})())
     monkeypatch.setattr(training, "train", lambda cfg, out=None, verbose=2: type("R", (), {"run_dir": run_dir})())
-    monkeypatch.setattr(quantization, "qat_run", lambda run, **kw: calls.update(kw))
+    monkeypatch.setattr(quantization, "qat_run", lambda run, config, **kw: calls.update(config.to_dict()))
     monkeypatch.setattr(export_pkg, "export_run", lambda *a, **kw: None)
     monkeypatch.setattr(ship, "ship_run", lambda *a, **kw: {})
     ship.build("cnn_int8", data_path="fer.npz", out=tmp_path / "rebuilt")
