@@ -399,14 +399,15 @@ def inspect_file(int8_model, float_source, x: np.ndarray, y: np.ndarray | None =
     q_det = {d["index"]: d for d in qi.get_tensor_details()}
     f_names = {d["index"]: d["name"] for d in fi.get_tensor_details()}
     f_by_name = {f_names[int(t)]: int(t) for op in f_ops for t in op["outputs"]}
-    f_by_label = {layer_label(f_names[int(t)]): int(t) for op in f_ops for t in op["outputs"]}
+    # by layer only where the op is the same too: a QAT graph splits ops (hard-swish as x · hard_sigmoid(x))
+    f_by_label = {(layer_label(f_names[int(t)]), op["op_name"]): int(t) for op in f_ops for t in op["outputs"]}
     part = xnnpack_partitions(blob)
     pairs = []  # (op, partition, int8 tensor, float tensor)
     for op, k in zip(q_ops, part):
         t = int(op["outputs"][0])
         d = q_det[t]
         dt, (s, _) = np.dtype(d["dtype"]), d["quantization"]
-        ft = f_by_name.get(d["name"], f_by_label.get(layer_label(d["name"])))
+        ft = f_by_name.get(d["name"], f_by_label.get((layer_label(d["name"]), op["op_name"])))
         if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") and dt.kind in "iu" and dt != np.int32 and s and ft is not None:
             pairs.append((op, k, t, ft))
     if not pairs:
