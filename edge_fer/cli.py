@@ -676,7 +676,8 @@ def _wrote(paths: list[Path]) -> list[Path]:
                    "cameras at 320 (4× faster; faces from ~40 px in VGA). Raise it for small, distant faces.")
 @click.option("--min-score", type=float, default=None, help="Detector confidence threshold (0–1); default per detector.")
 @click.option("--margin", type=float, default=None,
-              help="Face crop side / detector box side; default per detector (frames faces as FER2013 does).")
+              help="Face crop side / detector box side; default per detector, the most accurate on labelled "
+                   "faces sent through it (docs/results.md, The crop the classifier sees).")
 @click.option("--no-align", is_flag=True, help="Do not level the eyes with the detector's landmarks.")
 @click.option("--uncertain-below", type=click.FloatRange(0.0, 1.0), default=None, metavar="P",
               help="Label a face 'uncertain' when its top probability is below P (0–1; off by default). The record "
