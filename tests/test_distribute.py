@@ -78,6 +78,21 @@ def faces(fer, tmp_path_factory) -> Path:
     return write_subset_npz(tmp_path_factory.mktemp("faces") / "faces.npz", fer, pick_rows(fer, 400))
 
 
+@pytest.fixture(scope="module")
+def single(worker, faces, tmp_path_factory) -> Path:
+    """An uninterrupted 3-epoch one-device run: what a killed and resumed multi-worker run must end as."""
+    out = tmp_path_factory.mktemp("single") / "single"
+    r = subprocess.run([sys.executable, str(worker), *_train_args(faces, out, 3, "--strategy", "none")],
+                       env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def w0(worker, faces, tmp_path_factory) -> list[np.ndarray]:
+    return _initial_weights(faces, worker, tmp_path_factory.mktemp("w0"))
+
+
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "EDGEFER_WORKER_TIMEOUT")}
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
@@ -137,7 +152,41 @@ def _tf_config(ports, index) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
-def test_mirrored_two_cpus_matches_one_device(worker, faces, tmp_path):
+def _start_workers(worker, faces, out, ports, logs, epochs=3) -> list[subprocess.Popen]:
+    """The same `edgefer train --strategy multiworker` once per worker of a loopback TF_CONFIG."""
+    return [subprocess.Popen([sys.executable, str(worker), *_train_args(faces, out, epochs, "--strategy", "multiworker")],
+                             env=_env(TF_CONFIG=_tf_config(ports, i), EDGEFER_WORKER_TIMEOUT=240),
+                             stdout=subprocess.DEVNULL, stderr=open(log, "a")) for i, log in enumerate(logs)]
+
+
+def _wait_for_epoch(state_file: Path, epoch: int, procs, logs, timeout: float = 480) -> None:
+    """Return once the chief's state.json records ``epoch``; every worker must still be running."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= epoch:
+            return
+        for p, log in zip(procs, logs):
+            assert p.poll() is None, log.read_text()[-3000:]
+        time.sleep(0.02)
+    pytest.fail(f"no epoch {epoch} in {state_file} after {timeout} s")
+
+
+def _resume_and_check(worker, faces, out, ports, logs, resumed_at, first_history, single, w0) -> None:
+    """The same commands again: the run resumes at ``resumed_at`` and ends as the uninterrupted one-device run."""
+    procs = _start_workers(worker, faces, out, ports, logs)
+    for p, log in zip(procs, logs):
+        assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert f"resuming {out} from epoch {resumed_at} of 3" in logs[0].read_text()
+    state = json.loads((out / "state.json").read_text())
+    assert state["status"] == "finished" and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert state["history"][:resumed_at] == first_history
+    dist = json.loads((out / "config.json").read_text())["distribute"]
+    assert dist["strategy"] == "multiworker" and dist["workers"] == 2 and dist["replicas"] == 2
+    assert dist["task"] == "worker 0"  # the chief wrote it
+    _assert_same_training(single, out, w0)
+
+
+def test_mirrored_two_cpus_matches_one_device(worker, faces, w0, tmp_path):
     """MirroredStrategy over two logical CPUs trains the weights one device trains on the same global batch."""
     one, two = tmp_path / "one", tmp_path / "two"
     env = _env(PROBE_CPUS=2)
@@ -149,37 +198,18 @@ def test_mirrored_two_cpus_matches_one_device(worker, faces, tmp_path):
     assert dist["strategy"] == "mirrored" and dist["replicas"] == 2 and dist["global_batch"] == 32
     assert dist["lr"] == 1e-3  # not rescaled without --scale-lr
     assert json.loads((one / "config.json").read_text())["distribute"]["replicas"] == 1
-    _assert_same_training(one, two, _initial_weights(faces, worker, tmp_path))
+    _assert_same_training(one, two, w0)
 
 
-def test_multiworker_kill_9_resumes_as_uninterrupted(worker, faces, tmp_path):
+def test_multiworker_kill_9_resumes_as_uninterrupted(worker, faces, single, w0, tmp_path):
     """Two workers on loopback with a real TF_CONFIG train 3 epochs; both are killed -9 after epoch 1; the
     same commands resume from the last finished epoch and end where an uninterrupted single-device run
     ends. Only the chief writes the run directory."""
-    single = tmp_path / "single"
-    r = subprocess.run([sys.executable, str(worker), *_train_args(faces, single, 3, "--strategy", "none")],
-                       env=_env(), capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-
-    out = tmp_path / "multi"
-    ports = _free_ports(2)
+    out, ports = tmp_path / "multi", _free_ports(2)
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
-
-    def start():
-        return [subprocess.Popen([sys.executable, str(worker),
-                                  *_train_args(faces, out, 3, "--strategy", "multiworker")],
-                                 env=_env(TF_CONFIG=_tf_config(ports, i), EDGEFER_WORKER_TIMEOUT=240),
-                                 stdout=subprocess.DEVNULL, stderr=open(logs[i], "w")) for i in range(2)]
-
-    procs = start()
+    procs = _start_workers(worker, faces, out, ports, logs)
     state_file = out / "state.json"
-    deadline = time.time() + 480
-    while time.time() < deadline:
-        if state_file.exists() and json.loads(state_file.read_text())["epoch"] >= 1:
-            break
-        for p, log in zip(procs, logs):
-            assert p.poll() is None, log.read_text()[-3000:]
-        time.sleep(0.02)
+    _wait_for_epoch(state_file, 1, procs, logs)
     for p in procs:  # stop both at once, then kill: the whole job dies mid-epoch
         p.send_signal(signal.SIGSTOP)
     killed_at = json.loads(state_file.read_text())["epoch"]
@@ -187,19 +217,33 @@ def test_multiworker_kill_9_resumes_as_uninterrupted(worker, faces, tmp_path):
         p.send_signal(signal.SIGKILL)
         p.wait()
     assert 1 <= killed_at < 3, killed_at
-    first = json.loads(state_file.read_text())["history"]
+    _resume_and_check(worker, faces, out, ports, logs, killed_at, json.loads(state_file.read_text())["history"],
+                      single, w0)
 
-    procs = start()
-    for p, log in zip(procs, logs):
-        assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
-    assert f"resuming {out} from epoch {killed_at} of 3" in logs[0].read_text()
+
+def test_multiworker_one_worker_killed(worker, faces, single, w0, tmp_path):
+    """Worker 1 alone is killed -9 after epoch 1. The chief, left waiting in an all-reduce, is stopped by
+    TensorFlow's cluster health check (a peer probe every 30 s, 3 tries) and ends with one line saying
+    to run the command again and the epoch it resumes from; the same commands resume from there and
+    end where an uninterrupted one-device run ends."""
+    out, ports = tmp_path / "multi", _free_ports(2)
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    chief, other = procs = _start_workers(worker, faces, out, ports, logs)
+    state_file = out / "state.json"
+    _wait_for_epoch(state_file, 1, procs, logs)
+    other.send_signal(signal.SIGKILL)
+    other.wait()
+    t0 = time.time()
+    assert chief.wait(timeout=300) == 2, logs[0].read_text()[-3000:]
+    print(f"the chief stopped {time.time() - t0:.0f} s after worker 1 was killed")
+    err = logs[0].read_text()
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err[-3000:]
     state = json.loads(state_file.read_text())
-    assert state["status"] == "finished" and [h["epoch"] for h in state["history"]] == [1, 2, 3]
-    assert state["history"][:killed_at] == first
-    dist = json.loads((out / "config.json").read_text())["distribute"]
-    assert dist["strategy"] == "multiworker" and dist["workers"] == 2 and dist["replicas"] == 2
-    assert dist["task"] == "worker 0"  # the chief wrote it
-    _assert_same_training(single, out, _initial_weights(faces, worker, tmp_path))
+    assert 1 <= state["epoch"] < 3 and state["status"] != "finished", state
+    assert "worker 0: a worker of the cluster stopped answering" in errors[0], errors
+    assert f"resumes from epoch {state['epoch']}" in errors[0], errors
+    _resume_and_check(worker, faces, out, ports, logs, state["epoch"], state["history"], single, w0)
 
 
 def test_worker_that_never_comes_up_is_one_line(worker, faces, tmp_path):
@@ -288,9 +332,10 @@ def learnable(fer, tmp_path_factory) -> Path:
     return write_subset_npz(tmp_path_factory.mktemp("learnable") / "faces.npz", fer, pick_rows(fer, (3000, 400, 100), 1))
 
 
-def test_mirrored_run_quantises_through_the_gate(learnable, tmp_path):
-    """A cnn (with BatchNorm) trained under MirroredStrategy over two logical CPUs fine-tunes with QAT and gives
-    an int8 TFLite export that passes the 98% gate. QAT itself over two devices is one clear refusal."""
+def test_mirrored_qat_exports_through_the_gate(learnable, tmp_path):
+    """A cnn (with BatchNorm) trained, then QAT fine-tuned, under MirroredStrategy over two logical CPUs in one
+    process gives an int8 TFLite export that passes the 98% gate. (The second strategy of a process once
+    failed its first all-reduce: TensorFlow had kept the first one's shapes under the same collective keys.)"""
     script = tmp_path / "chain.py"
     script.write_text(CHAIN)
     run_dir, out = tmp_path / "cnn", tmp_path / "exported"
@@ -299,15 +344,14 @@ def test_mirrored_run_quantises_through_the_gate(learnable, tmp_path):
                         "train", "--model", "cnn", "-o", "width=0.25", "--data", str(learnable), "--epochs", "3",
                         "--lr", "0.002", "--no-augment", "--out", str(run_dir), *mirrored, "--",
                         "qat", str(run_dir), "--epochs", "1", *mirrored, "--",
-                        "qat", str(run_dir), "--epochs", "1", "--",
                         "export", str(run_dir), "--int8", "--formats", "tflite", "--out", str(out)],
                        env=_env(PROBE_CPUS=2), capture_output=True, text=True, timeout=900)
     codes = [line for line in r.stderr.splitlines() if line.startswith("EXIT ")]
-    assert codes == ["EXIT 0 0", "EXIT 1 2", "EXIT 2 0", "EXIT 3 0"], r.stderr[-3000:]
+    assert codes == ["EXIT 0 0", "EXIT 1 0", "EXIT 2 0"], r.stderr[-3000:]
     assert json.loads((run_dir / "config.json").read_text())["distribute"]["replicas"] == 2
-    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "qat --strategy mirrored over 2 devices is not supported yet" in errors[0], errors
-    assert json.loads((run_dir / "qat" / "qat.json").read_text())["distribute"]["strategy"] == "none"
+    qat = json.loads((run_dir / "qat" / "qat.json").read_text())
+    assert qat["distribute"]["strategy"] == "mirrored" and qat["distribute"]["replicas"] == 2, qat["distribute"]
+    assert [h["epoch"] for h in qat["history"]] == [1]  # it fine-tuned over both replicas
     (sidecar,) = out.glob("*int8*.tflite.json")
     meta = json.loads(sidecar.read_text())
     assert meta["source"] == "qat" and meta["status"] == "ok" and meta["verification"]["agreement"] >= 0.98, meta
