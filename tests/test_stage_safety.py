@@ -33,6 +33,10 @@ def _fake_measure(run_dir, tflite, onnx, **kw):
             "bench_records": []}
 
 
+CALIBRATION = {"temperature": 1.0, "fitted_on": "PublicTest", "reported_on": "PrivateTest", "ece_before": 0.05,
+               "ece_after": 0.05}
+
+
 def _run(tmp_path, formats=(".tflite", ".onnx"), status="ok", agreement=0.995, tag=b"new") -> Path:
     """A run folder holding a PTQ int8 export (placeholder model bytes ``tag``) with its sidecars."""
     run_dir = tmp_path / "cnn"
@@ -56,7 +60,8 @@ def package(tmp_path, monkeypatch):
               "cnn_int8.card.json"):
         (pkg / f).write_text(f"shipped {f}")
     monkeypatch.setattr(ship, "SHIPPED_DIR", pkg)
-    monkeypatch.setattr(ship, "measure", _fake_measure)
+    monkeypatch.setattr(ship, "measure_card", _fake_measure)
+    monkeypatch.setattr(ship, "calibration_figures", lambda model, data: CALIBRATION)  # needs a real model
     return pkg
 
 
