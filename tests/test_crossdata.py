@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from edge_fer.cli import main
-from edge_fer.data.ferplus import ferplus_majority, load_ferplus_split
-from edge_fer.data.labelled import class_lookup, read_labelled
+from edge_fer.data.ferplus import ferplus_majority
+from edge_fer.data.labelled import class_lookup, load_ferplus_split, read_labelled
 from edge_fer.errors import DataError
 from edge_fer.labels import CLASSES
 from edge_fer.report.confidence import apply_temperature, expected_calibration_error, fit_temperature, nll

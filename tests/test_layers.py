@@ -1,11 +1,14 @@
 """The package's layers, read from its source (ast, nothing imported): imports point one way only.
 
-runtime (numpy + one runtime) → data, models → training → quantization, calibration → export →
-device_bench → report, zoo, predict → cli. The rules checked:
+runtime (numpy + one runtime) < data, models < training < quantization, calibration < export <
+device_bench, report, zoo, predict < cli. The rules checked:
 
-- no module of data, models, training, quantization, calibration or export imports device_bench or predict;
+- a layer imports only layers of its own tier or below it in that order (training never imports zoo,
+  quantization never imports export); so no module of data, models, training, quantization, calibration
+  or export imports device_bench or predict;
 - runtime imports no other part of edge_fer but its errors, and neither TensorFlow nor its Keras;
-- nothing imports cli.
+- nothing imports cli;
+- no import cycle among the modules of a layer (data.ferplus <-> data.labelled once was one).
 
 Every import counts, at module level or inside a function: a late import is still a dependency.
 """
@@ -20,6 +23,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "edge_fer"
 UPSTREAM = ("data", "models", "training", "quantization", "calibration", "export")
 DOWNSTREAM = ("device_bench", "predict")
+# The tiers, lowest first; a layer may import its own tier and the ones before it.
+ORDER = (("runtime",), ("data", "models"), ("training",), ("quantization", "calibration"), ("export",),
+         ("device_bench", "report", "zoo", "predict"), ("cli",))
+TIER = {name: i for i, names in enumerate(ORDER) for name in names}
 TENSORFLOW = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization", "tf2onnx")
 
 
@@ -63,6 +70,8 @@ def wrong_way(edges: dict[str, set[str]]) -> list[str]:
         for t in sorted(targets):
             if layer(mod) in UPSTREAM and layer(t) in DOWNSTREAM:
                 bad.append(f"{mod} -> {t} (an earlier stage imports {layer(t)})")
+            elif layer(mod) in TIER and layer(t) in TIER and TIER[layer(t)] > TIER[layer(mod)]:
+                bad.append(f"{mod} -> {t} (a lower layer imports {layer(t)})")
             if layer(mod) == "runtime" and layer(t) not in (None, "runtime", "errors"):
                 bad.append(f"{mod} -> {t} (runtime imports a stage)")
             if layer(mod) == "runtime" and t.split(".")[0] in TENSORFLOW:
@@ -84,6 +93,11 @@ def test_the_package_imports_point_one_way():
     ("runtime/model.py", "from ..export import formats", "runtime imports a stage"),
     ("runtime/tflite.py", "    import tensorflow as tf", "runtime imports TensorFlow"),
     ("zoo/ship.py", "from .. import cli", "cli is imported"),
+    ("training/train.py", "    from ..zoo import resolve_model", "a lower layer imports zoo"),
+    ("quantization/ranges.py", "    from ..export.convert import to_tflite", "a lower layer imports export"),
+    ("data/labelled.py", "from ..training import TrainConfig", "a lower layer imports training"),
+    ("export/exporter.py", "    from ..report.metrics import accuracy", "a lower layer imports report"),
+    ("runtime/shipped.py", "from ..zoo import ship", "runtime imports a stage"),
 ])
 def test_a_wrong_way_import_is_caught(importer, line, rule):
     """Each rule fails on an import added the wrong way (at module level, or inside a function)."""
@@ -114,6 +128,17 @@ def cycles(edges: dict[str, set[str]], within: tuple[str, ...]) -> list[list[str
     for m in sorted(mods):
         visit(m, [])
     return found
+
+
+def test_no_layer_has_an_import_cycle():
+    edges = graph()
+    assert {name: cycles(edges, (name,)) for name in TIER} == {name: [] for name in TIER}
+    # the check sees the two that were: data.ferplus <-> data.labelled, export.convert <-> export.inspect
+    for a, b in (("edge_fer.data.ferplus", "edge_fer.data.labelled"),
+                 ("edge_fer.export.convert", "edge_fer.export.inspect")):
+        seeded = dict(edges)
+        seeded[a], seeded[b] = edges[a] | {b}, edges[b] | {a}
+        assert cycles(seeded, (layer(a),)) != []
 
 
 def test_runtime_and_device_bench_have_no_import_cycle():

@@ -1,9 +1,9 @@
 """FERPlus majority labels as FERPlus' authors derive them, for evaluation.
 
-    from edge_fer.data.ferplus import load_ferplus_split
-    s = load_ferplus_split("fer2013.npz", "fer2013new.csv", "test")   # FERPlus PrivateTest
-    s.y                      # majority labels (CLASSES order)
-    s.extra["fer2013_y"]     # the FER2013 labels of the same faces
+    from edge_fer.data.ferplus import ferplus_majority, read_ferplus_votes
+    labels, reason = ferplus_majority(read_ferplus_votes("fer2013new.csv", 35887))   # -1 where dropped
+
+The faces of one split with these labels are :func:`edge_fer.data.labelled.load_ferplus_split`.
 
 The rule is microsoft/FERPlus ``_process_data`` in ``majority`` mode: on each row's ten votes
 (neutral … contempt, unknown, NF), a class with a single vote is treated as an outlier and set to
@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..labels import CLASSES
 from .loaders import FERPLUS_COLUMNS
 
 # FERPlus column → our class index (contempt, unknown and NF have none).
@@ -68,24 +67,3 @@ def ferplus_majority(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     to_ours = np.array([_TO_OURS.get(c, -1) for c in FERPLUS_COLUMNS])
     labels = np.where(reason == "", to_ours[top], -1).astype(np.int64)
     return labels, reason
-
-
-def load_ferplus_split(path, ferplus, split: str = "test"):
-    """FER2013's ``split`` (official Usage) with FERPlus majority labels; the FER2013 labels of the
-    same faces in ``extra["fer2013_y"]`` and the dropped rows counted by reason."""
-    from ..errors import ConfigError
-    from ..labels import OFFICIAL_SPLITS
-    from .dataset import load_raw
-    from .labelled import LabelledSet
-
-    usage_of = {v: k for k, v in OFFICIAL_SPLITS.items()}
-    if split not in usage_of:
-        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(usage_of)}")
-    raw = load_raw(path)
-    labels, reason = ferplus_majority(read_ferplus_votes(ferplus, len(raw.labels)))
-    in_split = raw.usage == usage_of[split]
-    keep = in_split & (labels >= 0)
-    dropped = {r: int((in_split & (reason == r)).sum()) for r in ("no majority", "unknown", "not a face", "contempt")}
-    return LabelledSet(x=raw.pixels[keep], y=labels[keep], source=f"{raw.source} + FERPlus {Path(ferplus).name}",
-                       split=split, dropped={k: v for k, v in dropped.items() if v},
-                       extra={"fer2013_y": raw.labels[keep], "classes": list(CLASSES)})

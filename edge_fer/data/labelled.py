@@ -282,14 +282,31 @@ def is_fer2013(path: str | Path) -> bool:
     return True  # embedded sample / unknown: load_fer decides and explains
 
 
+def load_ferplus_split(path, ferplus, split: str = "test"):
+    """FER2013's ``split`` (official Usage) with FERPlus majority labels; the FER2013 labels of the
+    same faces in ``extra["fer2013_y"]`` and the dropped rows counted by reason."""
+    from .dataset import load_raw
+    from .ferplus import ferplus_majority, read_ferplus_votes
+
+    usage_of = {v: k for k, v in OFFICIAL_SPLITS.items()}
+    if split not in usage_of:
+        raise ConfigError(f"unknown split {split!r}; expected one of {', '.join(usage_of)}")
+    raw = load_raw(path)
+    labels, reason = ferplus_majority(read_ferplus_votes(ferplus, len(raw.labels)))
+    in_split = raw.usage == usage_of[split]
+    keep = in_split & (labels >= 0)
+    dropped = {r: int((in_split & (reason == r)).sum()) for r in ("no majority", "unknown", "not a face", "contempt")}
+    return LabelledSet(x=raw.pixels[keep], y=labels[keep], source=f"{raw.source} + FERPlus {Path(ferplus).name}",
+                       split=split, dropped={k: v for k, v in dropped.items() if v},
+                       extra={"fer2013_y": raw.labels[keep], "classes": list(CLASSES)})
+
+
 def load_eval_set(path, split: str = "test", *, class_map=None, drop=(), ferplus=None) -> LabelledSet:
     """The faces an evaluation scores: FER2013's ``split`` (with FERPlus majority labels when
     ``ferplus`` is given), or another labelled dataset with its classes mapped (see the module doc)."""
     from .dataset import load_fer
 
     if ferplus is not None:
-        from .ferplus import load_ferplus_split
-
         if class_map or drop:
             raise ConfigError("--class-map and --drop-class map another dataset's classes; FERPlus labels are "
                               "already edge_fer's (contempt is left out): drop them or --ferplus")

@@ -1,4 +1,5 @@
-"""Converters: Keras → TFLite (TFLiteConverter), Keras → ONNX (tf2onnx), ONNX → int8 QDQ (onnxruntime).
+"""Converters: Keras → TFLite (``quantization.converter``'s :func:`to_tflite`, used from here by the
+exporter), Keras → ONNX (tf2onnx), ONNX → int8 QDQ (onnxruntime).
 
 Each returns the serialised model as bytes; nothing here writes the final file (the exporter
 verifies first, then writes atomically).
@@ -7,138 +8,22 @@ verifies first, then writes atomically).
 from __future__ import annotations
 
 import contextlib
+import difflib
 import logging
 import tempfile
 from io import StringIO
 from pathlib import Path
 
-import numpy as np
 
 from .._tf import quiet_onnxruntime, tf as _tf
 from ..calibration import CalibrationMethod, CalibrationSet
 from ..runtime.onnx_model import unshare_initializers
 from ..errors import ConfigError
+# the TFLite converter lives below export, where quantization's range search uses it too
+from ..quantization.converter import IO_TYPES, fix_bias_scales, keras_layers, to_tflite  # noqa: F401
 
-IO_TYPES = ("int8", "uint8", "float")
 ONNX_OPSET = 17
 log = logging.getLogger(__name__)
-
-
-def _fixed_batch_function(model, batch: int | None):
-    """A concrete function of ``model`` with a fixed (or dynamic) batch dimension."""
-    tf = _tf()
-    spec = tf.TensorSpec([batch, *model.input_shape[1:]], tf.float32, name="image")
-    fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-    return fn.get_concrete_function()
-
-
-def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io: str = "int8",
-              batch: int | None = None, per_tensor: bool = False, keep_float=()) -> bytes:
-    """Convert a Keras (float or QAT) model. ``io`` applies to int8 models: their input/output type.
-    ``per_tensor``: int8 kernels with one scale each instead of one per output channel. ``keep_float``:
-    layers (Keras names or converter nodes, see ``edgefer inspect``) an int8 model computes in float."""
-    tf = _tf()
-    if io not in IO_TYPES:
-        raise ConfigError(f"unknown int8 I/O type {io!r}; expected {', '.join(IO_TYPES)}")
-    if keep_float and precision == "int8":
-        from .inspect import calibrated_model, quantise, quantised_nodes, resolve_keep_float
-
-        if calib is None:
-            raise ConfigError("int8 conversion needs a calibration set")
-        calib.check_model_input(model.input_shape)
-        calibrated = calibrated_model(model, calib, batch=batch)
-        nodes = resolve_keep_float(list(quantised_nodes(calibrated)), list(keep_float))
-        log.info("int8 TFLite: %d node(s) kept in float: %s", len(nodes), ", ".join(nodes))
-        return fix_bias_scales(quantise(calibrated, keep_float=nodes, io=io, per_tensor=per_tensor))[0]
-    if batch is None:
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    else:
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([_fixed_batch_function(model, batch)], model)
-    if precision == "float16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    elif precision == "dynamic":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        # tflite-runtime 2.14 (common on Raspberry Pi) cannot run per-channel dense layers
-        # ("FULLY_CONNECTED version 12") that TF 2.21 emits by default.
-        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-    elif precision == "int8":
-        if calib is None:
-            raise ConfigError("int8 conversion needs a calibration set")
-        calib.check_model_input(model.input_shape)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = calib.tflite_dataset
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_type = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[io]
-        conv.inference_input_type = io_type
-        conv.inference_output_type = io_type
-        conv._experimental_disable_per_channel = per_tensor
-    elif precision == "int16x8":  # 16-bit activations, 8-bit weights; float I/O
-        if calib is None:
-            raise ConfigError("int16x8 conversion needs a calibration set")
-        calib.check_model_input(model.input_shape)
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = calib.tflite_dataset
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        conv._experimental_disable_per_channel = per_tensor
-    elif precision != "float32":
-        raise ConfigError(f"unknown TFLite precision {precision!r}")
-    blob = conv.convert()
-    if precision == "int8":
-        blob, fixed = fix_bias_scales(blob)
-        if fixed:
-            log.info("int8 TFLite: %d bias tensor(s) requantised to input scale × weight scale", fixed)
-    return blob
-
-
-# Builtin operator codes (TFLite schema) whose int32 bias the kernels read in units of input scale ×
-# weight scale: the input indices of (activation, weights, bias).
-_BIAS_OPS = {3: (0, 1, 2), 4: (0, 1, 2), 9: (0, 1, 2),  # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
-             67: (2, 1, 3)}  # TRANSPOSE_CONV
-_INT32 = 2  # TensorType.INT32
-
-
-def fix_bias_scales(blob: bytes) -> tuple[bytes, int]:
-    """Requantise each int32 bias whose scale is not input scale × weight scale; returns (model, how many).
-
-    TFLite's integer kernels never read a bias tensor's own scale: they add the int32 values to the
-    accumulator, i.e. in units of input scale × weight scale. TF 2.21's converter writes per-tensor QAT
-    kernels (FakeQuantWithMinMaxVars, narrow range) with biases quantised at another scale (off by
-    254/255, and by 241/255 after the builders' input rescaling), so every such layer adds a slightly
-    wrong bias (a half-width cnn: int8 agreeing with its QAT model on 94% of faces instead of 99%).
-    ONNX from the same file reads the declared scale and is right. Rewriting the values at the scale the
-    kernels assume keeps what the converter meant; a consistent model comes back unchanged.
-    """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
-    fixed = 0
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            at = _BIAS_OPS.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-            if at is None or len(op.inputs) <= at[2] or op.inputs[at[2]] < 0:
-                continue
-            x, w, b = (sg.tensors[op.inputs[i]] for i in at)
-            buf = model.buffers[b.buffer]
-            if b.type != _INT32 or None in (b.quantization, x.quantization, w.quantization) or buf.data is None:
-                continue
-            s_x, s_w, s_b = (np.asarray(t.quantization.scale, np.float64) for t in (x, w, b))
-            q = np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4")
-            want = s_x * s_w
-            # One scale for the whole tensor or one per channel; anything else is left to the converter.
-            if q.size == 0 or s_x.size != 1 or s_b.size not in (1, q.size) or want.size not in (1, q.size):
-                continue
-            if np.allclose(s_b, want, rtol=1e-6, atol=0):
-                continue
-            requant = np.clip(np.round(q * s_b / want), -(2**31), 2**31 - 1).astype("<i4")
-            buf.data = np.frombuffer(requant.tobytes(), dtype=np.uint8)
-            b.quantization.scale = want.astype(np.float32)
-            b.quantization.zeroPoint = np.zeros(want.size, np.int64)
-            fixed += 1
-    if not fixed:
-        return blob, 0
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), fixed
 
 
 def to_onnx_float(model, *, batch: int | None = None) -> bytes:
@@ -169,8 +54,6 @@ def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
         input_name = graph.input[0].name
         exclude = []
         if keep_float:
-            from .inspect import onnx_nodes_to_exclude
-
             exclude = onnx_nodes_to_exclude([n.name for n in graph.node], list(keep_float))
             log.info("int8 ONNX: %d node(s) kept in float: %s", len(exclude), ", ".join(exclude))
         # The ranges are computed here rather than inside quantize_static, because quantize_static
@@ -199,6 +82,27 @@ def onnx_int8_from_float(float_onnx: bytes, calib: CalibrationSet,
     # ORT's quantiser may also read one quantised constant from several places (see unshare_initializers)
     unshare_initializers(proto)
     return proto.SerializeToString()
+
+
+def onnx_nodes_to_exclude(node_names: list[str], wanted: list[str]) -> list[str]:
+    """ONNX nodes (tf2onnx names them ``model/LAYER/op``) for ``--keep-float`` names: Keras layer names, report
+    labels (``a+b``) or TFLite node names; for ONNX Runtime's ``quantize_static(nodes_to_exclude=...)``."""
+    def layer_of(name):
+        segs = name.split("/")
+        return segs[1] if len(segs) >= 3 else None
+
+    out = []
+    for w in wanted:
+        layers = set(w.split("+")) | set(keras_layers(w))
+        hit = [n for n in node_names if n == w or layer_of(n) in layers]
+        if not hit:
+            choices = sorted({layer_of(n) for n in node_names} - {None})
+            close = difflib.get_close_matches(w, choices, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise ConfigError(f"--keep-float {w!r}: no ONNX node of that layer; {hint}"
+                              f"`edgefer inspect RUN` lists them (e.g. {', '.join(choices[:4])})")
+        out += [n for n in hit if n not in out]
+    return out
 
 
 def _float_outputs(model, outputs: set[str]) -> None:

@@ -1,7 +1,8 @@
-"""The one table of export formats (format, precision, file suffix, whether it needs calibration).
+"""The one table of export formats (format, precision, whether it needs calibration).
 
 ``edgefer export`` picks its artefacts from it (:func:`select_formats`) and names them with
-:func:`artefact_name`. Loading and benchmarking a file go by its suffix alone (``.tflite``/``.onnx``).
+:func:`artefact_name`. A format's file suffix is ``runtime.MODEL_SUFFIXES``'s (``.tflite``/``.onnx``):
+loading, benchmarking and the shipped models go by the suffix alone, and runtime owns that list.
 """
 
 from __future__ import annotations
@@ -9,27 +10,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..runtime import MODEL_SUFFIXES
 
 
 @dataclass(frozen=True)
 class ExportFormat:
     format: str  # "tflite" | "onnx"
     precision: str  # "float32" | "float16" | "dynamic" | "int8"
-    suffix: str
     needs_calibration: bool
     description: str
 
+    @property
+    def suffix(self) -> str:
+        return f".{self.format}"
+
 
 FORMATS: tuple[ExportFormat, ...] = (
-    ExportFormat("tflite", "float32", ".tflite", False, "TFLite float32"),
-    ExportFormat("tflite", "float16", ".tflite", False, "TFLite float16 weights (float compute)"),
-    ExportFormat("tflite", "dynamic", ".tflite", False, "TFLite dynamic-range: int8 weights, float activations"),
-    ExportFormat("tflite", "int8", ".tflite", True, "TFLite full-integer int8"),
-    ExportFormat("tflite", "int16x8", ".tflite", True, "TFLite 16-bit activations, int8 weights (float I/O)"),
-    ExportFormat("onnx", "float32", ".onnx", False, "ONNX float32 (tf2onnx)"),
-    ExportFormat("onnx", "int8", ".onnx", True, "ONNX int8, QDQ format"),
+    ExportFormat("tflite", "float32", False, "TFLite float32"),
+    ExportFormat("tflite", "float16", False, "TFLite float16 weights (float compute)"),
+    ExportFormat("tflite", "dynamic", False, "TFLite dynamic-range: int8 weights, float activations"),
+    ExportFormat("tflite", "int8", True, "TFLite full-integer int8"),
+    ExportFormat("tflite", "int16x8", True, "TFLite 16-bit activations, int8 weights (float I/O)"),
+    ExportFormat("onnx", "float32", False, "ONNX float32 (tf2onnx)"),
+    ExportFormat("onnx", "int8", True, "ONNX int8, QDQ format"),
 )
-FORMAT_NAMES = ("tflite", "onnx")
+FORMAT_NAMES = tuple(s.lstrip(".") for s in MODEL_SUFFIXES)  # ("tflite", "onnx")
 PRECISIONS = ("float32", "float16", "dynamic", "int8", "int16x8")
 
 

@@ -17,7 +17,6 @@ The names in the report are what ``edgefer export --keep-float LAYER`` takes: a 
 
 from __future__ import annotations
 
-import difflib
 import logging
 import tempfile
 import time
@@ -28,95 +27,13 @@ import numpy as np
 
 from .._tf import quiet_native_stderr, tf as _tf
 from ..errors import ConfigError, RunError
+from ..quantization.converter import (calibrated_model, fix_bias_scales, layer_label, quantise, quantised_nodes,
+                                       tflite_converter)
 
 log = logging.getLogger(__name__)
 
 INSPECT_DIR = "inspect"
 _NV_PREFIX = "NumericVerify/"
-
-
-# ------------------------------------------------------------------------------------- node names
-
-def keras_layers(node: str) -> list[str]:
-    """The Keras layer names a converter node was fused from, in graph order.
-
-    TFLite names a fused node by its tensors, last op first: ``cnn/block1_relu1/Relu;cnn/block1_bn1/
-    FusedBatchNormV3;cnn/block1_conv1/Conv2D`` → ``[block1_conv1, block1_bn1, block1_relu1]``."""
-    names = []
-    for part in reversed(node.split(";")):
-        segs = part.split("/")
-        name = segs[1].removeprefix("quant_") if len(segs) >= 3 else None  # a QAT model's layers: quant_LAYER
-        if name and name not in names:
-            names.append(name)
-    return names
-
-
-def layer_label(node: str) -> str:
-    return "+".join(keras_layers(node)) or node
-
-
-def resolve_keep_float(nodes: list[str], wanted: list[str]) -> list[str]:
-    """The converter nodes for ``--keep-float`` names: a Keras layer name, a report label or a node name."""
-    picked, choices = [], sorted({n for node in nodes for n in [*keras_layers(node), layer_label(node)]})
-    for w in wanted:
-        hit = [n for n in nodes if w == n or w == layer_label(n) or w in keras_layers(n)]
-        if not hit:
-            close = difflib.get_close_matches(w, choices, n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ConfigError(f"--keep-float {w!r}: no quantised layer of that name; {hint}"
-                              f"`edgefer inspect RUN` lists them (e.g. {', '.join(choices[:4])})")
-        picked += [n for n in hit if n not in picked]
-    return picked
-
-
-# ------------------------------------------------------------------------------------- conversion
-
-def _converter(model, calib, *, batch=None, activations16=False):
-    from .convert import _fixed_batch_function
-
-    tf = _tf()
-    if batch is None:
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    else:
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([_fixed_batch_function(model, batch)], model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = calib.tflite_dataset
-    if activations16:
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    return conv
-
-
-def calibrated_model(model, calib, *, batch=None) -> bytes:
-    """The float model with the calibration set's ranges recorded, not yet quantised."""
-    conv = _converter(model, calib, batch=batch)
-    conv.experimental_mlir_quantizer = True
-    conv._experimental_calibrate_only = True
-    with warnings.catch_warnings(), quiet_native_stderr():
-        warnings.simplefilter("ignore")
-        return conv.convert()
-
-
-def quantised_nodes(calibrated: bytes) -> dict[str, str]:
-    """Output tensor name → op type of the calibrated model's ops, in graph order (the denylist takes the names)."""
-    tf = _tf()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        interp = tf.lite.Interpreter(model_content=calibrated,
-                                     experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
-    tensors = {t["index"]: t["name"] for t in interp.get_tensor_details()}
-    return {tensors[o]: op["op_name"] for op in interp._get_ops_details() for o in op["outputs"] if o in tensors}
-
-
-def quantise(calibrated: bytes, *, keep_float=(), io: str = "float", per_tensor: bool = False) -> bytes:
-    """int8 model from a calibrated one with the nodes in ``keep_float`` left in float."""
-    from tensorflow.lite.python import convert as tfl_convert
-
-    tf = _tf()
-    io_type = {"int8": tf.int8, "uint8": tf.uint8, "float": tf.float32}[io]
-    with warnings.catch_warnings(), quiet_native_stderr():
-        warnings.simplefilter("ignore")
-        return tfl_convert.mlir_quantize(calibrated, disable_per_channel=per_tensor, input_data_type=io_type,
-                                         output_data_type=io_type, denylisted_nodes=list(keep_float) or None)
 
 
 def _predict(blob: bytes, x: np.ndarray) -> np.ndarray:
@@ -218,7 +135,7 @@ def _node_of(nv_name: str, nodes: list[str]) -> str | None:
 def layer_errors(model, calib, x: np.ndarray, *, per_tensor=False, batch=None) -> tuple[list[dict], bytes]:
     """Per-layer error of the int8 model on faces ``x`` (TFLite QuantizationDebugger) and the calibrated model."""
     tf = _tf()
-    conv = _converter(model, calib, batch=batch)
+    conv = tflite_converter(model, calib, batch=batch)
     conv._experimental_disable_per_channel = per_tensor
     opts = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics=_direct_metrics())
     with warnings.catch_warnings(), quiet_native_stderr():
@@ -595,8 +512,6 @@ def auto_keep_float(model, calib, x: np.ndarray, top1_float: np.ndarray, *, thre
     """Nodes to keep in float so int8 agrees with float on ``x`` at least ``threshold``: the layers whose
     quantisation alone costs most agreement, added one at a time until the gate passes. Returns the nodes
     and what the search measured: each step's agreement and size, and the latency of all-int8 vs the result."""
-    from .convert import fix_bias_scales
-
     calibrated = calibrated_model(model, calib, batch=batch)
     nodes = list(quantised_nodes(calibrated))
 
@@ -624,27 +539,6 @@ def auto_keep_float(model, calib, x: np.ndarray, top1_float: np.ndarray, *, thre
             "size_bytes_all_int8": len(full), "size_bytes": len(blob),
             "latency_ms_all_int8": _latency_ms(full, x), "latency_ms": _latency_ms(blob, x)}
     return keep, info
-
-
-def onnx_nodes_to_exclude(node_names: list[str], wanted: list[str]) -> list[str]:
-    """ONNX nodes (tf2onnx names them ``model/LAYER/op``) for ``--keep-float`` names: Keras layer names, report
-    labels (``a+b``) or TFLite node names; for ONNX Runtime's ``quantize_static(nodes_to_exclude=...)``."""
-    def layer_of(name):
-        segs = name.split("/")
-        return segs[1] if len(segs) >= 3 else None
-
-    out = []
-    for w in wanted:
-        layers = set(w.split("+")) | set(keras_layers(w))
-        hit = [n for n in node_names if n == w or layer_of(n) in layers]
-        if not hit:
-            choices = sorted({layer_of(n) for n in node_names} - {None})
-            close = difflib.get_close_matches(w, choices, n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ConfigError(f"--keep-float {w!r}: no ONNX node of that layer; {hint}"
-                              f"`edgefer inspect RUN` lists them (e.g. {', '.join(choices[:4])})")
-        out += [n for n in hit if n not in out]
-    return out
 
 
 # ------------------------------------------------------------------------------------- ONNX (ORT's QDQ debugging)

@@ -105,7 +105,7 @@ def choose_range_percentile(qat_model, batches, calib, x_val, y_val, *, threshol
     """
     import tempfile
 
-    from ..export.convert import to_tflite
+    from .converter import to_tflite
     from ..runtime import open_model
 
     ranges = _range_vars(qat_model)

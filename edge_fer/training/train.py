@@ -48,7 +48,7 @@ class TrainResult:
 
 
 def compile_model(model, cfg: TrainConfig, optimizer=None):
-    from ..models import metrics as em
+    from ..models import keras_metrics as em
 
     keras = _keras()
     model.compile(
@@ -208,7 +208,7 @@ def load_teacher(cfg: TrainConfig):
         return None
     p = Path(cfg.teacher).expanduser()
     if p.suffix == ".tflite" or (not p.exists() and p.parent == Path(".")):
-        from ..zoo import resolve_model
+        from ..runtime.shipped import resolve_model
 
         path = resolve_model(cfg.teacher)  # a file, or a shipped name; unknown names: one clear line
         if path.suffix != ".tflite":
