@@ -523,13 +523,13 @@ def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, cali
 @_run_data_option
 def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
     """int8 validation accuracy by calibration size and method: table + plot in RUN/calibration/."""
-    from .report.calibration import calibration_report
+    from .report.calibration_sweep import calibration_sweep
 
     size_list = _int_csv(sizes, "--sizes")
     click.echo(f"{'runtime':<8}{'method':<12}{'size':>6}{'accuracy':>10}{'agreement':>11}")
-    report = calibration_report(run, sizes=size_list, methods=_csv(methods), calib_data=calib_data,
-                                data_path=data_path, on_row=lambda r: click.echo(f"{r['runtime']:<8}{r['method']:<12}{r['size']:>6}"
-                                                            f"{r['accuracy']:>10.4f}{r['agreement']:>11.2%}"))
+    report = calibration_sweep(run, sizes=size_list, methods=_csv(methods), calib_data=calib_data,
+                               data_path=data_path, on_row=lambda r: click.echo(f"{r['runtime']:<8}{r['method']:<12}{r['size']:>6}"
+                                                           f"{r['accuracy']:>10.4f}{r['agreement']:>11.2%}"))
     click.echo(f"float32 validation accuracy {report['float_accuracy']:.4f}")
     for p in report["outputs"]:
         click.echo(f"wrote {p}")
@@ -723,7 +723,7 @@ def predict_cmd(inputs, model, detector, boxes, camera, out, records, no_annotat
     from .runs import next_predict_dir
 
     out = out or (None if (records and no_annotate) else next_predict_dir())
-    click.echo(f"model {rec.model_name} ({rec.runner.label}), "
+    click.echo(f"model {rec.model_name} ({rec.model.label}), "
                f"input {rec.size}x{rec.size}; faces from {'--boxes ' + str(boxes) if given is not None else rec.detector.name}")
     summary = predict_inputs(list(inputs), rec, out=out, records=records, annotate_outputs=not no_annotate, every=every,
                              camera=camera, boxes=given, max_frames=max_frames, detect_size=detect_size,

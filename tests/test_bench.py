@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from edge_fer.cli import main
-from edge_fer.runtime import latency_stats, measure
+from edge_fer.runtime import latency_stats, measure_latency
 from edge_fer.device_bench.bench import bench_models, cross_check, format_table
 from edge_fer.errors import EdgeFerError
 
@@ -24,9 +24,9 @@ def test_latency_stats_on_synthetic_samples():
         latency_stats([])
 
 
-def test_measure_honours_min_runs_and_min_time():
+def test_measure_latency_honours_min_runs_and_min_time():
     calls = []
-    s = measure(lambda x: calls.append(x), 0, warmup=5, min_runs=50, min_seconds=0.05)
+    s = measure_latency(lambda x: calls.append(x), 0, warmup=5, min_runs=50, min_seconds=0.05)
     assert s["runs"] >= 50 and len(calls) == 1 + 5 + s["runs"]
     assert s["first_inference_ms"] >= 0 and s["p99_ms"] >= s["p50_ms"] >= s["min_ms"]
 

@@ -123,7 +123,7 @@ def test_exact_int8_only_on_x86_without_vnni(monkeypatch):
 
 
 def test_bench_record_says_whether_exact_int8_was_set(tmp_path):
-    """The runner's record (what `edgefer bench` keeps) says whether the ONNX session used EXACT_INT8, and the
+    """An ONNX model's bench record (what `edgefer bench` keeps) says whether the ONNX session used EXACT_INT8, and the
     session was opened so."""
     model = next(p for p in SHIPPED if p.name.startswith("cnn"))
     faces = tmp_path / "faces.npz"

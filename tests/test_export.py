@@ -71,9 +71,9 @@ def test_every_format_and_precision(trained, tmp_path):
     assert size("cnn_int8.tflite") < 0.3 * size("cnn_float32.tflite")
     assert size("cnn_float16.tflite") < 0.55 * size("cnn_float32.tflite")
     # int8 TFLite with int8 I/O: raw 0–255 pixels map onto int8 with scale 1, zero point -128
-    runner = open_model(tmp_path / "cnn_int8.tflite")
-    assert runner.input_dtype == np.int8
-    scale, zp = runner.input_quantization
+    model = open_model(tmp_path / "cnn_int8.tflite")
+    assert model.input_dtype == np.int8
+    scale, zp = model.input_quantization
     assert scale == pytest.approx(1.0) and zp == -128
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert set(report["artefacts"]) == set(by_name)
@@ -173,7 +173,7 @@ def test_qat_export_tflite_and_onnx_agree(qat, trained, tmp_path, data, monkeypa
     so = ort.SessionOptions()
     so.add_session_config_entry(EXACT_INT8, "1")
     ort.InferenceSession(str(tmp_path / "cnn_int8_qat.onnx"), so, providers=["CPUExecutionProvider"])
-    # tf2onnx's own file (shared zero points, as in models exported before 2026-12-02): edge_fer's runner
+    # tf2onnx's own file (shared zero points, as in ONNX files edge_fer did not unshare): edge_fer's ONNX loader
     # rewrites it on loading, with the same results
     import onnx
 
@@ -284,10 +284,10 @@ def test_onnx_calibration_methods_differ(float_model, data):
     assert len(set(blobs.values())) == 3  # entropy is not min/max in disguise
 
 
-def test_calibrate_report(trained):
-    from edge_fer.report.calibration import calibration_report
+def test_calibration_sweep(trained):
+    from edge_fer.report.calibration_sweep import calibration_sweep
 
-    report = calibration_report(trained.run_dir, sizes=[16, 64], methods=["minmax", "percentile"])
+    report = calibration_sweep(trained.run_dir, sizes=[16, 64], methods=["minmax", "percentile"])
     assert len(report["rows"]) == 2 * 3
     assert all(0.2 < r["accuracy"] < 0.7 and r["agreement"] > 0.8 for r in report["rows"])
     assert (trained.run_dir / "calibration" / "calibration.png").stat().st_size > 1000
@@ -492,7 +492,7 @@ def test_qat_bad_range_percentile_is_one_line(trained):
         assert len(r.output.strip().splitlines()) == 1, r.output
 
 
-# Runs an int8 ONNX model on 200 faces and saves the labels: through edge_fer's runner, or (the control) a plain
+# Runs an int8 ONNX model on 200 faces and saves the labels: through edge_fer's OnnxModel, or (the control) a plain
 # ORT session with default options. Needs only numpy and onnxruntime, so it starts in seconds under emulation.
 _LABELS = """
 import sys, numpy as np

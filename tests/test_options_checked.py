@@ -191,8 +191,8 @@ def test_cost_table_matches_the_builders():
     """The table `edgefer models` prints is what the builders build (regenerate it with
     `python -m edge_fer.models.costs --write` after changing one)."""
     from edge_fer.models import model_names
-    from edge_fer.models.costs import COSTS, measure
+    from edge_fer.models.costs import COSTS, compute_costs
 
     assert set(COSTS) == set(model_names())
     for name in model_names():
-        assert COSTS[name] == measure(name), name
+        assert COSTS[name] == compute_costs(name), name

@@ -77,9 +77,9 @@ def test_qat_every_builder(name, options, faces, labels, tmp_path):
 
     blob = convert.to_tflite(qat, "int8", calib=CalibrationSet(faces[:32], "sample"))
     (tmp_path / "m.tflite").write_bytes(blob)
-    runner = TFLiteModel(tmp_path / "m.tflite")
-    assert float_ops(runner) == [], f"{name}: ops left in float"
-    assert runner.predict(x.astype(np.uint8)[..., 0]).shape == (8, 7)
+    int8_model = TFLiteModel(tmp_path / "m.tflite")
+    assert float_ops(int8_model) == [], f"{name}: ops left in float"
+    assert int8_model.predict(x.astype(np.uint8)[..., 0]).shape == (8, 7)
     # the int8 graph computes the QAT model's function on real faces: its logits within LOGIT_STEPS int8 steps
     # of the QAT model's (mean under a step), and the same top class wherever the QAT model's margin is 3 steps
     x = faces[64:96]

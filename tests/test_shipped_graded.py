@@ -98,7 +98,7 @@ def test_a_corrupted_model_misses_its_card_figure(suffix, sample_test, tmp_path)
 def test_zoo_build_runs_a_recorded_recipe_end_to_end(fer, tmp_path, monkeypatch):
     """`edgefer zoo build` for real: a shipped card whose recipe is shrunk (a quarter-width cnn, one
     QAT epoch) is rebuilt from 900 faces with --epochs 1 into OUT/shipped, with a card of its own."""
-    import edge_fer.zoo as zoo
+    import edge_fer.runtime.shipped as shipped_lookup
     import edge_fer.zoo.ship as ship
     from click.testing import CliRunner
 
@@ -114,9 +114,9 @@ def test_zoo_build_runs_a_recorded_recipe_end_to_end(fer, tmp_path, monkeypatch)
     card["recipe"]["train"]["model_options"] = {"width": 0.25}
     card["recipe"]["qat"].update(epochs=1, warmup_batches=2)
     (shipped / "cnn_int8.card.json").write_text(json.dumps(card))
-    monkeypatch.setattr(zoo, "SHIPPED_DIR", shipped)
-    measure = ship.measure  # latency: one short timing per format (its figures are not what this test reads)
-    monkeypatch.setattr(ship, "measure", lambda *a, **k: measure(*a, **{**k, "threads": (1,), "min_seconds": 0.1}))
+    monkeypatch.setattr(shipped_lookup, "SHIPPED_DIR", shipped)  # where edge_fer.zoo finds its models
+    measure_card = ship.measure_card  # latency: one short timing per format (its figures are not what this test reads)
+    monkeypatch.setattr(ship, "measure_card", lambda *a, **k: measure_card(*a, **{**k, "threads": (1,), "min_seconds": 0.1}))
     data = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 300))
     monkeypatch.chdir(tmp_path)
 

@@ -220,7 +220,7 @@ def test_distillation_targets_and_training(trained, tmp_path, subset):
 
 def test_distillation_from_a_shipped_tflite_model(fer, tmp_path, caplog):
     """--teacher cnn_int8: the shipped int8 model teaches through its (dequantised) probabilities,
-    softmax(log p / T) standing in for softmax(logits / T); its predictions are those the runner
+    softmax(log p / T) standing in for softmax(logits / T); its predictions are those the int8 model
     gives (the study's accuracy on real PublicTest faces); a run records the name, not a path, and
     resumes from another directory; a bad teacher file or name is one clear line; the tf.data map that
     calls it logs no AutoGraph warning (one once printed the whole os.environ)."""
@@ -241,8 +241,8 @@ def test_distillation_from_a_shipped_tflite_model(fer, tmp_path, caplog):
     faces, labels = fer["pixels"][public].astype("float32"), fer["labels"][public]
     p = teacher.probabilities(faces[..., None])
     assert p.shape == (512, 7) and np.allclose(p.sum(1), 1, atol=0.03)
-    runner = TFLiteModel(str(resolve_model("cnn_int8")), 1).labels(fer["pixels"][public])
-    assert np.mean(p.argmax(1) == runner) > 0.99  # ties between equal int8 outputs may break either way
+    model_labels = TFLiteModel(str(resolve_model("cnn_int8")), 1).labels(fer["pixels"][public])
+    assert np.mean(p.argmax(1) == model_labels) > 0.99  # ties between equal int8 outputs may break either way
     assert np.mean(p.argmax(1) == labels) > 0.6   # the shipped cnn: ≈ 0.70 on PublicTest
 
     y = np.eye(7, dtype="float32")[labels[:64]]

@@ -132,7 +132,7 @@ def test_ship_a_run_with_its_card(trained, exported, subset, tmp_path, monkeypat
     shutil.rmtree(run_dir / "export")
     with pytest.raises(EdgeFerError, match="no int8 TFLite export"):
         ship.ship_run(run_dir, dest=tmp_path / "none")
-    # its directory gone (another machine, a session whose runs did not survive), the run keeps its measured
+    # its directory gone (measured on another machine, or deleted since), the run keeps its measured
     # row and bench records on the next update; a run never measured is listed as not started
     records = json.loads((tmp_path / "docs" / "results" / "bench.json").read_text())
     shutil.rmtree(run_dir)

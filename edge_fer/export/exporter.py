@@ -66,12 +66,12 @@ class ExportResult:
                 f"max Δp {v['max_prob_diff']:.4f}  {self.status}{warn}")
 
 
-def float_ops(runner) -> list[str]:
+def float_ops(model) -> list[str]:
     """Ops of an int8 TFLite graph that still compute in float (beyond input/output conversion)."""
     from ..runtime.tflite import TFLiteModel
 
     out = []  # read without XNNPACK: its DELEGATE node would stand for the ops it took, int8 or not
-    for op in TFLiteModel(runner.path, xnnpack=False).ops():
+    for op in TFLiteModel(model.path, xnnpack=False).ops():
         if op["op"] in _BOUNDARY_OPS:
             continue
         if "float32" in op["inputs"] or "float32" in op["outputs"]:
@@ -254,14 +254,14 @@ def _convert_and_verify(tmp: Path, out_dir: Path, run_dir: Path, ec: ExportConfi
         path = tmp / name
         path.write_bytes(blob)
         try:
-            runner = open_model(path)
+            loaded = open_model(path)
         except EdgeFerError as e:  # the converter wrote what its runtime cannot load; the temp path means nothing
             raise RunError(f"{str(e).replace(str(path), name)}; nothing was written") from None
         if fmt.format == "tflite":
-            meta["input"]["quantization"] = list(map(float, runner.input_quantization))
-            meta["output_quantization"] = list(map(float, runner.output_quantization))
+            meta["input"]["quantization"] = list(map(float, loaded.input_quantization))
+            meta["output_quantization"] = list(map(float, loaded.output_quantization))
         verification = _verify(path, ref.x, ref.y, ref.p_qat if origin == "qat" else ref.p_float)
-        ops = float_ops(runner) if fmt.format == "tflite" and fmt.precision == "int8" else []
+        ops = float_ops(loaded) if fmt.format == "tflite" and fmt.precision == "int8" else []
         meta["verification"] = verification
         blob = embed_tflite(blob, meta) if fmt.format == "tflite" else embed_onnx(blob, meta)
         path.write_bytes(blob)

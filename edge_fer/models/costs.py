@@ -25,7 +25,7 @@ COSTS = {
 # END COSTS
 
 
-def measure(name: str) -> dict:
+def compute_costs(name: str) -> dict:
     """Build ``name`` at its defaults and count (slow: imports TensorFlow)."""
     from . import create_model, describe_model
 
@@ -41,7 +41,7 @@ def costs(name: str) -> dict | None:
 def main(argv: list[str]) -> None:
     from . import model_names
 
-    table = {name: measure(name) for name in model_names()}
+    table = {name: compute_costs(name) for name in model_names()}
     body = "COSTS = {\n" + "".join(f"    {n!r}: {{\"params\": {c['params']}, \"macs\": {c['macs']}}},\n"
                                    for n, c in table.items()).replace("'", '"') + "}\n"
     print(body, end="")

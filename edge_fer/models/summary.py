@@ -11,7 +11,7 @@ from ..errors import RunError
 def load_model(path: str | Path, *, compile: bool = False):
     """Load a ``.keras`` model saved by edge_fer (custom layers included)."""
     from .layers import CUSTOM_OBJECTS
-    from .metrics import METRIC_OBJECTS
+    from .keras_metrics import METRIC_OBJECTS
 
     p = Path(path)
     if not p.is_file():

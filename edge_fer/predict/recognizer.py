@@ -124,7 +124,7 @@ class Recognizer:
         if len(shape) != 4 or shape[1] != shape[2]:
             raise ConfigError(f"{self.model_path}: expected a square NHWC input, metadata says {shape}")
         self.size = int(shape[1])
-        self.runner = open_model(self.model_path, threads=threads)
+        self.model = open_model(self.model_path, threads=threads)
         self.model_name = self.meta.get("shipped_as") or self.model_path.name
         if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
             raise ConfigError(f"temperature must be a finite number > 0, got {temperature}")
@@ -166,7 +166,7 @@ class Recognizer:
         faces = np.asarray(faces)
         if len(faces) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return apply_temperature(self.runner.predict(faces, batch_size=max(1, len(faces))), self.temperature)
+        return apply_temperature(self.model.predict(faces, batch_size=max(1, len(faces))), self.temperature)
 
     def predict(self, image, *, color: str = "rgb", boxes=None, source: str | None = None, frame: int = 0,
                 time_s: float | None = None, detect_size: int | None = None) -> list[dict]:

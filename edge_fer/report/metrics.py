@@ -2,9 +2,10 @@
 
 Shared by the evaluation report (``edgefer evaluate``), the device bench and the model cards, so
 their figures are computed the same way; export verification needs only accuracy and top-1
-agreement and computes them itself, and training's Keras metrics are ``models/metrics.py``. Plain NumPy (the device install has no
-scikit-learn); each formula is scikit-learn's (``precision_recall_fscore_support`` with
-``zero_division=0``, ``log_loss``, one-vs-rest ``roc_auc_score``), and the tests hold the two equal.
+agreement and computes them itself, and training's Keras metrics are ``models/keras_metrics.py``.
+Plain NumPy (the device install has no scikit-learn); each formula is scikit-learn's
+(``precision_recall_fscore_support`` with ``zero_division=0``, ``log_loss``, one-vs-rest
+``roc_auc_score``), and the tests hold the two equal.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def _run_probabilities(run, x: np.ndarray):
     if not best.is_file():
         raise RunError(f"{run_dir}: no best.keras yet (no epoch has finished); train the run first")
     probs = predict_keras(load_model(best), x) if len(x) else np.zeros((0, len(CLASSES)), np.float32)
-    return probs, SimpleNamespace(model_name=run_dir.name, model_path=best, runner=None, temperature=None)
+    return probs, SimpleNamespace(model_name=run_dir.name, model_path=best, model=None, temperature=None)
 
 
 def score(y: np.ndarray, probs: np.ndarray) -> dict:
@@ -87,7 +87,7 @@ def evaluate_model(model, *, data=None, split: str = "test", class_map=None, dro
     s = load_eval_set(data, split, class_map=class_map, drop=drop, ferplus=ferplus)
     probs, rec = model_probabilities(model, s.x, threads=threads)
     report = {
-        "model": rec.model_name, "model_path": str(rec.model_path), "runtime": getattr(rec.runner, "label", None) or getattr(rec.runner, "runtime", None),
+        "model": rec.model_name, "model_path": str(rec.model_path), "runtime": getattr(rec.model, "label", None) or getattr(rec.model, "runtime", None),
         "data": s.describe(), "data_source": s.source, "split": s.split,
         "labels": "FERPlus majority" if ferplus else ("FER2013" if s.split != "all" else "the dataset's own, mapped"),
         "left_out": s.dropped, "classes": list(CLASSES), "temperature": rec.temperature,

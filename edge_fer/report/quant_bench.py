@@ -24,7 +24,7 @@ from ..training.config import TrainConfig
 
 def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
     from ..export import export_run
-    from ..runtime import measure, open_model
+    from ..runtime import measure_latency, open_model
     from ..quantization.pipeline import qat_weights
     from ..quantization.scheme import WEIGHTS
 
@@ -42,9 +42,9 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
             row = {"artefact": Path(r.file).name, "precision": r.precision, "source": r.source,
                    "size_bytes": r.size_bytes, "float_ops": len(r.float_ops), **r.verification}
             for t in threads:
-                runner = open_model(r.file, threads=t)
-                prepared = runner.prepare(face)
-                row[f"p50_ms_{t}t"] = measure(runner.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
+                model = open_model(r.file, threads=t)
+                prepared = model.prepare(face)
+                row[f"p50_ms_{t}t"] = measure_latency(model.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)
     cfg = TrainConfig.load(run_dir)
     return {"run": str(run_dir), "model": cfg.label + _ranges_label(run_dir) + (", per-tensor weights" if per_tensor else ""),

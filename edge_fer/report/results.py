@@ -54,7 +54,7 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
                 rpi_python: str | None = None, rpi_faces: int = 200) -> dict:
     from ..device_bench.bench import cross_check
     from ..training import TrainConfig
-    from ..zoo.ship import _non_default_flags, _schedule_text, int8_artefact, measure
+    from ..zoo.ship import _non_default_flags, _schedule_text, int8_artefact, measure_card
     from .evaluate import evaluate_run
 
     run_dir = resolve_run(run)
@@ -67,7 +67,7 @@ def run_results(run, *, threads=(1, 2), min_seconds: float = 2.0, data_path: str
     onnx = int8_artefact(layout.export_dir, cfg.model, ".onnx")
     evaluate_run(run_dir, split="test", data_path=data_path)  # writes the confusion matrix, ROC and curves
     params = int(json.loads(layout.model_info.read_text())["params"])  # written by `edgefer train`
-    measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
+    measured = measure_card(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     pi = cross_check(tflite, rpi_python, data=data_path or cfg.data, faces=rpi_faces) if rpi_python else None
     return {
         "architecture": cfg.label, "run": run_dir.name, "run_dir": str(run_dir),

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError
-from .latency import latency_stats, measure
+from .latency import latency_stats, measure_latency
 from .metadata import read_metadata
 from .model import Model, one_line
 from .tensors import dequantize, quantize
@@ -46,5 +46,5 @@ def open_model(path, threads: int | None = None, *, xnnpack: bool = True, accele
     return TFLiteModel(p, threads, xnnpack)
 
 
-__all__ = ["MODEL_SUFFIXES", "Model", "dequantize", "latency_stats", "measure", "one_line", "open_model", "quantize",
+__all__ = ["MODEL_SUFFIXES", "Model", "dequantize", "latency_stats", "measure_latency", "one_line", "open_model", "quantize",
            "read_metadata"]

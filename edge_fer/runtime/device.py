@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import EdgeFerError
 from . import open_model
-from .latency import measure
+from .latency import measure_latency
 
 EXIT_ERROR = 3
 
@@ -62,12 +62,12 @@ def run(model_path, data_path, threads_list, *, xnnpack=True, min_runs=200, min_
         model = opener(model_path, threads, xnnpack=xnnpack, accelerator=accelerator, cpu_fallback=cpu_fallback,
                        delegate=delegate)
         one = model.prepare(faces[:1]) if faces is not None else model.random_input()
-        lat = measure(model.invoke, one, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds)
+        lat = measure_latency(model.invoke, one, warmup=warmup, min_runs=min_runs, min_seconds=min_seconds)
         rec = {"threads": threads, "init_ms": model.init_ms, "latency": lat}
         if throughput_batch and model.max_batch in (None, throughput_batch):
             big = (model.prepare(np.resize(faces, (throughput_batch, *faces.shape[1:]))) if faces is not None
                    else model.random_input(throughput_batch))
-            t = measure(model.invoke, big, warmup=3, min_runs=10, min_seconds=min_seconds / 2)
+            t = measure_latency(model.invoke, big, warmup=3, min_runs=10, min_seconds=min_seconds / 2)
             rec["throughput_batch"] = throughput_batch
             rec["throughput_img_s"] = throughput_batch / (t["p50_ms"] / 1e3)
         if faces is not None:

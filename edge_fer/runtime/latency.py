@@ -30,8 +30,8 @@ def latency_stats(samples_ns) -> dict:
     }
 
 
-def measure(invoke, prepared, *, warmup: int = 50, min_runs: int = 200, min_seconds: float = 2.0,
-            max_runs: int = 1_000_000) -> dict:
+def measure_latency(invoke, prepared, *, warmup: int = 50, min_runs: int = 200, min_seconds: float = 2.0,
+                    max_runs: int = 1_000_000) -> dict:
     """Time ``invoke(prepared)``: first inference, then steady-state statistics."""
     clock = time.perf_counter_ns
     t = clock()

@@ -21,7 +21,7 @@ import time
 FER_TRAIN_IMAGES = 28709
 
 
-def measure(model_name: str, precision: str, *, steps: int, warmup: int, batch_size: int) -> dict:
+def measure_throughput(model_name: str, precision: str, *, steps: int, warmup: int, batch_size: int) -> dict:
     from .._tf import keras as _keras
     from .._tf import tf as _tf
     from ..data import load_fer
@@ -100,7 +100,7 @@ def main(argv=None) -> None:
     rows = []
     for name in names:
         for precision in a.precisions.split(","):
-            r = measure(name, precision, steps=a.steps, warmup=a.warmup, batch_size=a.batch_size)
+            r = measure_throughput(name, precision, steps=a.steps, warmup=a.warmup, batch_size=a.batch_size)
             print(json.dumps(r), flush=True)
             rows.append(r)
     info = machine()

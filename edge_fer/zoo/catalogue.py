@@ -16,13 +16,13 @@ def catalogue() -> dict:
     """``{"architectures": [...], "shipped": [...]}``: parameters and MACs at 48×48×1 per architecture,
     and each shipped model's card summary."""
     from ..models import get_spec, model_names
-    from ..models.costs import costs, measure
+    from ..models.costs import compute_costs, costs
     from . import shipped_models
 
     rows = []
     for name in model_names():
         spec = get_spec(name)
-        info = costs(name) or measure(name)  # the table has every shipped architecture: no TensorFlow
+        info = costs(name) or compute_costs(name)  # the table has every shipped architecture: no TensorFlow
         rows.append({"name": name, "aliases": list(spec.aliases), "params": info["params"], "macs": info["macs"],
                      "imagenet": spec.imagenet, "description": spec.description})
     return {"architectures": rows, "shipped": [m.summary() for m in shipped_models()]}

@@ -75,8 +75,8 @@ def sample_figures(tflite: Path, onnx: Path | None) -> dict:
     return out
 
 
-def measure(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | None = None, threads=(1, 2),
-            min_seconds: float = 2.0) -> dict:
+def measure_card(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: str | None = None, threads=(1, 2),
+                 min_seconds: float = 2.0) -> dict:
     """PrivateTest metrics of the float model and the int8 artefacts, agreement, and latency."""
     from ..device_bench.bench import bench_models
     from ..runtime import open_model
@@ -365,7 +365,7 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     meta = json.loads(Path(str(tflite) + ".json").read_text())
     qat = _qat_record(layout, tflite, meta)
     log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
-    measured = measure(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
+    measured = measure_card(run_dir, tflite, onnx, data_path=data_path, threads=threads, min_seconds=min_seconds)
     measured.pop("bench_records")
     measured["calibration"] = calibration_figures(tflite, cfg.load_data(data_path))
     measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])

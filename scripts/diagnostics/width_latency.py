@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_fer.calibration import CalibrationSet
-from edge_fer.runtime.latency import measure
+from edge_fer.runtime.latency import measure_latency
 from edge_fer.runtime.tflite import TFLiteModel
 from edge_fer.export.convert import to_tflite
 from edge_fer.models import count_macs, create_model
@@ -29,7 +29,7 @@ tmp = Path(tempfile.mkdtemp())
 
 def p50(path):
     m = TFLiteModel(str(path), 1)
-    return measure(m.invoke, m.prepare(face), min_seconds=3.0)["p50_ms"]
+    return measure_latency(m.invoke, m.prepare(face), min_seconds=3.0)["p50_ms"]
 
 
 print(f"{'variant':<22}{'params':>9}{'MMACs':>8}{'int8 KB':>9}{'p50 1t ms':>11}{'shipped p50':>13}{'ratio':>7}")

@@ -1,4 +1,4 @@
-"""Training metrics that score soft targets against their dominant class.
+"""Keras training metrics that score soft targets against their dominant class (``edgefer train``).
 
 Keras' Precision, Recall and AUC read every non-zero target as a positive. Label smoothing is
 applied inside the loss, so it does not reach them, but mixup makes the partner class a second

@@ -1,7 +1,7 @@
 """``edgefer calibrate``: int8 validation accuracy by calibration-set size and method.
 
-    from edge_fer.report.calibration import calibration_report
-    report = calibration_report("runs/cnn", sizes=[64, 256, 1024], methods=["minmax", "entropy"])
+    from edge_fer.report.calibration_sweep import calibration_sweep
+    report = calibration_sweep("runs/cnn", sizes=[64, 256, 1024], methods=["minmax", "entropy"])
 
 Post-training int8 of the run's float model: TFLite (the converter's min/max calibration) and
 ONNX Runtime static quantisation with each method. Everything is measured on the validation
@@ -19,8 +19,8 @@ from ..calibration import CalibrationMethod, CalibrationSet
 from ..runs import atomic_path, resolve_run, write_json
 
 
-def calibration_report(run, *, sizes=(64, 256, 1024), methods=("minmax", "entropy", "percentile"),
-                       calib_data=None, seed: int = 0, data=None, data_path=None, on_row=None) -> dict:
+def calibration_sweep(run, *, sizes=(64, 256, 1024), methods=("minmax", "entropy", "percentile"),
+                      calib_data=None, seed: int = 0, data=None, data_path=None, on_row=None) -> dict:
     from ..data.pipeline import as_model_input
     from ..export import convert
     from ..runtime import open_model
