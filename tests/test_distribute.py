@@ -222,10 +222,10 @@ def test_multiworker_kill_9_resumes_as_uninterrupted(worker, faces, single, w0, 
 
 
 def test_multiworker_one_worker_killed(worker, faces, single, w0, tmp_path):
-    """Worker 1 alone is killed -9 after epoch 1. The chief, left waiting in an all-reduce, is stopped by
-    TensorFlow's cluster health check (a peer probe every 30 s, 3 tries) and ends with one line saying
-    to run the command again and the epoch it resumes from; the same commands resume from there and
-    end where an uninterrupted one-device run ends."""
+    """Worker 1 alone is killed -9 after epoch 1. The chief, left waiting in an all-reduce, has it aborted by
+    TensorFlow (the coordination service's heartbeats, the strategy's health check behind them) and ends
+    with one line saying to run the command again and the epoch it resumes from; the same commands resume
+    from there and end where an uninterrupted one-device run ends."""
     out, ports = tmp_path / "multi", _free_ports(2)
     logs = [tmp_path / f"worker{i}.log" for i in range(2)]
     chief, other = procs = _start_workers(worker, faces, out, ports, logs)
