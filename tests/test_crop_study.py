@@ -1,6 +1,7 @@
 """The crop study (edge_fer.report.crop_study): FER2013 faces pasted into frames go through predict's detector
 and crop, and the report says how accuracy moves with the margin and the box jitter."""
 
+import contextlib
 import json
 
 import numpy as np
@@ -11,9 +12,15 @@ from edge_fer.report import crop_study
 
 @pytest.fixture(scope="module")
 def report(fer_npz):
-    # 24 PublicTest faces, YuNet (predict's detector on x86), the default model: a few seconds
-    return crop_study.run_study(fer_npz, n=24, models=["ferlite_int8"], detectors=["yunet"], margins=[1.0, 3.0],
-                                jitter_levels=[0.3], seed=1)
+    # 24 PublicTest faces, YuNet (predict's detector on x86), the default model: a few seconds with one BLAS
+    # thread (predict's NumPy crop is small matrix products, which a threaded BLAS slows down on shared cores)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        threadpool_limits = lambda limits: contextlib.nullcontext()  # noqa: E731
+    with threadpool_limits(limits=1):
+        return crop_study.run_study(fer_npz, n=24, models=["ferlite_int8"], detectors=["yunet"], margins=[1.0, 3.0],
+                                    jitter_levels=[0.3], seed=1)
 
 
 def test_report_fields_and_known_effects(report):

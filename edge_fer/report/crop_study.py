@@ -9,7 +9,11 @@ detector's box shifted and scaled by controlled jitter) and the shipped models c
 
     python -m edge_fer.report.crop_study run --data ../shared/data/fer2013.npz --split PublicTest --n 800 \\
         --json docs/results/crop_study/publictest.json
-    python -m edge_fer.report.crop_study render docs/results/crop_study/*.json --page docs/crop.md
+    python -m edge_fer.report.crop_study render docs/results/crop_study/*.json --page docs/results.md \
+        --notes docs/results/crop_study/notes.md
+
+Run it with ``OPENBLAS_NUM_THREADS=1`` on a busy machine: predict's NumPy crop is a few small matrix products,
+which a multi-threaded BLAS slows down more than tenfold when the cores are shared.
 
 Choose on PublicTest; PrivateTest is for reporting the chosen margin once. The frames are grey (R = G = B),
 so predict's RGB → grey conversion is the identity and the crop reads the pasted pixels. A face counts as
@@ -24,6 +28,8 @@ import argparse
 import json
 import math
 import platform
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +38,7 @@ import numpy as np
 from ..errors import ConfigError, DataError, EdgeFerError
 
 MARGINS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.6, 2.0)
-JITTER_LEVELS = (0.05, 0.1, 0.2)
+JITTER_LEVELS = (0.1, 0.2)
 JITTER_KINDS = ("shift", "scale", "both")
 MODELS = ("ferlite_int8", "cnn_int8")
 DETECTORS = ("yunet", "blazeface", "haar")
@@ -122,17 +128,21 @@ def _summary(values) -> dict:
 
 
 def _cpu() -> str:
-    name = platform.processor() or platform.machine()
+    import os
+
+    name, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
-    import os
-
-    return f"{name}, {os.cpu_count()} logical cores"
+    isa = ", ".join(label for f, label in (("avx2", "AVX2"), ("avx512f", "AVX-512"), ("avx512_vnni", "VNNI"),
+                                           ("avx512_bf16", "BF16")) if f in flags)
+    return f"{name}{' (' + isa + ')' if isa else ''}, {os.cpu_count()} logical cores"
 
 
 def run_study(data: str | Path, *, split: str = "PublicTest", n: int = 800, models=MODELS, detectors=DETECTORS,
@@ -307,7 +317,7 @@ def jitter_table(r: dict) -> list[str]:
 
 
 def box_table(r: dict) -> list[str]:
-    lines = ["| detector | found (flat / textured background) | ms/frame | registering margin, median (p10–p90) | "
+    lines = ["| detector | found (flat / textured background) | ms/frame (shared, loaded machine) | registering margin, median (p10–p90) | "
              "box centre − face centre, x / y (median, in face sides) |", "|---|---|---|---|---|"]
     for det, d in r["detectors"].items():
         b = d["box"]
@@ -341,7 +351,7 @@ def plot(r: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
-def render(reports: list[dict], commands: str, plot_path: str | None) -> str:
+def render(reports: list[dict], commands: str, plot_path: str | None, notes: str = "") -> str:
     """The Markdown of the study: the selection split's tables, then each other split's margin table."""
     sel = [r for r in reports if r["split"] == "PublicTest"]
     other = [r for r in reports if r["split"] != "PublicTest"]
@@ -367,6 +377,8 @@ def render(reports: list[dict], commands: str, plot_path: str | None) -> str:
         lines += margin_table(r) + [""]
     if plot_path:
         lines += [f"![accuracy against crop margin and box jitter]({plot_path})", ""]
+    if notes:
+        lines += [notes.strip(), ""]
     lines += [END]
     return "\n".join(lines) + "\n"
 
@@ -420,7 +432,8 @@ def main(argv=None) -> None:
     g.add_argument("reports", nargs="+", type=Path)
     g.add_argument("--page", type=Path, default=Path("docs/results.md"), help="page whose crop-study block is written")
     g.add_argument("--plot", type=Path, default=Path(PLOT), help="plot of the PublicTest report")
-    g.add_argument("--commands", type=Path, default=None, help="a file whose text (the commands) heads the block")
+    g.add_argument("--notes", type=Path, default=None,
+                   help="a Markdown file kept beside the reports: what the figures say, ending the block")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "run":
@@ -438,6 +451,7 @@ def main(argv=None) -> None:
             rep = run_study(args.data, split=args.split, n=args.n, models=[m for m in args.models.split(",") if m],
                             detectors=dets, margins=margins, jitter_levels=jitter, jitter_margin=args.jitter_margin,
                             seed=args.seed, align=not args.no_align, log=print)
+            rep["command"] = "python -m edge_fer.report.crop_study " + shlex.join(argv if argv is not None else sys.argv[1:])
             write_json(args.json, rep)
             for det, d in rep["detectors"].items():
                 print(f"{det}: found {d['detection_rate']:.1%}, default margin {d['default_margin']:g}, "
@@ -450,8 +464,12 @@ def main(argv=None) -> None:
             if sel:
                 plot(sel[0], args.plot)
                 plot_rel = str(Path(__import__("os").path.relpath(args.plot, args.page.parent)))
-            cmds = args.commands.read_text().strip() if args.commands else ""
-            write_block(args.page, render(reports, cmds, plot_rel))
+            shown = " ".join(shlex.quote(str(p)) for p in args.reports)
+            notes = f" --notes {shlex.quote(str(args.notes))}" if args.notes else ""
+            cmds = "\n".join(["```bash"] + [r["command"] for r in reports if r.get("command")]
+                              + [f"python -m edge_fer.report.crop_study render {shown} --page {args.page} --plot {args.plot}"
+                                 + notes, "```"])
+            write_block(args.page, render(reports, cmds, plot_rel, args.notes.read_text() if args.notes else ""))
             print(f"wrote the crop-study block of {args.page} from {len(reports)} report(s)")
     except EdgeFerError as e:
         raise SystemExit(f"error: {e}") from None
