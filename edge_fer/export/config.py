@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..quantization.config import AGREEMENT_GATE
+from ..quantization.converter import IO_TYPES
 from .formats import FORMAT_NAMES, select_formats
 
 SOURCES = ("auto", "qat", "ptq")
-IO_TYPES = ("int8", "uint8", "float")
 
 
 @dataclass(frozen=True)
