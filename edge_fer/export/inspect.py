@@ -27,6 +27,7 @@ import numpy as np
 
 from .._tf import quiet_native_stderr, tf as _tf
 from ..errors import ConfigError, RunError
+from ..runtime.tensors import dequantize, quantize
 from ..quantization.converter import (calibrated_model, fix_bias_scales, layer_label, quantise, quantised_nodes,
                                        tflite_converter)
 
@@ -103,7 +104,7 @@ def _direct_metrics():
     """QuantizationDebugger ``layer_direct_compare_metrics``: f(float, quantised, scale, zero point)."""
 
     def deq(q, s, zp):
-        return (q.astype(np.float64) - zp) * s
+        return dequantize(q, s, zp).astype(np.float64)
 
     def cosine(f, q, s, zp):
         a, b = f.ravel().astype(np.float64), deq(q, s, zp).ravel()
@@ -111,9 +112,7 @@ def _direct_metrics():
         return float(a @ b / den) if den else (1.0 if not a.any() and not b.any() else 0.0)
 
     def clipped(f, q, s, zp):
-        info = np.iinfo(q.dtype)
-        lo, hi = (info.min - zp - 0.5) * s, (info.max - zp + 0.5) * s
-        return float(np.mean((f < lo) | (f > hi)))
+        return float(np.mean(_outside_range(f, s, zp, q.dtype)))
 
     return {
         "rmse_steps": lambda f, q, s, zp: float(np.sqrt(np.mean((f - deq(q, s, zp)) ** 2)) / s),
@@ -123,6 +122,12 @@ def _direct_metrics():
         "scale": lambda f, q, s, zp: float(s),
         "zero_point": lambda f, q, s, zp: float(zp),
     }
+
+
+def _outside_range(f: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """Where float values fall outside what the integer type can represent (they are clipped)."""
+    info = np.iinfo(dtype)
+    return (f < (info.min - zero_point - 0.5) * scale) | (f > (info.max - zero_point + 0.5) * scale)
 
 
 def _node_of(nv_name: str, nodes: list[str]) -> str | None:
@@ -289,9 +294,7 @@ def _run_face(interp, face: np.ndarray) -> np.ndarray:
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     v = face[None].astype(np.float32)
     if np.dtype(inp["dtype"]).kind in "iu":
-        s, zp = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        v = np.clip(np.round(v / s + zp), info.min, info.max)
+        v = quantize(v, *inp["quantization"], inp["dtype"])
     interp.set_tensor(inp["index"], v.astype(inp["dtype"]))
     interp.invoke()
     return interp.get_tensor(out["index"]).reshape(-1)
@@ -341,10 +344,9 @@ def inspect_file(int8_model, float_source, x: np.ndarray, y: np.ndarray | None =
             q = qi.get_tensor(t)
             if q.size != f.size:
                 continue
-            info = np.iinfo(q.dtype)
-            deq = (q.astype(np.float64).ravel() - zp) * s
+            deq = dequantize(q, s, zp).astype(np.float64).ravel()
             acc[t] += [np.sum((f - deq) ** 2), f @ f, np.sum(np.abs(f - deq)), f @ deq, deq @ deq,
-                       np.sum((f < (info.min - zp - 0.5) * s) | (f > (info.max - zp + 0.5) * s)), f.size]
+                       np.sum(_outside_range(f, s, zp, q.dtype)), f.size]
     rows, nsr = [], {}
     for op, k, t, _ in pairs:
         err, power, abs_err, dot, qq, clipped, n = acc[t]
@@ -642,7 +644,7 @@ def inspect_onnx(float_onnx: bytes, qdq_onnx: bytes, x: np.ndarray, top1_float: 
                      "rmse_steps": float(np.sqrt(np.mean((pre - post) ** 2)) / s),
                      "mae": float(np.mean(np.abs(flt - post))),
                      "cosine": float(flt @ post / den) if den else float(not flt.any() and not post.any()),
-                     "clipped": float(np.mean((pre < (info.min - zp - 0.5) * s) | (pre > (info.max - zp + 0.5) * s))),
+                     "clipped": float(np.mean(_outside_range(pre, s, zp, dt))),
                      "sqnr_db": _sqnr(flt, post), "elements": int(flt.size)})
     rows.sort(key=lambda r: order.get(r["node"], 1 << 30))
     ranked = sorted(rows, key=lambda r: r["sqnr_db"])
