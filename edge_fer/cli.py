@@ -501,12 +501,18 @@ def export_cmd(run, int8_only, precisions, formats, source, io, calib_size, cali
     """
     from .export import export_run
 
-    click.echo(f"{'artefact':<34}{'size':>12}{'time':>8}  verification on the validation split")
+    header = [f"{'artefact':<34}{'size':>12}{'time':>8}  verification on the validation split"]
+
+    def on_result(result) -> None:  # the table's header with its first row, not before a refusal of the run
+        while header:
+            click.echo(header.pop())
+        click.echo(result.line())
+
     config = ExportConfig(formats=_csv(formats), precisions=["int8"] if int8_only else _csv(precisions),
                           source=source, io=io, calib_size=calib_size, calib_data=calib_data, calib_method=calib_method,
                           threshold=threshold, force=force, batch=batch, per_tensor=per_tensor,
                           keep_float=[n for v in keep_float for n in _csv(v)])
-    results = export_run(run, config, out=out, data_path=data_path, on_result=lambda r: click.echo(r.line()))
+    results = export_run(run, config, out=out, data_path=data_path, on_result=on_result)
     click.echo(f"wrote {len(results)} artefact(s) with .json metadata to {Path(results[0].file).parent}/ "
                "(export_report.json)")
 
