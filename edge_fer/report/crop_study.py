@@ -385,24 +385,15 @@ def render(reports: list[dict], commands: str, plot_path: str | None, notes: str
 
 def carry(old: str, new: str) -> str:
     """``new`` page text with the rendered crop-study block of ``old`` kept (appended when ``new`` has none)."""
-    if START not in old or END not in old:
-        return new
-    block = old[old.index(START): old.index(END) + len(END)]
-    if START in new and END in new:
-        return new[:new.index(START)] + block + new[new.index(END) + len(END):]
-    return new.rstrip("\n") + "\n\n" + block + "\n"
+    from .page_blocks import carry_block
+
+    return carry_block(old, new, START, END)
 
 
 def write_block(page: Path, block: str) -> None:
-    from ..runs import atomic_path
+    from .page_blocks import write_block as write
 
-    text = page.read_text() if page.is_file() else ""
-    if START in text and END in text:
-        text = text[:text.index(START)] + block.rstrip("\n") + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    with atomic_path(page) as tmp:
-        tmp.write_text(text if text.endswith("\n") else text + "\n")
+    write(page, block, START, END)
 
 
 def _floats(s: str) -> list[float]:

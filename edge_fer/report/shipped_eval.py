@@ -138,21 +138,15 @@ def kind_of(path: Path) -> str:
 
 def carry(old: str, new: str) -> str:
     """``new`` page text with the rendered block of ``old`` kept (appended when ``new`` has none)."""
-    if START not in old or END not in old:
-        return new
-    block = old[old.index(START): old.index(END) + len(END)]
-    if START in new and END in new:
-        return new[:new.index(START)] + block + new[new.index(END) + len(END):]
-    return new.rstrip("\n") + "\n\n" + block + "\n"
+    from .page_blocks import carry_block
+
+    return carry_block(old, new, START, END)
 
 
 def write_block(page: Path, block: str) -> None:
-    text = page.read_text() if page.is_file() else ""
-    if START in text and END in text:
-        text = text[:text.index(START)] + block.rstrip("\n") + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    page.write_text(text if text.endswith("\n") else text + "\n")
+    from .page_blocks import write_block as write
+
+    write(page, block, START, END)
 
 
 def main(argv=None) -> None:
