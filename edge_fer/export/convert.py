@@ -8,7 +8,6 @@ verifies first, then writes atomically).
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
 import tempfile
 from io import StringIO
@@ -18,9 +17,8 @@ from pathlib import Path
 from .._tf import quiet_onnxruntime, tf as _tf
 from ..calibration import CalibrationMethod, CalibrationSet
 from ..runtime.onnx_model import unshare_initializers
-from ..errors import ConfigError
 # the TFLite converter lives below export, where quantization's range search uses it too
-from ..quantization.converter import IO_TYPES, fix_bias_scales, keras_layers, to_tflite  # noqa: F401
+from ..quantization.converter import IO_TYPES, fix_bias_scales, keras_layers, to_tflite, unknown_layer  # noqa: F401
 
 ONNX_OPSET = 17
 log = logging.getLogger(__name__)
@@ -96,11 +94,7 @@ def onnx_nodes_to_exclude(node_names: list[str], wanted: list[str]) -> list[str]
         layers = set(w.split("+")) | set(keras_layers(w))
         hit = [n for n in node_names if n == w or layer_of(n) in layers]
         if not hit:
-            choices = sorted({layer_of(n) for n in node_names} - {None})
-            close = difflib.get_close_matches(w, choices, n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ConfigError(f"--keep-float {w!r}: no ONNX node of that layer; {hint}"
-                              f"`edgefer inspect RUN` lists them (e.g. {', '.join(choices[:4])})")
+            raise unknown_layer(w, sorted({layer_of(n) for n in node_names} - {None}), "no ONNX node of that layer")
         out += [n for n in hit if n not in out]
     return out
 

@@ -50,16 +50,21 @@ def layer_label(node: str) -> str:
     return "+".join(keras_layers(node)) or node
 
 
+
+def unknown_layer(name: str, choices: list[str], what: str) -> ConfigError:
+    """The error for a --keep-float name that matches nothing: the close matches and where names are listed."""
+    close = difflib.get_close_matches(name, choices, n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return ConfigError(f"--keep-float {name!r}: {what}; {hint}`edgefer inspect RUN` lists them "
+                       f"(e.g. {', '.join(choices[:4])})")
+
 def resolve_keep_float(nodes: list[str], wanted: list[str]) -> list[str]:
     """The converter nodes for ``--keep-float`` names: a Keras layer name, a report label or a node name."""
     picked, choices = [], sorted({n for node in nodes for n in [*keras_layers(node), layer_label(node)]})
     for w in wanted:
         hit = [n for n in nodes if w == n or w == layer_label(n) or w in keras_layers(n)]
         if not hit:
-            close = difflib.get_close_matches(w, choices, n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise ConfigError(f"--keep-float {w!r}: no quantised layer of that name; {hint}"
-                              f"`edgefer inspect RUN` lists them (e.g. {', '.join(choices[:4])})")
+            raise unknown_layer(w, choices, "no quantised layer of that name")
         picked += [n for n in hit if n not in picked]
     return picked
 
