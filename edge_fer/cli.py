@@ -211,10 +211,11 @@ def _model_options(options) -> dict:
 @click.option("--split-mode", type=click.Choice(["official", "random80"]), default=_d(TrainConfig, "split_mode"),
               show_default=True,
               help="official: Training/PublicTest/PrivateTest; random80: the study's stratified 80/20.")
-@click.option("--ferplus", type=click.Path(dir_okay=False), default=None,
-              help="FERPlus fer2013new.csv: relabel by annotator majority and drop not-a-face rows.")
+@click.option("--ferplus", type=click.Path(dir_okay=False), default=None, metavar="CSV",
+              help="FERPlus fer2013new.csv: train on its ten annotators' labels as FERPlus' authors derive them "
+                   "(contempt, unknown and not-a-face faces left out); validation and test use the majority label.")
 @click.option("--label-mode", type=click.Choice(["hard", "soft"]), default=_d(TrainConfig, "label_mode"), show_default=True,
-              help="With --ferplus: majority labels (hard) or the vote distribution (soft).")
+              help="With --ferplus: majority labels (hard) or the vote distribution, cross-entropy on it (soft).")
 @click.option("--label-smoothing", type=float, default=_d(TrainConfig, "label_smoothing"), show_default=True,
               help="Cross-entropy label smoothing, in [0, 1).")
 @click.option("--schedule", type=click.Choice(SCHEDULES), default=_d(TrainConfig, "schedule"), show_default=True,
@@ -234,6 +235,11 @@ def _model_options(options) -> dict:
 @click.option("--option", "-o", "options", multiple=True, metavar="KEY=VALUE",
               help="Builder option, repeatable: -o width=0.5 -o dropout=0.3 -o blocks=[1,2,2] -o stem_stride=1 (values are JSON; `edgefer models` lists each builder's).")
 @click.option("--no-augment", is_flag=True, help="Train without data augmentation.")
+@click.option("--aug-zoom", type=float, default=_d(TrainConfig, "aug_zoom"), show_default=True, metavar="FRACTION",
+              help="Augmentation: random zoom of ±FRACTION. 0.2 covers a face detector's box size (docs/results.md, "
+                   "crop study).")
+@click.option("--aug-shift", type=float, default=_d(TrainConfig, "aug_shift"), show_default=True, metavar="FRACTION",
+              help="Augmentation: random shift of up to ±FRACTION of the side.")
 @click.option("--weights", default="none", show_default=True, metavar="none|imagenet|PATH",
               help="Start resnet50 or vgg16 from ImageNet weights: imagenet downloads them (needs network access "
                    "once); PATH is the no-top .h5 file downloaded once (e.g. resnet50_weights_tf_dim_ordering_tf_"
@@ -248,7 +254,7 @@ def _model_options(options) -> dict:
 @click.option("--skip-bad", is_flag=True, help="Skip malformed rows/files instead of stopping.")
 def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, ferplus, label_mode,
               label_smoothing, schedule, warmup_epochs, mixup, teacher, distill_weight, distill_temperature, options,
-              no_augment, weights, monitor, patience, seed, skip_bad, jit=False, strategy="auto", devices=None,
+              no_augment, aug_zoom, aug_shift, weights, monitor, patience, seed, skip_bad, jit=False, strategy="auto", devices=None,
               scale_lr=False, worker_timeout=None) -> None:
     """Train an architecture on FER2013 (the study's recipe by default).
 
@@ -266,7 +272,7 @@ def train_cmd(model, data, epochs, batch_size, lr, precision, out, split_mode, f
                                "or --teacher cnn_int8); add a teacher or drop them")
     cfg = TrainConfig(model=model, data=_resolve_data(data), epochs=epochs, batch_size=batch_size, lr=lr,
                       precision=precision, split_mode=split_mode, ferplus=ferplus, label_mode=label_mode,
-                      label_smoothing=label_smoothing, augment=not no_augment,
+                      label_smoothing=label_smoothing, augment=not no_augment, aug_zoom=aug_zoom, aug_shift=aug_shift,
                       weights=None if weights == "none" else weights, monitor=monitor,
                       early_stopping_patience=patience, seed=seed, skip_bad=skip_bad, schedule=schedule,
                       warmup_epochs=warmup_epochs, mixup=mixup,

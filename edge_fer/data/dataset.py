@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..labels import CLASSES, NUM_CLASSES, OFFICIAL_SPLITS, SPLITS
-from .loaders import RawFER, read_any, read_ferplus
+from .loaders import RawFER, read_any
 
 log = logging.getLogger(__name__)
 
@@ -109,8 +109,12 @@ def load_fer(
     ``split_mode="random80"``: the study's stratified random 80/20 train/test split of all rows,
     with validation a stratified 10% of that train part.
 
-    ``ferplus``: Microsoft's fer2013new.csv, aligned by row; its not-a-face rows are dropped and
-    labels become the FERPlus majority (``label_mode="hard"``) or vote distribution (``"soft"``).
+    ``ferplus``: Microsoft's fer2013new.csv, aligned by row, with labels derived as FERPlus'
+    authors do (:mod:`edge_fer.data.ferplus`; contempt, unknown and not-a-face rows are left out).
+    Validation and test always hold the majority label of the faces that have one, so a model is
+    selected and reported on the same faces whichever targets it learned; training targets are
+    the majority one-hot (``label_mode="hard"``) or the vote distribution of every face FERPlus'
+    ``probability`` mode keeps (``"soft"``).
     """
     if split_mode not in SPLIT_MODES:
         raise ConfigError(f"unknown split mode {split_mode!r}; expected one of {', '.join(SPLIT_MODES)}")
@@ -123,21 +127,16 @@ def load_fer(
     labels = raw.labels
     targets = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
     keep = np.ones(n, dtype=bool)
+    train_keep = keep
     if ferplus is not None:
         if raw.skipped:
             raise DataError("FERPlus labels align by row, so they cannot be combined with --skip-bad; fix the bad rows")
-        votes, keep = read_ferplus(ferplus, n)
-        labels = votes.argmax(axis=1).astype(np.int64)
-        if label_mode == "soft":
-            targets = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-9)
-        else:
-            targets = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
-        log.info("FERPlus: dropped %d not-a-face row(s)", int((~keep).sum()))
+        labels, targets, keep, train_keep = _ferplus_labels(ferplus, n, label_mode)
 
     rows = np.arange(n)
     rng = np.random.default_rng(seed)
     if split_mode == "official":
-        index = {s: rows[keep & (raw.usage == u)] for u, s in OFFICIAL_SPLITS.items()}
+        index = {s: rows[(train_keep if s == "train" else keep) & (raw.usage == u)] for u, s in OFFICIAL_SPLITS.items()}
         if len(index["validation"]) == 0 and len(index["train"]) > 0:
             index["train"], index["validation"] = _stratified_split(index["train"], labels, 0.1, rng)
             log.info("no PublicTest rows in %s: validation is a stratified 10%% of train", raw.source)
@@ -146,8 +145,10 @@ def load_fer(
         train, validation = _stratified_split(train_all, labels, 0.1, rng)
         index = {"train": train, "validation": validation, "test": test}
 
-    splits = {
-        s: Split(s, raw.pixels[idx], labels[idx], targets[idx], idx) for s, idx in ((s, index[s]) for s in SPLITS)
+    one_hot = np.eye(NUM_CLASSES, dtype=np.float32)
+    splits = {  # soft targets are for training; validation and test score the label
+        s: Split(s, raw.pixels[idx], labels[idx], targets[idx] if s == "train" else one_hot[labels[idx]], idx)
+        for s, idx in ((s, index[s]) for s in SPLITS)
     }
     return FERData(
         splits=splits,
@@ -157,6 +158,28 @@ def load_fer(
         ferplus=str(ferplus) if ferplus else None,
         skipped=len(raw.skipped),
     )
+
+
+def _ferplus_labels(path, n: int, label_mode: str):
+    """``(labels, targets, keep, train_keep)`` of every row from FERPlus votes: majority labels and
+    their rows (``keep``, for validation and test), and the training targets and rows of ``label_mode``."""
+    from .ferplus import ferplus_majority, ferplus_probability, read_ferplus_votes
+
+    votes = read_ferplus_votes(path, n)
+    majority, reason = ferplus_majority(votes)
+    keep = majority >= 0
+    if label_mode == "soft":
+        targets, soft_reason = ferplus_probability(votes)
+        train_keep = soft_reason == ""
+        labels = np.where(keep, majority, targets.argmax(axis=1)).astype(np.int64)
+    else:
+        train_keep = keep
+        labels = np.where(keep, majority, 0).astype(np.int64)
+        targets = np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+    log.info("FERPlus: %d face(s) with a majority label (left out: %s); %d training target(s) in %s mode",
+             int(keep.sum()), ", ".join(f"{r} {int((reason == r).sum())}" for r in sorted(set(reason) - {""})),
+             int(train_keep.sum()), label_mode)
+    return labels, targets, keep, train_keep
 
 
 def _stratified_split(idx: np.ndarray, labels: np.ndarray, fraction: float, rng) -> tuple[np.ndarray, np.ndarray]:

@@ -224,7 +224,7 @@ class _Job:
 
     def fine_tune(self, best_path: Path, teacher_fn, verbose: int) -> None:
         """Fit for ``epochs``; each better epoch on validation overwrites ``best_path``."""
-        from ..data.pipeline import Augment, make_dataset
+        from ..data.pipeline import make_dataset
         from ..training.train import compile_model
 
         qc, cfg, keras = self.qc, self.cfg, _keras()
@@ -233,7 +233,7 @@ class _Job:
         with self.dist.scope():
             compile_model(self.qat_model, cfg, optimizer=keras.optimizers.Adam(learning_rate=qc.lr))
         ds_train = make_dataset(self.train.x, self.train.targets, batch_size=qc.batch_size, training=True,
-                                augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=self.channels,
+                                augment=cfg.augmentation(), seed=cfg.seed, channels=self.channels,
                                 teacher=teacher_fn)
         ds_val = make_dataset(self.val.x, self.val.targets, batch_size=256, training=False, channels=self.channels)
         best, history = self.best, self.history

@@ -40,6 +40,8 @@ class TrainConfig:
     label_mode: str = "hard"
     label_smoothing: float = 0.0
     augment: bool = True
+    aug_zoom: float = 0.1  # augmentation: scale in [1 - zoom, 1 + zoom]
+    aug_shift: float = 0.1  # augmentation: shift up to this fraction of the side
     weights: str | None = None  # None, "imagenet" (keras downloads it) or a weights file's absolute path
     weights_sha256: str | None = None  # the weights file's SHA-256, computed when the config is made
     monitor: str = "val_accuracy"  # best checkpoint and early stopping
@@ -78,6 +80,9 @@ class TrainConfig:
             raise ConfigError(f"--warmup-epochs must be in [0, epochs), got {self.warmup_epochs}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        for name, value in (("--aug-zoom", self.aug_zoom), ("--aug-shift", self.aug_shift)):
+            if not 0.0 <= value < 0.5:
+                raise ConfigError(f"{name} must be in [0, 0.5) (a fraction of the face's side), got {value}")
         if not self.mixup >= 0.0:
             raise ConfigError(f"--mixup must be ≥ 0 (the Beta distribution's α; 0 disables it), got {self.mixup}")
         if not 0.0 < self.distill_weight <= 1.0:
@@ -110,6 +115,12 @@ class TrainConfig:
             path = check_weights_file(get_spec(self.model).name, self.weights)
             object.__setattr__(self, "weights", str(path.resolve()))
             object.__setattr__(self, "weights_sha256", sha256_file(path))
+
+    def augmentation(self):
+        """The training batches' :class:`~edge_fer.data.pipeline.Augment`, or None without augmentation."""
+        from ..data.pipeline import Augment
+
+        return Augment(zoom=self.aug_zoom, shift=self.aug_shift) if self.augment else None
 
     def lr_at(self, epoch: int) -> float:
         """The cosine schedule's learning rate for (0-based) ``epoch``."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._tf import keras as _keras
 from .._tf import tf as _tf
-from ..data.pipeline import Augment, make_dataset, teacher_targets
+from ..data.pipeline import make_dataset, teacher_targets
 from ..errors import ConfigError, RunError
 from ..models import create_model, describe_model, load_model, resolve_name
 from ..runs import RunLayout, atomic_path, next_run_dir, read_state, write_json
@@ -310,7 +310,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, *, verbose: int = 2, 
                      cfg.distill_temperature)
         channels = model.input_shape[-1]
         ds_train = make_dataset(train_split.x, train_split.targets, batch_size=cfg.batch_size, training=True,
-                                augment=Augment() if cfg.augment else None, seed=cfg.seed, channels=channels,
+                                augment=cfg.augmentation(), seed=cfg.seed, channels=channels,
                                 mixup=cfg.mixup, teacher=teacher_fn, first_epoch=initial_epoch)
         ds_val = make_dataset(val_split.x, val_split.targets, batch_size=256, training=False, channels=channels)
         if dist.workers > 1:  # each worker takes its share of every batch (the arrays have no files to split)

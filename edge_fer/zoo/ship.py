@@ -227,7 +227,7 @@ _FLAGS = {"precision": "--precision", "split_mode": "--split-mode", "label_mode"
           "label_smoothing": "--label-smoothing", "monitor": "--monitor", "early_stopping_patience": "--patience",
           "schedule": "--schedule", "warmup_epochs": "--warmup-epochs", "mixup": "--mixup", "teacher": "--teacher",
           "distill_weight": "--distill-weight", "distill_temperature": "--distill-temperature", "seed": "--seed",
-          "weights": "--weights", "ferplus": "--ferplus"}
+          "weights": "--weights", "ferplus": "--ferplus", "aug_zoom": "--aug-zoom", "aug_shift": "--aug-shift"}
 
 
 def _weights_text(train: dict) -> str:
