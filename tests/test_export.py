@@ -237,6 +237,18 @@ def test_quant_bench_table_and_update(qat, trained, tmp_path):
     assert table.count("| cnn (width=0.5) | 4 | cnn_int8_qat.tflite |") == 2
 
 
+def test_quant_bench_records_runs_relative_to_home_or_here(tmp_path, monkeypatch):
+    """The committed results name no machine's home or checkout."""
+    from edge_fer.report.quant_bench import shown_path
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / "runs" / "cnn").mkdir(parents=True)
+    (tmp_path / "repo" / "runs" / "x").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "repo")
+    assert shown_path(tmp_path / "home" / "runs" / "cnn") == "~/runs/cnn"
+    assert shown_path(tmp_path / "repo" / "runs" / "x") == "runs/x"
+
+
 def test_calibration_sets(data, tmp_path):
     calib = CalibrationSet.from_split(data["train"], size=70, seed=1)
     counts = np.bincount(data["train"].y[np.isin(data["train"].x.reshape(len(data["train"]), -1).sum(1),

@@ -47,8 +47,20 @@ def bench_run(run, *, threads=(1, 2), min_seconds: float = 2.0) -> dict:
                 row[f"p50_ms_{t}t"] = measure_latency(model.invoke, prepared, min_seconds=min_seconds)["p50_ms"]
             rows.append(row)
     cfg = TrainConfig.load(run_dir)
-    return {"run": str(run_dir), "model": cfg.label + _ranges_label(run_dir) + (", per-tensor weights" if per_tensor else ""),
+    return {"run": shown_path(run_dir), "model": cfg.label + _ranges_label(run_dir) + (", per-tensor weights" if per_tensor else ""),
             "epochs": read_state(run_dir).get("epoch"), "measured": time.strftime("%Y-%m-%d"), "rows": rows}
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as the results file records it: relative to the working directory or to ``~``, so that the
+    committed JSON names no machine's home or checkout."""
+    path = Path(path).resolve()
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def ranges_label(qat: dict) -> str:
