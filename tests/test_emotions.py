@@ -3,8 +3,12 @@ the smiling astronaut happy with its box on her face, and a neutral FER2013 test
 
 The astronaut's face box was checked by hand on the image: hairline to chin, cheek to cheek.
 The neutral face is PrivateTest row 32890 (labelled neutral): every shipped model calls it neutral,
-the default one with probability 0.996, from a 4× upscale the detectors find.
+from a 4× upscale the detectors find. The default model (ferlite_int8 today) was trained with label
+smoothing 0.1, so its top probability stays near 0.91 on the clearest face (astronaut 0.90–0.91, the
+neutral face 0.91; cnn_int8, trained without smoothing: 0.93–0.99): the tests ask for ≥ 0.85.
 """
+
+MIN_PROBABILITY = 0.85  # a clear face, called with confidence by the default model (see above)
 
 import json
 
@@ -60,21 +64,21 @@ def test_predict_says_happy_on_the_astronaut_and_neutral_on_a_neutral_face(neutr
     recs = {rec["source"].split("/")[-1]: rec for rec in map(json.loads, (tmp_path / "out.jsonl").read_text().splitlines())}
     a, n = recs["astronaut.png"], recs["neutral.png"]
     assert a["model"] == default_model().stem == n["model"]
-    assert a["label"] == "happy" and a["probability"] >= 0.9, a
+    assert a["label"] == "happy" and a["probability"] >= MIN_PROBABILITY, a
     assert iou(a["box"], ASTRONAUT_FACE) >= 0.5, (a["box"], ASTRONAUT_FACE)
-    assert n["label"] == "neutral" and n["probability"] >= 0.9, n
+    assert n["label"] == "neutral" and n["probability"] >= MIN_PROBABILITY, n
 
 
 @pytest.mark.parametrize("detector", ["auto", "blazeface", "haar"])
 def test_recognizer_says_happy_on_the_astronaut(detector):
     [rec] = Recognizer(detector=detector).predict(_astronaut())
-    assert rec["label"] == "happy" and rec["probability"] >= 0.9, rec
+    assert rec["label"] == "happy" and rec["probability"] >= MIN_PROBABILITY, rec
     assert iou(rec["box"], ASTRONAUT_FACE) >= 0.5, (detector, rec["box"])
 
 
 def test_recognizer_says_neutral_on_a_neutral_face(neutral_face):
     [rec] = Recognizer().predict(neutral_face)
-    assert rec["label"] == "neutral" and rec["probability"] >= 0.9, rec
+    assert rec["label"] == "neutral" and rec["probability"] >= MIN_PROBABILITY, rec
     # the same face given as its own box (no detector) is still neutral
     [given] = Recognizer().predict(neutral_face, boxes=[(16, 4, 160, 184)])
     assert given["label"] == "neutral", given

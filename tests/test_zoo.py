@@ -30,10 +30,43 @@ def test_shipped_models_are_small_int8_with_cards():
         for key in ("int8", "float32"):
             assert 0.14 < card["test"][key]["accuracy"] <= 1.0  # better than chance on PrivateTest
             assert set(card["test"][key]["per_class_f1"]) == set(CLASSES)
-        assert card["test"]["n_test"] == 3589
+        # PrivateTest as the model was trained: FER2013 labels (3,589 faces) or FERPlus majority labels (3,137)
+        fer2013_labels = card["labels"]["learned"] == "FER2013"
+        assert card["test"]["n_test"] == (3589 if fer2013_labels else 3137)
         assert card["latency_ms"]["tflite"]["1"] > 0
         text = m.card_path.read_text()
         assert "edgefer train --model" in text and "edgefer zoo build" in text and "PrivateTest" in text
+        # every card has the same three evaluations, of both formats, on the full data
+        ev = card["evaluations"]
+        assert {k: ev[k]["n"] for k in ev} == {"fer2013": 3589, "ferplus": 3137, "ckplus48": 927}, m.name
+        for e in ev.values():
+            assert set(e) >= {"int8", "int8_onnx"} and list(e["int8"]["per_class_recall"]) == list(CLASSES)
+        assert ev["ckplus48"]["int8"]["per_class_recall"]["neutral"] is None  # CK+48 has no neutral face
+        assert ev["ckplus48"]["int8"]["macro_f1_classes"] == 6
+        if fer2013_labels:  # the same faces and labels as the card's own PrivateTest figures
+            for fmt in ("int8", "int8_onnx"):
+                assert ev["fer2013"][fmt]["accuracy"] == card["test"][fmt]["accuracy"]
+                assert ev["fer2013"][fmt]["macro_f1"] == pytest.approx(card["test"][fmt]["macro_f1"], abs=1e-12)
+        assert f"**{card['labels']['learned']}** labels. {card['labels']['rule']}" in text
+        assert "| FERPlus PrivateTest | FERPlus majority | 3,137 | int8 TFLite | " in text and "Not measured" not in text
+
+
+def test_readme_states_the_labels_each_shipped_model_learned(tmp_path):
+    """README's table is the cards' (python -m edge_fer.zoo.catalogue README.md writes it)."""
+    from edge_fer.zoo.catalogue import LABELS_END, LABELS_START, render_labels_table
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme[readme.index(LABELS_START): readme.index(LABELS_END) + len(LABELS_END)]
+    models = shipped_models()
+    assert block == render_labels_table(models)
+    assert all(f"| `{m.name}`" in block for m in models)
+    # a card that learned other labels, or measured another figure, no longer matches the README
+    d = tmp_path / "shipped"
+    shutil.copytree(models[0].path.parent, d)
+    card = json.loads((d / f"{models[0].name}.card.json").read_text())
+    card["labels"]["learned"] = "FERPlus majority"
+    (d / f"{models[0].name}.card.json").write_text(json.dumps(card))
+    assert render_labels_table(shipped_models(d)) != block
 
 
 def test_resolve_model_names_and_paths(tmp_path):
@@ -48,10 +81,16 @@ def test_resolve_model_names_and_paths(tmp_path):
 
 
 def test_models_lists_the_shipped(run):
+    from edge_fer.zoo import DEFAULT_RULE, default_model
+
     r = run("models")
     assert r.exit_code == 0
     for m in shipped_models():
         assert m.name in r.output
+    default = default_model().stem
+    assert [line.split()[0] for line in r.output.splitlines() if line.split()[1:2] == ["*"]] == [default]
+    assert f"* the default of `edgefer predict` and Recognizer(): {DEFAULT_RULE}." in r.output
+    assert " ".join(run("predict", "--help").output.split()).count(DEFAULT_RULE) == 1
 
 
 def test_main_job_bench_of_shipped_models_on_the_embedded_sample(run, tmp_path):

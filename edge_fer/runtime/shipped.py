@@ -21,8 +21,12 @@ from ..errors import ConfigError, ModelError
 from . import MODEL_SUFFIXES
 
 SHIPPED_DIR = Path(__file__).parents[1] / "zoo" / "shipped"  # package data of edge_fer.zoo
-# The default model of `edgefer predict` and `Recognizer()`: the first of these that is shipped.
-PREFERRED = ("cnn_int8", "mobilenetv3_small_int8")
+# The edge budget the default model must fit: the int8 TFLite file's size and its card's 1-thread p50.
+EDGE_BUDGET_BYTES = 500 * 1024
+EDGE_BUDGET_P50_MS = 0.25
+DEFAULT_RULE = ("the shipped model with the best FERPlus PrivateTest accuracy on its card among those within the "
+                "edge budget (int8 TFLite ≤ 500 KB and 1-thread p50 ≤ 0.25 ms on its card); if none is, the best "
+                "on FERPlus of all")
 
 
 @dataclass(frozen=True)
@@ -37,13 +41,30 @@ class ShippedModel:
         """The TFLite file (the main artefact), else the ONNX one."""
         return self.files.get(".tflite") or self.files[".onnx"]
 
+    @property
+    def p50_ms_1t(self) -> float | None:
+        """The card's batch-1 p50 of the TFLite file on one thread."""
+        return (self.card.get("latency_ms") or {}).get("tflite", {}).get("1")
+
+    def accuracy_on(self, evaluation: str) -> float | None:
+        """The int8 TFLite accuracy the card states on ``evaluation`` (fer2013, ferplus, ckplus48); None if unmeasured."""
+        return ((self.card.get("evaluations") or {}).get(evaluation) or {}).get("int8", {}).get("accuracy")
+
+    @property
+    def within_edge_budget(self) -> bool:
+        tflite = self.files.get(".tflite")
+        return (tflite is not None and tflite.stat().st_size <= EDGE_BUDGET_BYTES
+                and self.p50_ms_1t is not None and self.p50_ms_1t <= EDGE_BUDGET_P50_MS)
+
     def summary(self) -> dict:
         t = self.card.get("test", {})
         return {"name": self.name, "architecture": self.card.get("architecture"),
+                "labels": (self.card.get("labels") or {}).get("learned"),
                 "formats": [s.lstrip(".") for s in self.files], "accuracy": t.get("int8", {}).get("accuracy"),
                 "macro_f1": t.get("int8", {}).get("macro_f1"), "size_kb": self.path.stat().st_size / 1024,
-                "p50_ms_1t": (self.card.get("latency_ms") or {}).get("tflite", {}).get("1"),
-                "card": str(self.card_path)}
+                "p50_ms_1t": self.p50_ms_1t,
+                **{f"{k}_accuracy": self.accuracy_on(k) for k in ("fer2013", "ferplus", "ckplus48")},
+                "within_edge_budget": self.within_edge_budget, "card": str(self.card_path)}
 
 
 def shipped_models(directory: Path | None = None) -> list[ShippedModel]:
@@ -71,15 +92,23 @@ def get_shipped(name: str) -> ShippedModel:
     raise ConfigError(f"no shipped model {name!r}; shipped: {names} (see `edgefer models`)")
 
 
-def default_model() -> Path:
-    """The preferred shipped model (what `edgefer predict` uses without --model)."""
-    models = {m.name: m for m in shipped_models()}
-    for name in PREFERRED:
-        if name in models:
-            return models[name].path
-    if models:
-        return next(iter(models.values())).path
-    raise ModelError("no model shipped with this installation; pass --model PATH to an exported .tflite/.onnx")
+def default_shipped(models: list[ShippedModel]) -> ShippedModel | None:
+    """The default among ``models`` by :data:`DEFAULT_RULE`; ties go to the first by name, and a model
+    without a FERPlus figure comes after every model with one. None if there are none."""
+    def rank(m: ShippedModel):
+        acc = m.accuracy_on("ferplus")
+        return (not m.within_edge_budget, acc is None, -(acc or 0.0), m.name)
+
+    return min(models, key=rank, default=None)
+
+
+def default_model(directory: Path | None = None) -> Path:
+    """The file of the default shipped model (what `edgefer predict` and `Recognizer()` use without a model):
+    see :data:`DEFAULT_RULE`."""
+    best = default_shipped(shipped_models(directory))
+    if best is None:
+        raise ModelError("no model shipped with this installation; pass --model PATH to an exported .tflite/.onnx")
+    return best.path
 
 
 def resolve_model(model: str | Path | None) -> Path:

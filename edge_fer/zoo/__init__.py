@@ -12,8 +12,8 @@ A shipped model ``NAME`` is ``shipped/NAME.tflite`` (+ ``.onnx``), each with its
 name is :mod:`edge_fer.runtime.shipped` (re-exported here), so the stages below the zoo use it too.
 """
 
-from ..runtime.shipped import (PREFERRED, SHIPPED_DIR, ShippedModel, default_model, get_shipped, resolve_model,
-                               shipped_models, shipped_names)
+from ..runtime.shipped import (DEFAULT_RULE, SHIPPED_DIR, ShippedModel, default_model, default_shipped, get_shipped,
+                               resolve_model, shipped_models, shipped_names)
 
-__all__ = ["PREFERRED", "SHIPPED_DIR", "ShippedModel", "default_model", "get_shipped", "resolve_model", "shipped_models",
-           "shipped_names"]
+__all__ = ["DEFAULT_RULE", "SHIPPED_DIR", "ShippedModel", "default_model", "default_shipped", "get_shipped",
+           "resolve_model", "shipped_models", "shipped_names"]

@@ -21,7 +21,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, DataError, RunError
 from ..labels import CLASSES
 from ..quantization.config import AGREEMENT_GATE, QATConfig
 from ..runs import RunLayout, atomic_path, read_state, resolve_run, write_json
@@ -121,6 +121,80 @@ def calibration_figures(model: Path, data) -> dict:
     return {**calibration_report(p_val, val.y, p_test, test.y), "fitted_on": "PublicTest", "reported_on": "PrivateTest"}
 
 
+# Which labels a model learned, from its training recipe: (what, the rule in one sentence).
+LEARNED_LABELS = {
+    None: ("FER2013", "One emotion per face, as FER2013 ships it (its `emotion` column)."),
+    "hard": ("FERPlus majority", "FERPlus' ten-annotator votes in its authors' majority mode: a class with a single "
+             "vote is dropped as an outlier and the label is the class holding more than half of the remaining votes; "
+             "faces without one, or whose label is unknown, not a face or contempt, were left out of training."),
+    "soft": ("FERPlus vote distribution", "FERPlus' ten-annotator votes in its authors' probability mode: single votes "
+             "dropped as outliers, each training face's target is the share of votes of its most-voted classes "
+             "(at most three, until they hold 75% of the votes); validation and test score the majority label."),
+}
+# The evaluations every card reports, in the card's order: key → (title, labels, how its faces are chosen)
+EVALUATIONS = {
+    "fer2013": ("FER2013 PrivateTest", "FER2013", "every PrivateTest face with its FER2013 label"),
+    "ferplus": ("FERPlus PrivateTest", "FERPlus majority", "PrivateTest faces with a FERPlus majority label "
+                "(no majority, unknown, not a face and contempt left out)"),
+    "ckplus48": ("CK+48", "CK+48's own, mapped", "every CK+48 face but contempt, which has no class here"),
+}
+
+
+def learned_labels(train: dict) -> dict:
+    """``{"learned": ..., "rule": ...}``: which labels a training recipe (a card's recipe.train) learned."""
+    learned, rule = LEARNED_LABELS[train.get("label_mode", "hard") if train.get("ferplus") else None]
+    return {"learned": learned, "rule": rule}
+
+
+def _evaluation_row(y, probs) -> dict:
+    from ..report.model_eval import score
+
+    s = score(y, probs)
+    present = s["macro_present"]["classes"]
+    return {"correct": int(round(s["accuracy"] * len(y))), "accuracy": s["accuracy"], "macro_f1": s["macro_present"]["f1"],
+            "macro_f1_classes": len(present),
+            "per_class_recall": {c: (v["recall"] if v["support"] else None) for c, v in s["per_class"].items()}}
+
+
+def evaluation_figures(tflite: Path, onnx: Path | None, *, fer2013, ferplus=None, ckplus=None) -> dict:
+    """The int8 artefacts on FER2013 PrivateTest with FER2013 labels, FERPlus PrivateTest with majority
+    labels (``ferplus`` votes) and CK+48 (``ckplus``, contempt dropped): accuracy, macro-F1 over the
+    classes present, per-class recall. The faces and scores are ``edgefer evaluate``'s
+    (:func:`edge_fer.data.labelled.load_eval_set`, :func:`edge_fer.report.model_eval.score`); an
+    evaluation whose file is not given is None. Report-only: nothing is chosen on these faces."""
+    from ..data.labelled import load_eval_set
+    from ..report.model_eval import model_probabilities
+
+    sets = {"fer2013": (lambda: load_eval_set(fer2013, "test"), fer2013),
+            "ferplus": (lambda: load_eval_set(fer2013, "test", ferplus=ferplus), ferplus),
+            "ckplus48": (lambda: load_eval_set(ckplus, "all", drop=["contempt"]), ckplus)}
+    out = {}
+    for key, (load, source) in sets.items():
+        if key != "fer2013" and source is None:
+            out[key] = None
+            continue
+        s = load()
+        title, labels, faces = EVALUATIONS[key]
+        out[key] = {"data": data_description(source, source) if source else {"file": "embedded sample"},
+                    "labels": labels, "faces": faces, "n": len(s), "left_out": s.dropped}
+        for fmt, path in (("int8", tflite), ("int8_onnx", onnx)):
+            if path is not None:
+                probs, _ = model_probabilities(path, s.x, temperature=1.0)  # argmax figures: the temperature moves none
+                out[key][fmt] = _evaluation_row(s.y, probs)
+    return out
+
+
+def check_evaluation_files(ferplus, ckplus, *, fer2013) -> None:
+    """One clear line, before anything is measured, for a FERPlus or CK+48 file that is not there."""
+    if fer2013 is not None and not Path(str(fer2013)).expanduser().exists():
+        raise DataError(f"{fer2013}: no such FER2013 file; pass --data PATH to fer2013.npz or fer2013.csv")
+    if ferplus is not None and not Path(str(ferplus)).expanduser().is_file():
+        raise DataError(f"{ferplus}: no such FERPlus votes file; pass --ferplus PATH to Microsoft's fer2013new.csv")
+    if ckplus is not None and not Path(str(ckplus)).expanduser().exists():
+        raise DataError(f"{ckplus}: no such CK+48 file; pass --ckplus PATH to ckplus48.npz (or a labelled .csv or "
+                        "image folder)")
+
+
 def _f(v, spec: str = ".4f") -> str:
     return "—" if v is None else format(v, spec)
 
@@ -164,6 +238,7 @@ def _card_markdown(c: dict) -> str:
     rows = [("float32 Keras (best epoch)", f, None), ("int8 TFLite", q, c["size_bytes"]["tflite"])]
     if "int8_onnx" in t:
         rows.append(("int8 ONNX (QDQ)", t["int8_onnx"], c["size_bytes"].get("onnx")))
+    labels = c.get("labels") or learned_labels(c["recipe"]["train"])
     lines = [
         f"# {c['name']} — {c['architecture']}, int8",
         "",
@@ -172,9 +247,16 @@ def _card_markdown(c: dict) -> str:
         f"{' with one weight scale per kernel (per-tensor)' if c['recipe']['export'].get('weights') == 'per-tensor' else ''}. "
         f"Shipped with edge_fer {c['edge_fer_version']}.",
         "",
+        "## Labels learned",
+        "",
+        f"**{labels['learned']}** labels. {labels['rule']}",
+        "",
         "## Data and protocol",
-        f"- FER2013 ({_data_text(t['data'])}): trained on Training, epochs and QAT epoch chosen on PublicTest (validation), "
-        f"figures below on PrivateTest ({t['n_test']} faces), measured once.",
+        f"- FER2013 ({_data_text(t['data'])}"
+        f"{'' if labels['learned'] == 'FER2013' else ', labels from FERPlus ' + portable(c['recipe']['train']['ferplus'])}): "
+        f"trained on Training, epochs and QAT epoch chosen on PublicTest (validation), "
+        f"figures below on PrivateTest ({t['n_test']} faces{'' if labels['learned'] == 'FER2013' else ', majority labels'}), "
+        "measured once.",
         f"- Training: {c['recipe']['train']['epochs']} epochs planned, {c['training']['epochs_trained']} trained, best epoch "
         f"{c['training']['best_epoch']} (val acc {_f(c['training']['best_val_accuracy'])}), "
         f"{c['training']['seconds'] / 3600:.2f} h of wall time on {c['training']['machine']} (not a speed figure); batch "
@@ -191,7 +273,7 @@ def _card_markdown(c: dict) -> str:
          f"{c['export'].get('status')})."
          if c["export"].get("agreement") is not None else "- Export verification: no export_report.json in the run."),
         "",
-        "## PrivateTest",
+        "## PrivateTest" + ("" if labels["learned"] == "FER2013" else ", FERPlus majority labels"),
         "",
         "| model | accuracy | macro P | macro R | macro F1 | ROC-AUC | top-1 agreement with the float model | size |",
         "|---|---|---|---|---|---|---|---|",
@@ -209,6 +291,7 @@ def _card_markdown(c: dict) -> str:
                  f"applied by `predict`; expected calibration error (15 bins) on PrivateTest "
                  f"{c['calibration']['ece_before']:.4f} without it, {c['calibration']['ece_after']:.4f} with it.", ""]
                 if c.get("calibration") else []),
+              *_evaluations_markdown(c.get("evaluations") or {}),
               "## Latency (batch 1, p50, this toolkit's runner)", ""]
     for fmt, by_t in lat.items():
         lines.append(f"- {fmt}: " + ", ".join(f"{t} thread(s) {v:.3f} ms" for t, v in by_t.items())
@@ -220,6 +303,36 @@ def _card_markdown(c: dict) -> str:
               "Known limits: FER2013 labels are noisy (see the data README); the model sees one centred face "
               "crop, so detection and alignment (`edgefer predict`) matter as much as the classifier.", ""]
     return "\n".join(lines)
+
+
+def _evaluations_markdown(ev: dict) -> list[str]:
+    """The card's three evaluations (FER2013, FERPlus, CK+48) as one table; a missing one says how to add it."""
+    lines = ["## FER2013, FERPlus and CK+48 (int8, report-only)", "",
+             "Measured once on faces never trained or selected on, as `edgefer evaluate` scores them; macro-F1 is over "
+             "the classes the faces have (CK+48 has no neutral face: six).", "",
+             "| evaluation | labels | faces | model | accuracy | macro-F1 | "
+             + " | ".join(f"recall {c}" for c in CLASSES) + " |", "|---|---|---|---|---|---|" + "---|" * len(CLASSES)]
+    missing = []
+    for key, (title, labels, _) in EVALUATIONS.items():
+        e = ev.get(key)
+        if not e:
+            missing.append(title)
+            continue
+        for fmt, label in (("int8", "int8 TFLite"), ("int8_onnx", "int8 ONNX")):
+            if fmt in e:
+                r = e[fmt]
+                recalls = " | ".join("—" if v is None else f"{v:.2f}" for v in r["per_class_recall"].values())
+                lines.append(f"| {title} | {e['labels']} | {e['n']:,} | {label} | {r['accuracy']:.4f} | "
+                             f"{r['macro_f1']:.4f} | {recalls} |")
+    lines.append("")
+    for key, e in ev.items():
+        if e and e.get("left_out"):
+            lines.append(f"- {EVALUATIONS[key][0]} ({_data_text(e['data'])}): left out "
+                         + ", ".join(f"{k} {v:,}" for k, v in e["left_out"].items()) + ".")
+    if missing:
+        lines.append(f"- Not measured: {', '.join(missing)}; add with `edgefer zoo refresh NAME --data fer2013.npz "
+                     "--ferplus fer2013new.csv --ckplus ckplus48.npz`.")
+    return lines + [""]
 
 
 # TrainConfig fields → `edgefer train` flags, for the card's command (model options become -o KEY=VALUE)
@@ -344,10 +457,19 @@ def check_ship(run_dir: Path, tflite: Path, onnx: Path | None, report: dict, *, 
     return existing
 
 
+def shipped_name(cfg) -> str:
+    """The name a run ships under by default: ``{model}_int8``, ``{model}_ferplus_int8`` for FERPlus labels."""
+    return f"{cfg.model}_ferplus_int8" if cfg.ferplus else f"{cfg.model}_int8"
+
+
 def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest: Path | None = None,
-             overwrite: bool = False, force: bool = False, threads=(1, 2), min_seconds: float = 2.0) -> dict:
+             overwrite: bool = False, force: bool = False, threads=(1, 2), min_seconds: float = 2.0,
+             ferplus: str | None = None, ckplus: str | None = None) -> dict:
     """Copy a run's verified int8 artefacts into ``dest`` (default: RUN/shipped) with a model card.
 
+    The card also scores the int8 artefacts on FER2013 PrivateTest (FER2013 labels), FERPlus
+    PrivateTest (majority labels; votes from ``ferplus``, else the run's own) and CK+48 (``ckplus``,
+    contempt dropped); one whose file is not given is left out and the card says so.
     Refuses to replace a model already in ``dest`` unless ``overwrite``, to ship an export written
     below the agreement gate (``edgefer export --force``) unless ``force``, and never deletes a file.
     The returned card has ``files`` (what was written) and ``replaced`` (which of them were there).
@@ -358,10 +480,12 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     layout = RunLayout(run_dir)
     cfg = TrainConfig.load(run_dir)
     tflite, onnx = _shippable_artefacts(run_dir, cfg)
-    name = name or f"{cfg.model}_int8"
+    name = name or shipped_name(cfg)
     dest = Path(dest).expanduser() if dest else layout.shipped_dir
     report = layout.export_report()
     replaced = check_ship(run_dir, tflite, onnx, report, name=name, dest=dest, overwrite=overwrite, force=force)
+    ferplus = ferplus or cfg.ferplus
+    check_evaluation_files(ferplus, ckplus, fer2013=data_path or cfg.data)
     meta = json.loads(Path(str(tflite) + ".json").read_text())
     qat = _qat_record(layout, tflite, meta)
     log.info("measuring %s on PrivateTest and timing it (%s)", tflite.name, ", ".join(f"{t} thread(s)" for t in threads))
@@ -369,6 +493,9 @@ def ship_run(run, *, name: str | None = None, data_path: str | None = None, dest
     measured.pop("bench_records")
     measured["calibration"] = calibration_figures(tflite, cfg.load_data(data_path))
     measured["test"]["data"] = data_description(data_path or cfg.data, measured["test"]["data"])
+    log.info("scoring %s on FER2013, FERPlus and CK+48", tflite.name)
+    measured["evaluations"] = evaluation_figures(tflite, onnx, fer2013=data_path or cfg.data, ferplus=ferplus,
+                                                 ckplus=ckplus)
     card = _card(layout, cfg, name, tflite, onnx, meta, report.get("artefacts", {}).get(tflite.name, {}), qat,
                  measured)
     replaced = [p for p in replaced if p.exists()]  # as they are now, after measuring
@@ -436,7 +563,7 @@ def _card(layout: RunLayout, cfg, name: str, tflite: Path, onnx: Path | None, me
     card = {
         "name": name, "architecture": cfg.model, "edge_fer_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "classes": list(CLASSES),
-        "input": meta.get("input"), "source_run": layout.root.name,
+        "input": meta.get("input"), "source_run": layout.root.name, "labels": learned_labels(train_cfg),
         "recipe": {"train": train_cfg, "qat": qc.recipe() if qc else None,
                    "export": {"precision": "int8", "source": meta.get("source"), "io": meta["input"].get("io_type"),
                               "weights": meta.get("weights", "per-channel"), **_export_recipe(art.get("config"))}},
@@ -483,6 +610,28 @@ def _write_shipped(card: dict, run_dir: Path, tflite: Path, onnx: Path | None, d
         tmp.write_text(_card_markdown(card))
     write_json(dest / f"{name}.card.json", card)
     return written + [dest / f"{name}.md", dest / f"{name}.card.json"]
+
+
+def refresh_card(name: str, *, data_path: str, ferplus: str, ckplus: str, dest: Path | None = None) -> dict:
+    """Add (or measure again) the labels learned and the FER2013, FERPlus and CK+48 figures of the card of
+    model ``name`` shipped in ``dest`` (default: the package's), from its shipped files; every other
+    figure of the card stays as it is. Rewrites NAME.card.json and NAME.md, nothing else."""
+    from . import shipped_models
+
+    d = Path(dest).expanduser() if dest else SHIPPED_DIR
+    found = {m.name: m for m in shipped_models(d)}
+    if name not in found:
+        raise ConfigError(f"no shipped model {name!r} in {d}; shipped there: {', '.join(found) or 'none'}")
+    check_evaluation_files(ferplus, ckplus, fer2013=data_path)
+    m = found[name]
+    card = dict(m.card)
+    card["labels"] = learned_labels(card["recipe"]["train"])
+    card["evaluations"] = evaluation_figures(m.files[".tflite"], m.files.get(".onnx"), fer2013=data_path,
+                                             ferplus=ferplus, ckplus=ckplus)
+    with atomic_path(d / f"{name}.md") as tmp:
+        tmp.write_text(_card_markdown(card))
+    write_json(d / f"{name}.card.json", card)
+    return card
 
 
 def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | None = None, epochs: int | None = None,
