@@ -4,7 +4,10 @@ Set EDGEFER_SHARED_DATA to point elsewhere.
 """
 
 import contextlib
+import dataclasses
+import fcntl
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -80,30 +83,65 @@ def assert_user_error(result, *fragments) -> str:
     return errors[0]
 
 
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """The folder ``name`` that ``build(folder)`` filled, built once per test run however many pytest-xdist
+    workers ask: the first builds it while the others wait on a lock, then all read it (xdist workers'
+    basetemps share a parent). Hand each worker a copy of what a test may change."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / f"once-{name}"
+    with open(root / f"once-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / ".built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def subset(fer, tmp_path_factory) -> Path:
-    """6,000 Training, 1,000 PublicTest and 500 PrivateTest faces of FER2013, drawn at random."""
-    return write_subset_npz(tmp_path_factory.mktemp("data") / "subset.npz", fer, pick_rows(fer, (6000, 1000, 500)))
+    """6,000 Training, 1,000 PublicTest and 500 PrivateTest faces of FER2013, drawn at random (one file for
+    every xdist worker: the runs trained on it record its path)."""
+    folder = built_once(tmp_path_factory, "data",
+                        lambda d: write_subset_npz(d / "subset.npz", fer, pick_rows(fer, (6000, 1000, 500))))
+    return folder / "subset.npz"
+
+
+def _train_cnn(subset: Path, folder: Path) -> None:
+    from edge_fer.training import TrainConfig, train
+
+    cfg = TrainConfig(model="cnn", data=str(subset), epochs=4, augment=False, model_options={"width": 0.5})
+    result = train(cfg, folder / "cnn", verbose=0)
+    (folder / "result.json").write_text(json.dumps({**dataclasses.asdict(result), "run_dir": "cnn"}))
 
 
 @pytest.fixture(scope="session")
 def trained(subset, tmp_path_factory):
-    """A half-width CNN trained 4 epochs on the subset: ~40% validation accuracy, in ~40 s."""
-    from edge_fer.training import TrainConfig, train
+    """A half-width CNN trained 4 epochs on the subset: ~40% validation accuracy, in ~40 s. Trained once per
+    test run; each xdist worker gets its own copy of the run folder (tests write qat/, export/, eval/ there)."""
+    from edge_fer.training.train import TrainResult
 
-    out = tmp_path_factory.mktemp("runs") / "cnn"
-    cfg = TrainConfig(model="cnn", data=str(subset), epochs=4, augment=False, model_options={"width": 0.5})
-    return train(cfg, out, verbose=0)
+    built = built_once(tmp_path_factory, "trained", lambda d: _train_cnn(subset, d))
+    run_dir = tmp_path_factory.mktemp("runs") / "cnn"
+    shutil.copytree(built / "cnn", run_dir)
+    return TrainResult(**{**json.loads((built / "result.json").read_text()), "run_dir": run_dir})
 
 
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory):
-    """The trained cnn exported (post-training) to TFLite and ONNX, float32 and int8."""
+    """The trained cnn exported (post-training) to TFLite and ONNX, float32 and int8: exported once per test run
+    (from the trained run as built), a copy for each xdist worker (tests write beside it)."""
     from edge_fer.export import export_run
 
+    def export(folder: Path) -> None:  # from a copy of the run as trained (`trained` built it already)
+        shutil.copytree(built_once(tmp_path_factory, "trained", None) / "cnn", folder / "cnn")
+        export_run(folder / "cnn", formats=["tflite", "onnx"], precisions=["float32", "int8"], source="ptq",
+                   force=True, out=folder / "exported")
+
     out = tmp_path_factory.mktemp("exported")
-    export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["float32", "int8"], source="ptq",
-               force=True, out=out)
+    shutil.copytree(built_once(tmp_path_factory, "exported", export) / "exported", out, dirs_exist_ok=True)
     return out
 
 
