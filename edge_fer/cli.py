@@ -571,6 +571,8 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
 @click.option("--min-seconds", type=click.FloatRange(min=0), callback=lambda c, p, v: _finite(v, "--min-seconds"),
               default=_d(BenchConfig, "min_seconds"), show_default=True,
               help="Minimum timed duration (s, ≥ 0) per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
+@click.option("--quick", is_flag=True, help="A rough latency (≥ 10 runs after 1 warm-up run, no throughput batch), "
+                                            "accuracy as usual: for a slow device whose answers are what you check.")
 @click.option("--input-scale", default=None, metavar="SCALE[,OFFSET]",
               help="Models without edge_fer metadata: input = pixel (0–255) × SCALE + OFFSET, e.g. 1/255 or "
                    "1/127.5,-1. With --classes, their accuracy is measured; without, they are timed only.")
@@ -599,7 +601,7 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write bench.json, the comparison table (bench_comparison.md/.csv/.json) and the Pareto plot "
                    "(pareto_<device>.png) to this folder.")
-def bench_cmd(models, shipped, device, threads, data, split, class_map, drop_class, no_xnnpack, min_seconds, input_scale, input_size, classes,
+def bench_cmd(models, shipped, device, threads, data, split, class_map, drop_class, no_xnnpack, min_seconds, quick, input_scale, input_size, classes,
               allow_cpu_fallback, delegate, hosts, port, identity, remote_python, known_hosts, trust_new_host, json_out,
               out) -> None:
     """Accuracy, F1 and latency of exported models on a device.
@@ -626,7 +628,7 @@ def bench_cmd(models, shipped, device, threads, data, split, class_map, drop_cla
     # nothing set: each model is measured on the data its run was trained on (bench_models says which)
     bench_data = None if setting("data", data)[0] is None else (_resolve_data(data) or "embedded")
     config = BenchConfig(device=device, threads=threads, data=bench_data, split=split, xnnpack=not no_xnnpack,
-                         min_seconds=min_seconds, input_scale=input_scale, input_size=input_size, classes=classes,
+                         min_seconds=min_seconds, quick=quick, input_scale=input_scale, input_size=input_size, classes=classes,
                          class_map=class_map, drop_classes=drop_class, allow_cpu_fallback=allow_cpu_fallback,
                          delegate=delegate, hosts=hosts, port=port, identity=identity, remote_python=remote_python,
                          known_hosts=known_hosts, trust_new_host=trust_new_host)
@@ -803,6 +805,10 @@ def zoo_ship_cmd(run, name, dest, overwrite, force, data, ferplus, ckplus, threa
     q = card["test"]["int8"]
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {q['accuracy']:.4f}, macro F1 {q['macro_f1']:.4f}, "
                f"agreement with float {q['agreement_with_float']:.2%}, {card['size_bytes']['tflite'] / 1024:.0f} KB")
+    ev = card["evaluations"]
+    click.echo(f"{card['labels']['learned']} labels learned; int8 accuracy " + ", ".join(
+        f"{what} {'not measured' if not ev[key] else format(ev[key]['int8']['accuracy'], '.4f')}"
+        for key, what in (("fer2013", "FER2013"), ("ferplus", "FERPlus"), ("ckplus48", "CK+48"))))
     for f in card["files"]:
         click.echo(f"{'replaced' if f in card.get('replaced', ()) else 'wrote'} {f}")
 
@@ -843,7 +849,9 @@ def zoo_refresh_cmd(names, data, ferplus, ckplus, dest) -> None:
 @click.option("--strategy", type=click.Choice(["auto", "none", "mirrored"]), default="auto", show_default=True,
               help="tf.distribute for the training on this machine: mirrored = every visible GPU; auto = mirrored "
                    "with >1 GPU. QAT runs on one device.")
-def zoo_build_cmd(name, data, out, epochs, strategy="auto") -> None:
+@click.option("--ferplus", default=None, metavar="CSV",
+              help="FERPlus votes (fer2013new.csv), for a model that learned FERPlus labels (its card says so).")
+def zoo_build_cmd(name, data, out, epochs, strategy="auto", ferplus=None) -> None:
     """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship.
 
     The result (with a fresh model card) goes to OUT/shipped/, to compare with the shipped one.
@@ -855,7 +863,7 @@ def zoo_build_cmd(name, data, out, epochs, strategy="auto") -> None:
     from .zoo.ship import build
 
     card = build(name, data_path=_resolve_data(data), out=out, epochs=epochs, verbose=1 if sys.stdout.isatty() else 2,
-                 strategy=strategy)
+                 strategy=strategy, ferplus=ferplus)
     click.echo(f"{card['name']}: int8 PrivateTest accuracy {card['test']['int8']['accuracy']:.4f}")
     for f in card["files"]:
         click.echo(f"{'replaced' if f in card.get('replaced', ()) else 'wrote'} {f}")

@@ -88,8 +88,8 @@ def crop_face(grey: np.ndarray, face: Face, size: int = 48, margin: float = 1.2,
 
 
 class Recognizer:
-    """Detector + int8 classifier. ``model``: shipped name or .tflite/.onnx path (default: the
-    preferred shipped model); ``detector``: auto, yunet, blazeface, haar, or a Detector;
+    """Detector + int8 classifier. ``model``: shipped name or .tflite/.onnx path (default: the shipped
+    model best on FERPlus within the edge budget, :data:`edge_fer.runtime.shipped.DEFAULT_RULE`); ``detector``: auto, yunet, blazeface, haar, or a Detector;
     ``margin``: crop side / box side (default: the detector's own, chosen by ``edge_fer.report.crop_study``);
     ``threads``: CPU threads for the classifier and YuNet's OpenMP (set before it loads);
     ``detector=None``: no detector, for :meth:`classify` of ready 48×48 faces (evaluation);

@@ -547,7 +547,8 @@ def _commands(cfg, qc: QATConfig | None, meta: dict, gate_status: str | None, na
         f"edgefer export runs/{cfg.model} --int8" + ("" if qc else " --from ptq")
         + (" --per-tensor" if not qc and meta.get("weights") == "per-tensor" else "") + forced,
         f"edgefer zoo ship runs/{cfg.model}" + forced,
-        f"# or all four in one: edgefer zoo build {name} {data_arg}",
+        f"# or all four in one: edgefer zoo build {name} {data_arg}"
+        + (f" --ferplus {portable(cfg.ferplus)}" if cfg.ferplus else ""),
     ]
 
 
@@ -635,7 +636,7 @@ def refresh_card(name: str, *, data_path: str, ferplus: str, ckplus: str, dest: 
 
 
 def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | None = None, epochs: int | None = None,
-          verbose: int = 2, strategy: str = "auto") -> dict:
+          verbose: int = 2, strategy: str = "auto", ferplus: str | None = None) -> dict:
     """Retrain a shipped model from scratch with its recorded recipe: train → qat → export → ship.
 
     ``strategy`` (auto, none, mirrored) is how this machine trains; the recipe says what is trained."""
@@ -649,6 +650,12 @@ def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | No
     recipe = card["recipe"]
     out = Path(out) if out else Path("runs") / f"zoo-{name}"
     train_cfg = {**recipe["train"], "data": data_path, "strategy": strategy, "devices": ()}
+    if recipe["train"].get("ferplus"):  # the card names the votes file; where it lies is this machine's
+        if not ferplus:
+            raise ConfigError(f"{name} learned FERPlus labels ({recipe['train']['ferplus']}): pass --ferplus PATH to "
+                              "Microsoft's fer2013new.csv to rebuild it")
+        check_evaluation_files(ferplus, None, fer2013=data_path)
+        train_cfg["ferplus"] = str(Path(ferplus).expanduser().resolve())
     if epochs is not None:
         train_cfg["epochs"] = epochs
     cfg = TrainConfig.from_dict(train_cfg)
