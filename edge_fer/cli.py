@@ -571,8 +571,9 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
 @click.option("--min-seconds", type=click.FloatRange(min=0), callback=lambda c, p, v: _finite(v, "--min-seconds"),
               default=_d(BenchConfig, "min_seconds"), show_default=True,
               help="Minimum timed duration (s, ≥ 0) per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
-@click.option("--quick", is_flag=True, help="A rough latency (≥ 10 runs after 1 warm-up run, no throughput batch), "
-                                            "accuracy as usual: for a slow device whose answers are what you check.")
+@click.option("--quick", is_flag=True, default=_d(BenchConfig, "quick"),
+              help="A rough latency (≥ 10 runs after 1 warm-up run, no throughput batch), accuracy as usual: for a "
+                   "slow device whose answers are what you check.")
 @click.option("--input-scale", default=None, metavar="SCALE[,OFFSET]",
               help="Models without edge_fer metadata: input = pixel (0–255) × SCALE + OFFSET, e.g. 1/255 or "
                    "1/127.5,-1. With --classes, their accuracy is measured; without, they are timed only.")
@@ -628,8 +629,9 @@ def bench_cmd(models, shipped, device, threads, data, split, class_map, drop_cla
     # nothing set: each model is measured on the data its run was trained on (bench_models says which)
     bench_data = None if setting("data", data)[0] is None else (_resolve_data(data) or "embedded")
     config = BenchConfig(device=device, threads=threads, data=bench_data, split=split, xnnpack=not no_xnnpack,
-                         min_seconds=min_seconds, quick=quick, input_scale=input_scale, input_size=input_size, classes=classes,
-                         class_map=class_map, drop_classes=drop_class, allow_cpu_fallback=allow_cpu_fallback,
+                         min_seconds=min_seconds, quick=quick, input_scale=input_scale, input_size=input_size,
+                         classes=classes, class_map=class_map, drop_classes=drop_class,
+                         allow_cpu_fallback=allow_cpu_fallback,
                          delegate=delegate, hosts=hosts, port=port, identity=identity, remote_python=remote_python,
                          known_hosts=known_hosts, trust_new_host=trust_new_host)
     click.echo(config.describe())

@@ -80,6 +80,23 @@ def test_cross_check_against_this_python(exported, subset, tmp_path):
         cross_check(exported / "cnn_int8.tflite", str(tmp_path / "python"), data=str(subset))
 
 
+def test_quick_bench_times_briefly_and_scores_as_usual(run, tmp_path):
+    """`edgefer bench --quick` (what the emulated Pi's bench runs): 10 runs after 1 warm-up, no throughput batch,
+    and the same labels as a full bench; the settings line says so."""
+    records, said = {}, {}
+    for name, extra in (("full", []), ("quick", ["--quick"])):
+        r = run("bench", "cnn_int8", "--threads", "1", "--min-seconds", "0", "--json", tmp_path / f"{name}.json", *extra)
+        assert r.exit_code == 0, r.output
+        (records[name],), said[name] = json.loads((tmp_path / f"{name}.json").read_text()), r.output
+    full, quick = records["full"], records["quick"]
+    assert quick["latency"]["runs"] == 10 and quick["latency"]["warmup_runs"] == 1, quick["latency"]
+    assert quick["throughput_img_s"] is None and full["throughput_img_s"] > 0
+    assert full["latency"]["runs"] >= 200 and full["latency"]["warmup_runs"] == 50
+    assert quick["n"] == full["n"] == 600 and quick["confusion_matrix"] == full["confusion_matrix"]
+    assert "≥ 10 runs after 1 warm-up run, no throughput batch" in said["quick"].splitlines()[0], said["quick"]
+    assert "≥ 200 runs after 50 warm-up runs" in said["full"].splitlines()[0], said["full"]
+
+
 def test_bench_refuses_a_file_that_is_no_model(tmp_path):
     m = tmp_path / "m.tflite"
     m.write_bytes(b"x")

@@ -48,6 +48,7 @@ def _option(command: str, name: str) -> click.Option:
     ("qat", "warmup_batches", QATConfig, "warmup_batches"), ("qat", "range_percentile", QATConfig, "range_percentile"),
     ("export", "threshold", ExportConfig, "threshold"), ("export", "calib_size", ExportConfig, "calib_size"),
     ("export", "source", ExportConfig, "source"), ("bench", "min_seconds", BenchConfig, "min_seconds"),
+    ("bench", "quick", BenchConfig, "quick"),
     ("bench", "device", BenchConfig, "device"), ("bench", "port", BenchConfig, "port"),
 ])
 def test_cli_defaults_are_the_configs(command, option, config, field):

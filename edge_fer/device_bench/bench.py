@@ -292,16 +292,21 @@ def _record(model: Path, meta: dict, device: str, **extra) -> dict:
     return rec
 
 
+# `edgefer bench --quick`: the device script's timing cut to a rough latency (its labels and outputs as always)
+QUICK_TIMING = ("--min-runs", "10", "--warmup", "1", "--throughput-batch", "0")
+
+
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
-                 xnnpack: bool = True, min_seconds: float = 2.0, timeout: float = 900.0, target=None,
-                 allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None,
+                 xnnpack: bool = True, min_seconds: float = 2.0, quick: bool = False, timeout: float = 900.0,
+                 target=None, allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None,
                  input_scale=None, input_size: int | None = None, classes=None, class_map=None,
                  drop_classes=()) -> list[dict]:
     """One record per model × thread count (one per model on ``gpu``).
 
     ``target``: a connected RemoteTarget for ``rpi``. ``gpu``: LiteRT's GPU accelerator for .tflite
     (or the TFLite ``delegate`` library given), ONNX Runtime's GPU providers for .onnx; GPU only
-    unless ``allow_cpu_fallback``. ``data`` None: each model's faces are those of the data its run was
+    unless ``allow_cpu_fallback``. ``quick``: a rough latency (:data:`QUICK_TIMING`), for a slow device whose
+    accuracy is what matters. ``data`` None: each model's faces are those of the data its run was
     trained on (else the embedded sample); every record names its ``data``, ``split`` and ``n``.
     ``input_scale``, ``input_size``, ``classes``: how to feed faces to models without edge_fer metadata
     (see :func:`foreign_info`); without them such a model is timed only. ``class_map``, ``drop_classes``:
@@ -358,20 +363,22 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                 t0 = time.time()
                 scale = ("--input-scale", str(meta["input"]["scale"]), "--input-offset", str(meta["input"]["offset"])) \
                     if fed and "scale" in meta["input"] else ()
+                timing = QUICK_TIMING if quick else ()
                 try:
                     if model.suffix == ".keras" and device != "cpu":
                         raise RemoteError(f"a .keras model is the float baseline on this machine's CPU (TensorFlow), "
                                           f"not a {device} artefact; export it first", status="unavailable")
                     if target is not None:
                         result = target.run_script(model, faces, threads=threads, xnnpack=xnnpack,
-                                                   min_seconds=min_seconds, timeout=timeout, extra=scale)
+                                                   min_seconds=min_seconds, timeout=timeout, extra=scale + timing)
                     elif model.suffix == ".keras":
-                        runs = [run_local(model, faces, [t], min_seconds=min_seconds, timeout=timeout) for t in threads]
+                        runs = [run_local(model, faces, [t], min_seconds=min_seconds, timeout=timeout, extra=timing)
+                                for t in threads]
                         result = {**runs[0], "results": [r for run in runs for r in run["results"]]}
                     else:
                         result = run_local(model, faces, threads, xnnpack=xnnpack, min_seconds=min_seconds,
                                            timeout=timeout, accelerator="gpu" if device == "gpu" else "cpu",
-                                           cpu_fallback=allow_cpu_fallback, delegate=delegate, extra=scale)
+                                           cpu_fallback=allow_cpu_fallback, delegate=delegate, extra=scale + timing)
                 except RemoteError as e:
                     records.append(_record(model, meta, device, status=e.status, reason=str(e), device_info=probe,
                                            **info, **where))

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import ConfigError
 
 DEVICES = ("cpu", "gpu", "rpi")
+QUICK = "≥ 10 runs after 1 warm-up run, no throughput batch"  # --quick's timing (bench.QUICK_TIMING)
 SPLITS = ("train", "validation", "test")
 
 
@@ -39,6 +40,7 @@ class BenchConfig:
     split: str = "test"
     xnnpack: bool = True  # TFLite's XNNPACK delegate on the CPU
     min_seconds: float = 2.0  # minimum timed duration per model and thread count (after the warm-up runs)
+    quick: bool = False  # a rough latency (QUICK), accuracy as usual: for a slow device
     input_scale: tuple[float, float] | None = None  # models without edge_fer metadata: pixel × scale + offset
     input_size: int | None = None
     classes: tuple[str, ...] | None = None
@@ -87,7 +89,8 @@ class BenchConfig:
         """The settings every run prints before it measures (as TFLite's benchmark_model does)."""
         return (f"device {self.device}; threads {list(self.threads) if self.device != 'gpu' else '-'}; "
                 f"XNNPACK {'off' if not self.xnnpack or self.device == 'gpu' else 'on'}; "
-                f"≥ {self.min_seconds:g} s and ≥ 200 runs after 50 warm-up runs; split {self.split}")
+                f"≥ {self.min_seconds:g} s and {QUICK if self.quick else '≥ 200 runs after 50 warm-up runs'}; "
+                f"split {self.split}")
 
     def _measure_kwargs(self, on_record) -> dict:
         feed = {"input_scale": self.input_scale, "input_size": self.input_size,
@@ -95,7 +98,7 @@ class BenchConfig:
         mapping = ({"class_map": list(self.class_map), "drop_classes": list(self.drop_classes)}
                    if self.class_map or self.drop_classes else {})
         return {"threads": list(self.threads), "data": self.data, "split": self.split, "xnnpack": self.xnnpack,
-                "min_seconds": self.min_seconds, "on_record": on_record, **mapping, **feed}
+                "min_seconds": self.min_seconds, "quick": self.quick, "on_record": on_record, **mapping, **feed}
 
 
 def rpi_hosts(config: BenchConfig) -> list[str]:
