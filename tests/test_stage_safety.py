@@ -62,6 +62,7 @@ def package(tmp_path, monkeypatch):
     monkeypatch.setattr(ship, "SHIPPED_DIR", pkg)
     monkeypatch.setattr(ship, "measure_card", _fake_measure)
     monkeypatch.setattr(ship, "calibration_figures", lambda model, data: CALIBRATION)  # needs a real model
+    monkeypatch.setattr(ship, "evaluation_figures", lambda tflite, onnx, **kw: dict.fromkeys(ship.EVALUATIONS))  # too
     return pkg
 
 
