@@ -169,3 +169,61 @@ def test_onnx_report_ranks_the_broken_layer_first_and_keep_float_repairs_it(run,
     assert fixed.exit_code == 0, fixed.output
     meta = json.loads((tmp_path / "e" / "cnn_int8.onnx.json").read_text())
     assert meta["keep_float"]["layers"] == ["logits"] and meta["verification"]["agreement"] >= float(THRESHOLD)
+
+
+@pytest.fixture(scope="module")
+def qat_hswish(subset, tmp_path_factory):
+    """A quarter-width full-block MobileNetV3-Small (split hard-swish, squeeze-excite) fitted a few steps, QAT
+    with min/max ranges and converted to int8 TFLite: several MULs and ADDs per Keras block where the float
+    graph has one HARD_SWISH, and its float source as a float .tflite."""
+    from edge_fer._tf import keras
+    from edge_fer.calibration import CalibrationSet
+    from edge_fer.data import load_fer
+    from edge_fer.export import convert
+    from edge_fer.export.inspect import float_tflite
+    from edge_fer.models import create_model
+    from edge_fer.quantization import quantize_model, warm_up_ranges
+
+    d = tmp_path_factory.mktemp("qat_hswish")
+    train = load_fer(subset)["train"]
+    x, y = train.x[:256].astype(np.float32)[..., None], train.y[:256]
+    model = create_model("mobilenetv3_small", width=0.25)
+    model.compile(keras().optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+    model.save(d / "float.keras")
+    qat = quantize_model(model)
+    warm_up_ranges(qat, [x[i:i + 32] for i in range(0, 128, 32)])
+    (d / "int8_qat.tflite").write_bytes(convert.to_tflite(qat, "int8", calib=CalibrationSet(x[:64], "sample")))
+    (d / "float.tflite").write_bytes(float_tflite(d / "float.keras"))
+    return d
+
+
+@pytest.mark.slow
+def test_inspect_model_file_pairs_a_split_hard_swish_qat_file_by_what_each_tensor_computes(run, qat_hswish, subset):
+    from ai_edge_litert.interpreter import Interpreter
+
+    int8 = qat_hswish / "int8_qat.tflite"
+    r = run("inspect", int8, "--float", qat_hswish / "float.tflite", "--faces", 40, "--data", subset)
+    assert r.exit_code == 0, r.output
+    report = json.loads((qat_hswish / "inspect-int8_qat.json").read_text())
+    rows, unpaired = report["layers"], report["unpaired"]
+    assert f"{unpaired['count']} int8 tensors unpaired, not compared" in r.output
+    # the float graph fuses each split hard-swish into one HARD_SWISH: its inner ADD (x + 3, ReLU6) and MUL
+    # (· 1/6) have no float tensor and are listed with the reason, never compared with another tensor
+    inner = [u for u in unpaired["tensors"] if "/hsigmoid/" in u["tensor"]]
+    assert inner and {u["op"] for u in inner} == {"ADD", "MUL"} and all(u["reason"] for u in inner), inner
+    assert unpaired["count"] == len(unpaired["tensors"]) and report["paired"] == len(rows)
+    assert not [x for x in rows if "/hsigmoid/" in x["tensor"]], rows
+    # x · hard_sigmoid(x) is paired with the float HARD_SWISH of the same layer, the squeeze-excite's MUL with its MUL
+    hswish = [x for x in rows if x["tensor"].endswith("hswish/mul")]
+    assert hswish and all(x["op"] == "MUL" and x["float_op"] == "HARD_SWISH" for x in hswish), hswish
+    se = [x for x in rows if x["tensor"].endswith("squeeze_excite/Mul/mul")]
+    assert se and all(x["float_op"] == "MUL" and x["tensor"] in x["float_node"] for x in se), se
+    # every pair has the float tensor's shape and is named after the same op (pairing by layer and op type
+    # matched 29 of this model's 84 int8 tensors with another op's: a hard-swish MUL with the squeeze-excite's)
+    floats = {t["name"]: [int(v) for v in t["shape"]] for t in Interpreter(
+        model_path=str(qat_hswish / "float.tflite")).get_tensor_details()}
+    assert all(floats[x["float_node"]] == x["shape"] for x in rows), rows
+    assert all(x["float_node"].split(";")[0].split("/", 1)[-1] == x["tensor"] for x in rows), rows
+    stem = next(x for x in rows if x["tensor"] == "conv/hswish/mul")  # before error builds up: the same values
+    assert stem["cosine"] > 0.98, stem

@@ -300,13 +300,115 @@ def _run_face(interp, face: np.ndarray) -> np.ndarray:
     return interp.get_tensor(out["index"]).reshape(-1)
 
 
+_CASTS = ("QUANTIZE", "DEQUANTIZE")
+
+
+def _op_locations(name: str) -> list[str]:
+    """The TF ops a TFLite tensor was computed by, as its name lists them (``a/b/Relu;a/b/Conv2D``): each with
+    a QAT model's ``quant_`` prefix dropped from its Keras layer, so a QAT file and its float source agree."""
+    out = []
+    for part in name.split(";"):
+        segs = part.split("/")
+        if len(segs) >= 2:
+            segs[1] = segs[1].removeprefix("quant_")
+        if part:
+            out.append("/".join(segs))
+    return out
+
+
+def _output_op(name: str) -> str:
+    """The op a tensor is named after, without the model's prefix (``expanded_conv_3/expand/hswish/mul``)."""
+    first = (_op_locations(name) or [name])[0]
+    return first.split("/", 1)[1] if "/" in first else first
+
+
+def _producer_op(ops: list[dict], tensor: int) -> str | None:
+    return next((op["op_name"] for op in ops if tensor in {int(o) for o in op["outputs"]}), None)
+
+
+def _cones(ops: list[dict], det: dict) -> dict[int, frozenset]:
+    """Each op output → the named TF ops it is computed from: its own op's names and every ancestor's
+    (QUANTIZE/DEQUANTIZE add none: they change the type, not the value)."""
+    cone: dict[int, frozenset] = {}
+    for op in ops:  # execution order: producers first
+        c = set() if op["op_name"] in _CASTS else {n for o in op["outputs"] for n in _op_locations(det[int(o)]["name"])}
+        for i in op["inputs"]:
+            c |= cone.get(int(i), frozenset())
+        for o in op["outputs"]:
+            cone[int(o)] = frozenset(c)
+    return cone
+
+
+def pair_tensors(q_ops: list[dict], q_det: dict, f_ops: list[dict], f_det: dict) -> tuple[dict[int, int], list[dict]]:
+    """Which int8 op output holds the same value as which float tensor, and the int8 outputs left unpaired.
+
+    Two tensors hold the same value when they are computed by the same TF ops: the set of op names (the
+    tensor's own fused name and all its ancestors', among the names both graphs carry) is the same. This
+    pairs a QAT graph's split hard-swish (``hsigmoid/add``, ``hsigmoid/mul``, ``hswish/mul``) with the float
+    graph's one HARD_SWISH at ``hswish/mul`` only, where both hold x·hard_sigmoid(x), and leaves its inner
+    ADD and MUL unpaired (the float graph has no such tensor); the op types may differ (MUL vs HARD_SWISH,
+    a QAT ADD+RELU6 vs a CONV_2D with both fused). Where several tensors of one graph share the set (ops
+    whose names the other graph lacks), they pair in order only if both graphs have the same number of
+    them and the same op types; otherwise they are unpaired, as is any pair whose shapes differ.
+    Returns {int8 tensor: float tensor} and one ``{node, layer, op, shape, reason}`` per unpaired output."""
+    q_cone, f_cone = _cones(q_ops, q_det), _cones(f_ops, f_det)
+    q_out = [(op, int(op["outputs"][0])) for op in q_ops if op["op_name"] not in _CASTS]
+    f_out = [(op, int(op["outputs"][0])) for op in f_ops if op["op_name"] not in _CASTS]
+    shared = frozenset().union(*(q_cone[t] for _, t in q_out)) & frozenset().union(*(f_cone[t] for _, t in f_out))
+    q_by, f_by = {}, {}
+    for by, outs, cone in ((q_by, q_out, q_cone), (f_by, f_out, f_cone)):
+        for op, t in outs:
+            by.setdefault(cone[t] & shared, []).append((op, t))
+    matched, unpaired = {}, []
+    for op, t in q_out:
+        d = q_det[t]
+        dt, (s, _) = np.dtype(d["dtype"]), d["quantization"]
+        if dt.kind not in "iu" or dt == np.int32 or not s:
+            continue  # not a quantised activation (an int32 shape, a float op kept in float)
+        key = q_cone[t] & shared
+        qs, fs = q_by[key], f_by.get(key, [])
+        reason = None
+        if not key or not fs:
+            reason = "no float tensor is computed by the same ops"
+        elif len(qs) > 1 and (len(qs) != len(fs) or [o["op_name"] for o, _ in qs] != [o["op_name"] for o, _ in fs]):
+            reason = (f"ambiguous: {len(qs)} int8 and {len(fs)} float tensors are computed by the same named ops "
+                      f"({'/'.join(o['op_name'] for o, _ in qs)} vs {'/'.join(o['op_name'] for o, _ in fs) or '–'})")
+        else:
+            ft = fs[[u for _, u in qs].index(t)][1]
+            q_shape, f_shape = [int(v) for v in d["shape"]], [int(v) for v in f_det[ft]["shape"]]
+            if q_shape != f_shape:
+                reason = f"shape {q_shape} vs the float tensor's {f_shape}"
+            else:
+                matched[t] = ft
+        if reason:
+            unpaired.append({"node": d["name"], "layer": layer_label(d["name"]), "tensor": _output_op(d["name"]),
+                             "op": op["op_name"], "shape": [int(v) for v in d["shape"]], "reason": reason})
+    return matched, unpaired
+
+
+def _paired_inputs(op: dict, nsr: dict, producer: dict) -> list[float]:
+    """The noise-to-signal ratios of the nearest measured tensors upstream of ``op`` (through unpaired ops)."""
+    out, todo, seen = [], [int(i) for i in op["inputs"] if int(i) >= 0], set()
+    while todo:
+        i = todo.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        if i in nsr:
+            out.append(nsr[i])
+        elif i in producer:
+            todo += [int(u) for u in producer[i]["inputs"] if int(u) >= 0]
+    return out
+
+
 def inspect_file(int8_model, float_source, x: np.ndarray, y: np.ndarray | None = None) -> dict:
     """Per-layer error of an existing int8 .tflite against its float source on faces ``x``: each int8 op
-    output is matched (by tensor name, else by the Keras layers it was fused from) with the float model's
-    and measured as in ``inspect_model``, plus its SQNR and the share of the signal's power that the op
-    adds as error (``added_noise``: its noise-to-signal ratio less the worst of its inputs'), by which the
-    layers are ranked — where error appears, not where it is merely carried. The file is not requantised,
-    so there is no per-layer agreement cost (``edgefer inspect RUN`` measures that)."""
+    output is paired with the float tensor computed by the same ops (:func:`pair_tensors`; the rest are
+    listed under ``unpaired`` with the reason, never compared) and measured as in ``inspect_model``, plus
+    its SQNR and the share of the signal's power that the op adds as error (``added_noise``: its
+    noise-to-signal ratio less the worst of the nearest paired tensors upstream), by which the layers are
+    ranked — where error appears, not where it is merely carried. The file is not requantised, so there is
+    no per-layer agreement cost (``edgefer inspect RUN`` measures that)."""
     int8_path = Path(int8_model)
     blob = int8_path.read_bytes()
     fblob = float_source if isinstance(float_source, (bytes, bytearray)) else float_tflite(float_source)
@@ -317,22 +419,17 @@ def inspect_file(int8_model, float_source, x: np.ndarray, y: np.ndarray | None =
         raise RunError(f"{int8_path}: could not load it or its float source for {x.shape[1:]} faces ({first})") from None
     q_ops, f_ops = qi._get_ops_details(), fi._get_ops_details()
     q_det = {d["index"]: d for d in qi.get_tensor_details()}
-    f_names = {d["index"]: d["name"] for d in fi.get_tensor_details()}
-    f_by_name = {f_names[int(t)]: int(t) for op in f_ops for t in op["outputs"]}
-    # by layer only where the op is the same too: a QAT graph splits ops (hard-swish as x · hard_sigmoid(x))
-    f_by_label = {(layer_label(f_names[int(t)]), op["op_name"]): int(t) for op in f_ops for t in op["outputs"]}
+    f_det = {d["index"]: d for d in fi.get_tensor_details()}
     part = xnnpack_partitions(blob)
+    matched, unpaired = pair_tensors(q_ops, q_det, f_ops, f_det)
     pairs = []  # (op, partition, int8 tensor, float tensor)
     for op, k in zip(q_ops, part):
         t = int(op["outputs"][0])
-        d = q_det[t]
-        dt, (s, _) = np.dtype(d["dtype"]), d["quantization"]
-        ft = f_by_name.get(d["name"], f_by_label.get((layer_label(d["name"]), op["op_name"])))
-        if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") and dt.kind in "iu" and dt != np.int32 and s and ft is not None:
-            pairs.append((op, k, t, ft))
+        if t in matched:
+            pairs.append((op, k, t, matched[t]))
     if not pairs:
-        raise RunError(f"{int8_path}: no int8 op output matches a tensor of the float source by name or layer; "
-                       "pass the float model this file was converted from (--float)")
+        raise RunError(f"{int8_path}: no int8 op output matches a tensor of the float source (the same ops, by "
+                       "name, up to it); pass the float model this file was converted from (--float)")
     acc = {t: np.zeros(7) for _, _, t, _ in pairs}  # err², f², |f−q|, f·q, q², clipped, n
     top_q, top_f = [], []
     for face in x:
@@ -342,34 +439,33 @@ def inspect_file(int8_model, float_source, x: np.ndarray, y: np.ndarray | None =
             s, zp = q_det[t]["quantization"]
             f = fi.get_tensor(ft).astype(np.float64).ravel()
             q = qi.get_tensor(t)
-            if q.size != f.size:
-                continue
             deq = dequantize(q, s, zp).astype(np.float64).ravel()
             acc[t] += [np.sum((f - deq) ** 2), f @ f, np.sum(np.abs(f - deq)), f @ deq, deq @ deq,
                        np.sum(_outside_range(f, s, zp, q.dtype)), f.size]
     rows, nsr = [], {}
-    for op, k, t, _ in pairs:
+    producer = {int(o): op for op in q_ops for o in op["outputs"]}
+    for op, k, t, ft in pairs:  # graph order: a tensor's paired ancestors are measured before it
         err, power, abs_err, dot, qq, clipped, n = acc[t]
-        if not n:
-            continue
         s, zp = q_det[t]["quantization"]
         nsr[t] = float(err / power) if power else (0.0 if not err else float("inf"))
-        inputs = [nsr[int(i)] for i in op["inputs"] if int(i) in nsr]
         den = np.sqrt(power * qq)
         name = q_det[t]["name"]
-        rows.append({"node": name, "layer": layer_label(name), "op": op["op_name"], "scale": float(s),
+        rows.append({"node": name, "layer": layer_label(name), "tensor": _output_op(name), "op": op["op_name"],
+                     "float_node": f_det[ft]["name"], "float_op": _producer_op(f_ops, ft),
+                     "shape": [int(v) for v in q_det[t]["shape"]], "scale": float(s),
                      "zero_point": int(zp), "rmse_steps": float(np.sqrt(err / n) / s), "mae": float(abs_err / n),
                      "cosine": float(dot / den) if den else float(not power and not qq), "clipped": float(clipped / n),
                      "sqnr_db": float(10 * np.log10(1 / nsr[t])) if nsr[t] else float("inf"),
-                     "added_noise": max(nsr[t] - max(inputs, default=0.0), 0.0), "xnnpack": k,
-                     "elements": int(n // len(x))})
+                     "added_noise": max(nsr[t] - max(_paired_inputs(op, nsr, producer), default=0.0), 0.0),
+                     "xnnpack": k, "elements": int(n // len(x))})
     ranked = sorted(rows, key=lambda r: -r["added_noise"])
     for i, r in enumerate(ranked, 1):
         r["rank"] = i
     top_q, top_f = np.array(top_q), np.array(top_f)
     report = {"format": "tflite-file", "model_file": str(int8_path), "faces": int(len(x)),
               "agreement_int8": float((top_q == top_f).mean()), "layers": rows,
-              "ranking": [r["layer"] for r in ranked],
+              "ranking": [r["layer"] for r in ranked], "paired": len(rows),
+              "unpaired": {"count": len(unpaired), "tensors": unpaired},
               "xnnpack": {"partitions": max((k for k in part if k), default=0),
                           "ops_outside": sorted({op["op_name"] for op, k in zip(q_ops, part) if k is None})}}
     if y is not None:
@@ -435,8 +531,11 @@ def render_table(report: dict) -> str:
         last = "XNNPACK | " + last
     what = report.get("model_file") or report.get("model", "model")
     weights = f" ({report['weights']} weights)" if "weights" in report else ""
+    unpaired = report.get("unpaired", {}).get("count", 0)
+    unpaired = (f"; {unpaired} int8 tensor{'' if unpaired == 1 else 's'} unpaired, not compared (no float tensor "
+                "holds the same value; the JSON's `unpaired` lists them)" if unpaired else "")
     head = (f"{what} ({fmt}): int8 agrees with float on {report['agreement_int8']:.2%} of {report['faces']} "
-            f"validation faces{weights}\n\n"
+            f"validation faces{weights}{unpaired}\n\n"
             f"| rank | layer | op | scale | zp | RMSE (steps) | MAE | cosine | clipped | {last} |\n"
             "|---:|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (last.count("|") + 1))
 
@@ -451,7 +550,15 @@ def render_table(report: dict) -> str:
             return f"{r['sqnr_db']:.1f} | {cost(r)}"
         return f"{xnn} | {cost(r)}"
 
-    rows = [f"| {r['rank']} | {r['layer']} | {r.get('op') or ''} | {r['scale']:.4g} | {r['zero_point']} | "
+    per_layer = {}
+    for r in report["layers"]:
+        per_layer[r["layer"]] = per_layer.get(r["layer"], 0) + 1
+
+    def name(r):  # a layer measured at several tensors (a block, a split activation): which one
+        sub = r.get("tensor", "").removeprefix(r["layer"] + "/")
+        return f"{r['layer']} ({sub})" if per_layer[r["layer"]] > 1 and sub and sub != r["layer"] else r["layer"]
+
+    rows = [f"| {r['rank']} | {name(r)} | {r.get('op') or ''} | {r['scale']:.4g} | {r['zero_point']} | "
             f"{r['rmse_steps']:.3f} | {r['mae']:.4g} | {r['cosine']:.4f} | {r['clipped']:.2%} | {tail(r)} |"
             for r in report["layers"]]
     return "\n".join([head, *rows])
