@@ -151,7 +151,7 @@ def _evaluation_row(y, probs) -> dict:
 
     s = score(y, probs)
     present = s["macro_present"]["classes"]
-    return {"correct": int(round(s["accuracy"] * len(y))), "accuracy": s["accuracy"], "macro_f1": s["macro_present"]["f1"],
+    return {"correct": int((probs.argmax(axis=1) == y).sum()), "accuracy": s["accuracy"], "macro_f1": s["macro_present"]["f1"],
             "macro_f1_classes": len(present),
             "per_class_recall": {c: (v["recall"] if v["support"] else None) for c, v in s["per_class"].items()}}
 
@@ -185,7 +185,7 @@ def evaluation_figures(tflite: Path, onnx: Path | None, *, fer2013, ferplus=None
 
 
 def check_evaluation_files(ferplus, ckplus, *, fer2013) -> None:
-    """One clear line, before anything is measured, for a FERPlus or CK+48 file that is not there."""
+    """One clear line, before anything is measured, for a FER2013, FERPlus or CK+48 file that is not there."""
     if fer2013 is not None and not Path(str(fer2013)).expanduser().exists():
         raise DataError(f"{fer2013}: no such FER2013 file; pass --data PATH to fer2013.npz or fer2013.csv")
     if ferplus is not None and not Path(str(ferplus)).expanduser().is_file():
@@ -308,7 +308,7 @@ def _card_markdown(c: dict) -> str:
 def _evaluations_markdown(ev: dict) -> list[str]:
     """The card's three evaluations (FER2013, FERPlus, CK+48) as one table; a missing one says how to add it."""
     lines = ["## FER2013, FERPlus and CK+48 (int8, report-only)", "",
-             "Measured once on faces never trained or selected on, as `edgefer evaluate` scores them; macro-F1 is over "
+             "Measured once on faces never trained or tuned on, as `edgefer evaluate` scores them; macro-F1 is over "
              "the classes the faces have (CK+48 has no neutral face: six).", "",
              "| evaluation | labels | faces | model | accuracy | macro-F1 | "
              + " | ".join(f"recall {c}" for c in CLASSES) + " |", "|---|---|---|---|---|---|" + "---|" * len(CLASSES)]
