@@ -202,3 +202,33 @@ def test_the_results_page_keeps_the_rendered_block_when_it_is_regenerated(tmp_pa
     write_block(page, f"{START}\n## FERPlus\nnew figures\n{END}\n")
     text = page.read_text()
     assert text.count(START) == 1 and "new figures" in text and "table v2" in text
+
+
+def test_the_results_page_says_which_labels_each_model_learned_from_its_card():
+    """The FERPlus section's 'learned' column and the calibration sentence come from the shipped cards and
+    model files, and the reproduce loop names every model the page reports."""
+    import json
+    from pathlib import Path
+
+    from edge_fer.report.shipped_eval import kind_of, render
+    from edge_fer.zoo import shipped_models
+
+    reports = []
+    for p in sorted(Path("docs/results/shipped_eval").glob("*.json")):
+        reports.append({**json.loads(p.read_text()), "_kind": kind_of(p)})
+        reports[-1]["format_label"] = reports[-1]["labels"]
+    text = render(reports)
+    learned = {m.name: m.card["labels"]["learned"] for m in shipped_models()}
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and " | tflite | " in line
+            and line.count("|") > 12]
+    assert rows and all(r[2] == learned[r[0].lstrip("| ")] for r in rows)
+    loop = next(line for line in text.splitlines() if line.startswith("for m in "))
+    assert set(loop[len("for m in "):-len("; do")].split()) == {
+        Path(r["model_path"]).name.replace(".tflite", "") for r in reports}
+    carrying = next(line for line in text.splitlines() if "Carrying" in line)
+    from edge_fer.runtime.metadata import read_metadata
+
+    for m in shipped_models():
+        t = ((read_metadata(m.path)[0] or {}).get("calibration") or {}).get("temperature")
+        parts = {seg.split(":")[0].split(" ")[0]: seg for seg in carrying.split("Carrying ")[1:]}
+        assert f"`{m.name}`" in parts.get("one" if t else "none", "")

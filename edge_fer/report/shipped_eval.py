@@ -21,7 +21,7 @@ END = "<!-- /shipped-eval -->"
 
 COMMANDS = """```bash
 D=../shared/data   # fer2013.npz, fer2013new.csv, ckplus48.npz
-for m in ferlite_int8 cnn_int8 mobilenetv3_small_int8 ferlite_int8.onnx cnn_int8.onnx mobilenetv3_small_int8.onnx; do
+for m in {models}; do
   edgefer evaluate $m --data $D/fer2013.npz --ferplus $D/fer2013new.csv --fit-temperature --json docs/results/shipped_eval/$m.ferplus.json
   edgefer evaluate $m --data $D/ckplus48.npz --drop-class contempt --json docs/results/shipped_eval/$m.ck.json
   edgefer evaluate $m --data $D/fer2013.npz --fit-temperature --json docs/results/shipped_eval/$m.fer.json
@@ -33,6 +33,43 @@ python -m edge_fer.report.shipped_eval docs/results/shipped_eval/*.json --out do
 def _name(r: dict) -> str:
     fmt = Path(r["model_path"]).suffix.lstrip(".")
     return f"{r['model']} | {fmt}"
+
+
+def learned(model: str) -> str:
+    """The labels a shipped model learned, from its card ("FER2013", "FERPlus vote distribution", …)."""
+    from ..runtime.shipped import shipped_models
+
+    for m in shipped_models():
+        if m.name == Path(model).stem:
+            return (m.card.get("labels") or {}).get("learned", "FER2013")
+    return "?"
+
+
+def _temperature_text(reports: list[dict]) -> str:
+    """Which of the reported models' metadata carries a temperature (read from the model files)."""
+    from ..runtime.metadata import read_metadata
+    from ..runtime.shipped import shipped_models
+
+    shipped = {m.name: m.path for m in shipped_models()}
+    carry, none = [], []
+    for name in sorted({Path(r["model"]).stem for r in reports} & set(shipped)):
+        meta, _ = read_metadata(shipped[name])
+        t = ((meta or {}).get("calibration") or {}).get("temperature")
+        (carry if t else none).append(f"`{name}`" + (f" ({t:.2f})" if t else ""))
+    out = []
+    if carry:
+        out.append(f"Carrying one: {', '.join(carry)}.")
+    if none:
+        out.append(f"Carrying none (shipped before temperatures were): {', '.join(none)}; they report the "
+                   "probabilities as they are.")
+    return " ".join(out)
+
+
+def _learned_text(reports: list[dict]) -> str:
+    groups: dict[str, list[str]] = {}
+    for name in sorted({Path(r["model"]).stem for r in reports}):
+        groups.setdefault(learned(name), []).append(f"`{name}`")
+    return "; ".join(f"{', '.join(names)} learned {labels} labels" for labels, names in groups.items())
 
 
 def _recalls(r: dict) -> str:
@@ -53,7 +90,7 @@ def render(reports: list[dict]) -> str:
         counts = ", ".join(f"{c} {r0['per_class'][c]['support']:,}" for c in CLASSES)
         lines += [
             "## FERPlus: shipped models on FERPlus PrivateTest (majority labels)", "",
-            "The shipped models learned FER2013's labels. Here the same PrivateTest faces are scored against FERPlus' "
+            f"{_learned_text(fp)} (each card says which). Here PrivateTest faces are scored against FERPlus' "
             "ten-annotator labels (`fer2013new.csv`), derived as FERPlus' authors do in `majority` mode: a class with a "
             "single vote is dropped as an outlier, the label is the class holding more than half of the remaining votes, "
             "and faces whose label is *unknown* or *not a face*, or that have no such majority, are left out. FERPlus' "
@@ -61,12 +98,12 @@ def render(reports: list[dict]) -> str:
             f"another class. Of PrivateTest's 3,589 faces {r0['n']:,} remain ({counts}); left out: {left}. "
             "The last column scores the same faces against their FER2013 labels "
             f"(FER2013 and FERPlus agree on {r0['fer2013_labels']['agreement_with_ferplus']:.1%} of them).", "",
-            "| model | format | accuracy | macro-F1 | " + " | ".join(f"recall {c}" for c in CLASSES)
+            "| model | format | learned | accuracy | macro-F1 | " + " | ".join(f"recall {c}" for c in CLASSES)
             + " | FER2013-label accuracy |",
-            "|---|---|---|---|" + "---|" * len(CLASSES) + "---|"]
+            "|---|---|---|---|---|" + "---|" * len(CLASSES) + "---|"]
         for r in fp:
-            lines.append(f"| {_name(r)} | {r['accuracy']:.4f} | {r['macro']['f1']:.4f} | {_recalls(r)} | "
-                         f"{r['fer2013_labels']['accuracy']:.4f} |")
+            lines.append(f"| {_name(r)} | {learned(r['model'])} | {r['accuracy']:.4f} | {r['macro']['f1']:.4f} | "
+                         f"{_recalls(r)} | {r['fer2013_labels']['accuracy']:.4f} |")
         lines += [""]
     ck = by_kind["ck"]
     if ck:
@@ -96,8 +133,7 @@ def render(reports: list[dict]) -> str:
             "its negative log-likelihood (NLL), with ECE and NLL on PrivateTest before and after it. The temperature "
             "divides the model's log-probabilities in one place, `Recognizer.classify` (used by `predict` and "
             "`evaluate`), when a model's metadata carries `calibration.temperature`; `edgefer zoo ship` writes it and "
-            "states it in the card. The shipped models below predate that and carry none: they report the "
-            "probabilities as they are.", "",
+            f"states it in the card. {_temperature_text(cal)}", "",
             "| model | format | labels | ECE | temperature | ECE with it | NLL | NLL with it |",
             "|---|---|---|---|---|---|---|---|"]
         for r in sorted(cal, key=lambda r: (r["labels"], r["model"], r["model_path"])):
@@ -124,7 +160,9 @@ def render(reports: list[dict]) -> str:
             "probability is below P; the record keeps the probabilities, so nothing is lost. With a calibrated "
             "model, P reads as the accuracy wanted of the faces that keep a label: faces at 0.4 are right about "
             "40% of the time.", ""]
-    lines += ["Reproduce (this machine: AMD EPYC, AVX2, 2 cores; the figures do not depend on it):", "", COMMANDS, "",
+    names = sorted({Path(r["model_path"]).name.replace(".tflite", "") for r in reports})
+    lines += ["Reproduce (this machine: AMD EPYC, AVX2, 2 cores; the figures do not depend on it):", "",
+              COMMANDS.replace("{models}", " ".join(names)), "",
               END]
     return "\n".join(lines) + "\n"
 
