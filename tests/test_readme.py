@@ -30,12 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 VENV_BIN = Path(sys.executable).parent
 FAST = "--min-seconds 0.05"  # latency timing length: the test reads no latency, only that the command runs
+QUICK = f"{FAST} --quick"  # bench: 10 timed runs, no throughput batch (tests/test_bench.py checks --quick)
 
 # README command (as written, comment removed) → (the shell line that runs, why it differs). None: as written.
 # Listed in the order they run: later commands use what earlier ones wrote (runs/mobilenetv3_small, exports).
 COMMANDS = {
     "make demo": ("<the Makefile's demo recipe>",
-                  f"the recipe's lines run (with this venv's edgefer) with latency timing {FAST} instead of "
+                  f"the recipe's lines run (with this venv's edgefer) with latency timing {QUICK} instead of "
                   "--min-seconds 1 (tests/test_zoo.py checks what the recipe's bench writes); its `setup` "
                   "prerequisite installs the venv the test already runs in"),
     "make test": (None, "not run: it is this test suite"),
@@ -50,7 +51,7 @@ COMMANDS = {
         "edgefer qat --epochs 1 --range-percentile minmax && edgefer export --int8 --force",
         "a 1-epoch model is far from the 98% agreement gate and no range clipping finds it: 1 QAT epoch, "
         "min/max ranges, export --force (the gate is tested in tests/test_export.py)"),
-    "edgefer bench": (f"edgefer bench {FAST}", "latency timing only"),
+    "edgefer bench": (f"edgefer bench {QUICK}", "latency timing only"),
     "edgefer compare runs/cnn runs/mobilenetv3_small": (None, None),
     "edgefer models": (None, None),
     "edgefer predict photos/": (None, None),
@@ -65,23 +66,24 @@ COMMANDS = {
     "edgefer predict --camera 0 --max-frames 300": (
         "edgefer predict --camera 0 --max-frames 300 --help", "no camera here: the options parse, nothing runs"),
     "edgefer predict photos/ --boxes my_boxes.csv": (None, None),
-    "edgefer bench --shipped --threads 1,2,4": (f"edgefer bench --shipped --threads 1,2,4 {FAST}", "latency timing only"),
+    "edgefer bench --shipped --threads 1,2,4": (f"edgefer bench --shipped --threads 1,2,4 {QUICK}",
+                                                "latency timing only"),
     "edgefer qat runs/cnn --epochs 3": ("edgefer qat runs/cnn --epochs 1", "1 QAT epoch instead of 3"),
     "edgefer export runs/cnn --formats tflite": (None, None),
     "edgefer calibrate runs/cnn --sizes 64,256,1024 --methods minmax,entropy,percentile": (
         "edgefer calibrate runs/cnn --sizes 64 --methods minmax",
         "each size × method is one more int8 conversion: one of each"),
     "edgefer bench runs/cnn/export/*.tflite --threads 1,2,4 --json bench.json": (
-        f"edgefer bench runs/cnn/export/*.tflite --threads 1,2,4 --json bench.json {FAST}", "latency timing only"),
+        f"edgefer bench runs/cnn/export/*.tflite --threads 1,2,4 --json bench.json {QUICK}", "latency timing only"),
     "edgefer bench runs/cnn/best.keras runs/cnn/export/*": (
-        f"edgefer bench runs/cnn/best.keras runs/cnn/export/* {FAST}", "latency timing only"),
+        f"edgefer bench runs/cnn/best.keras runs/cnn/export/* {QUICK}", "latency timing only"),
     "edgefer bench runs/cnn/export/cnn_int8_qat.tflite --device rpi --host pi@192.0.2.10 --identity ~/.ssh/id_ed25519": (
         f"edgefer bench runs/cnn/export/cnn_int8_qat.tflite --device rpi --host {{user}}@127.0.0.1 --port {{port}} "
-        f"--remote-python {{python}} --identity ~/.ssh/id_ed25519 {FAST}",
+        f"--remote-python {{python}} --identity ~/.ssh/id_ed25519 {QUICK}",
         "the Pi is the loopback OpenSSH server (its port; a python behind it that has the runtime)"),
     "edgefer bench m_int8.tflite --device rpi --host pi@pi4 --host pi@pi5 --json fleet.json": (
         f"edgefer bench m_int8.tflite --device rpi --host {{user}}@127.0.0.1 --host {{user}}@localhost --port {{port}} "
-        f"--remote-python {{python}} --json fleet.json {FAST}",
+        f"--remote-python {{python}} --json fleet.json {QUICK}",
         "two Pis: the loopback server under two names; m_int8.tflite is a copy of runs/cnn's int8 export"),
     "edgefer bench runs/cnn/export/cnn_int8_qat.tflite --device gpu": (
         "edgefer bench runs/cnn/export/cnn_int8_qat.tflite --device gpu --help",
@@ -92,7 +94,7 @@ COMMANDS = {
         "edgefer bench m.tflite --device gpu --delegate /usr/lib/libtensorflowlite_gpu_delegate.so --help",
         "no GPU delegate library here: the options parse"),
     "edgefer bench runs/*/export/*.tflite --json cpu.json": (
-        f"edgefer bench runs/*/export/*.tflite --json cpu.json {FAST}", "latency timing only"),
+        f"edgefer bench runs/*/export/*.tflite --json cpu.json {QUICK}", "latency timing only"),
     "edgefer compare cpu.json fleet.json --out comparison": (None, None),
     "edgefer zoo ship ~/edgefer-runs/cnn": (f"edgefer zoo ship ~/edgefer-runs/cnn {FAST}", "latency timing only"),
     "edgefer export --int8": ("edgefer export --int8 --force --help",
@@ -178,7 +180,7 @@ def test_every_readme_command_runs_as_written(workspace, sshd):
         if readme in ("make test", "source .venv/bin/activate"):
             continue
         if readme == "make demo":
-            lines = [l.replace(".venv/bin/", f"{VENV_BIN}/").replace("--min-seconds 1 ", f"{FAST} ")
+            lines = [l.replace(".venv/bin/", f"{VENV_BIN}/").replace("--min-seconds 1 ", f"{QUICK} ")
                      for l in _demo_recipe()]
         else:
             lines = [(line or readme).format(user=user, port=sshd.port, python=shlex.quote(sshd.python))]
