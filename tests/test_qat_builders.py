@@ -55,7 +55,8 @@ def test_qat_every_builder(name, options, faces, labels, tmp_path):
     # int8 graph matches; trained a little, they spread over several int8 steps (resnet50: 9) and differ by face
     # plain VGG-16 (no BatchNorm) at 1e-3 switches every ReLU off within these steps: its logits are all 0
     lr = 1e-4 if name == "vgg16" and not options.get("batch_norm") else 1e-3
-    model.compile(keras().optimizers.Adam(lr), "sparse_categorical_crossentropy")
+    # eagerly: six steps cost less than tracing the train step (and the calls below less than predict's tracing)
+    model.compile(keras().optimizers.Adam(lr), "sparse_categorical_crossentropy", run_eagerly=True)
     model.fit(faces, labels, batch_size=32, epochs=2, verbose=0)
     weights = [w.copy() for w in model.get_weights()]
     qat = quantize_model(model)
@@ -75,7 +76,7 @@ def test_qat_every_builder(name, options, faces, labels, tmp_path):
     path = tmp_path / f"{name}.h5"
     qat.save(path)
     x = faces[64:72]
-    np.testing.assert_allclose(load_qat_model(path).predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(load_qat_model(path)(x, training=False), qat(x, training=False), atol=1e-6)
 
     blob = convert.to_tflite(qat, "int8", calib=CalibrationSet(faces[:32], "sample"))
     (tmp_path / "m.tflite").write_bytes(blob)
@@ -86,7 +87,7 @@ def test_qat_every_builder(name, options, faces, labels, tmp_path):
     # of the QAT model's (mean under a step), and the same top class wherever the QAT model's margin is 3 steps
     x = faces[64:96]
     got, step = int8_logits(tmp_path / "m.tflite", x)
-    want = keras().Model(qat.input, qat.get_layer("quant_logits").output).predict(x, verbose=0)
+    want = keras().Model(qat.input, qat.get_layer("quant_logits").output)(x, training=False).numpy()
     steps = np.abs(got - want) / step
     top2 = np.sort(want, axis=1)[:, -2:]
     clear = (top2[:, 1] - top2[:, 0]) / step > 3
@@ -143,7 +144,7 @@ def test_qat_model_computes_what_the_int8_graph_computes(faces, tmp_path):
     tensors = interpreter.get_tensor_details()
     x = faces[:16]
     probe = keras().Model(qat.input, [qat.get_layer(n).output for n in ("quant_preprocess", "quant_conv/hsigmoid")])
-    expected = probe.predict(x, verbose=0)
+    expected = [t.numpy() for t in probe(x, training=False)]
     for layer, want in zip(("quant_preprocess/", "quant_conv/hsigmoid/"), expected):
         t = [d for d in tensors if layer in d["name"] and tuple(d["shape"][1:]) == want.shape[1:]][-1]
         scale, zero = t["quantization"]
@@ -176,7 +177,7 @@ def test_clip_activation_ranges_shrinks_data_ranges_only(faces):
     assert all(after[k] <= before[k] + 1e-6 for k in before)
     moved = {k for k in before if after[k] < before[k] - 1e-6}
     assert moved and all(k.split("/")[-1].startswith(("post_activation", "output")) for k in moved), moved
-    assert np.isfinite(qat.predict(faces[:8], verbose=0)).all()
+    assert np.isfinite(qat(faces[:8], training=False)).all()
 
 
 
