@@ -842,6 +842,31 @@ def zoo_refresh_cmd(names, data, ferplus, ckplus, dest) -> None:
                    f"CK+48 {ev['ckplus48']['int8']['accuracy']:.4f}")
 
 
+@zoo_group.command("retime")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--threads", default="1,2", show_default=True, metavar="LIST", help="Thread counts to time.")
+@click.option("--min-seconds", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Timing per model and thread count.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder the models are shipped in; default the package's (edge_fer/zoo/shipped).")
+def zoo_retime_cmd(names, threads, min_seconds, dest) -> None:
+    """Time shipped models again, together on this machine, and write the latency into their cards.
+
+    A card's latency is the machine it was shipped on; the default model's edge budget compares
+    cards, so time every shipped model on one machine when one of them was shipped elsewhere.
+
+    \b
+    Example:
+      edgefer zoo retime cnn_int8 ferlite_int8 ferlite_ferplus_int8 mobilenetv3_small_int8
+    """
+    from .zoo.ship import retime_cards
+
+    for name, latency in retime_cards(names, dest=dest, threads=tuple(_int_csv(threads, "--threads")),
+                                      min_seconds=min_seconds).items():
+        click.echo(f"{name}: " + "; ".join(f"{fmt} " + ", ".join(f"{t} thread(s) {v:.3f} ms" for t, v in by_t.items())
+                                          for fmt, by_t in latency.items()))
+
+
 @zoo_group.command("build")
 @click.argument("name")
 @_data_option

@@ -20,27 +20,26 @@ def _set_card(d, name, **changes):
 
 
 def test_default_model_is_the_best_on_ferplus_within_the_edge_budget(tmp_path):
-    # the package: ferlite_int8 is the only model within 500 KB and 0.25 ms, and it is the best on FERPlus
-    assert default_model() == SHIPPED_DIR / "ferlite_int8.tflite"
+    # the package, its cards timed together on one machine: no model within 0.25 ms there, so the best on
+    # FERPlus of those within 500 KB: the ferlite trained on FERPlus labels
+    assert default_model() == SHIPPED_DIR / "ferlite_ferplus_int8.tflite"
     d = tmp_path / "shipped"
     shutil.copytree(SHIPPED_DIR, d)
-    for f in d.glob("ferlite_int8.*"):  # a second model within the budget: ferlite's files under another name
-        shutil.copy(f, d / f.name.replace("ferlite_int8", "other_int8"))
-    ferlite = shipped_models(d)[1].accuracy_on("ferplus")
-    assert [m.name for m in shipped_models(d) if m.within_edge_budget] == ["ferlite_int8", "other_int8"]
-    _set_card(d, "other_int8", ferplus=ferlite - 0.01)
+    assert [m.name for m in shipped_models(d) if m.within_edge_size] == ["ferlite_ferplus_int8", "ferlite_int8"]
+    _set_card(d, "ferlite_int8", p50=0.2)  # within the whole budget beats better on FERPlus outside it
     assert default_model(d).stem == "ferlite_int8"
-    _set_card(d, "other_int8", ferplus=ferlite + 0.01)  # better on FERPlus: it becomes the default
-    assert default_model(d).stem == "other_int8"
-    # better on FERPlus but slower than the budget: out; cnn_int8 is better than both but 1.7 MB
-    _set_card(d, "other_int8", p50=0.26)
+    _set_card(d, "ferlite_ferplus_int8", p50=0.25)  # both within (at the budget is within): better on FERPlus
+    assert default_model(d).stem == "ferlite_ferplus_int8"
+    _set_card(d, "ferlite_ferplus_int8", ferplus=0.5)
+    assert default_model(d).stem == "ferlite_int8"
+    # none within 0.25 ms: the best on FERPlus within 500 KB; cnn_int8 is better and fast but 1.7 MB
+    for name in ("ferlite_int8", "ferlite_ferplus_int8"):
+        _set_card(d, name, p50=0.3)
     _set_card(d, "cnn_int8", ferplus=0.99, p50=0.1)
     assert default_model(d).stem == "ferlite_int8"
-    _set_card(d, "other_int8", p50=0.25)  # at the budget is within it
-    assert default_model(d).stem == "other_int8"
-    # none within the budget: the best on FERPlus of all
-    for name in ("ferlite_int8", "other_int8"):
-        _set_card(d, name, p50=0.3)
+    # none within 500 KB: the best on FERPlus of all
+    for f in d.glob("ferlite_*"):
+        f.unlink()
     assert default_model(d).stem == "cnn_int8"
 
 
@@ -127,3 +126,21 @@ def test_ship_a_ferplus_run_with_three_evaluations(ferplus_run, fer_npz, ferplus
     monkeypatch.setattr("edge_fer.runtime.shipped.SHIPPED_DIR", tmp_path / "shipped")
     r = run("zoo", "build", "ferlite_ferplus_int8", "--data", fer_npz, "--epochs", 1)
     assert_user_error(r, "ferlite_ferplus_int8 learned FERPlus labels (fer2013new.csv): pass --ferplus PATH")
+
+
+def test_retime_times_shipped_models_together_and_rewrites_only_their_cards(tmp_path, run):
+    d = tmp_path / "shipped"
+    shutil.copytree(SHIPPED_DIR, d)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    r = run("zoo", "retime", "ferlite_int8", "mobilenetv3_small_int8", "--dest", d, "--threads", "1",
+            "--min-seconds", "0.1")
+    assert r.exit_code == 0, r.output
+    changed = sorted(p.name for p in d.iterdir() if p.read_bytes() != before[p.name])
+    assert changed == ["ferlite_int8.card.json", "ferlite_int8.md", "mobilenetv3_small_int8.card.json",
+                       "mobilenetv3_small_int8.md"]
+    card = json.loads((d / "ferlite_int8.card.json").read_text())
+    assert set(card["latency_ms"]["tflite"]) == {"1"} and card["latency_ms"]["tflite"]["1"] > 0
+    assert "timed with mobilenetv3_small_int8" in card["latency_machine"]
+    assert f"{card['latency_ms']['tflite']['1']:.3f} ms" in (d / "ferlite_int8.md").read_text()
+    r = run("zoo", "retime", "nope_int8", "--dest", d)
+    assert r.exit_code == 2 and "no shipped model 'nope_int8'" in r.output

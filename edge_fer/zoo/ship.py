@@ -292,7 +292,7 @@ def _card_markdown(c: dict) -> str:
                  f"{c['calibration']['ece_before']:.4f} without it, {c['calibration']['ece_after']:.4f} with it.", ""]
                 if c.get("calibration") else []),
               *_evaluations_markdown(c.get("evaluations") or {}),
-              "## Latency (batch 1, p50, this toolkit's runner)", ""]
+              "## Latency (batch 1, p50, `edgefer bench` on the CPU, XNNPACK)", ""]
     for fmt, by_t in lat.items():
         lines.append(f"- {fmt}: " + ", ".join(f"{t} thread(s) {v:.3f} ms" for t, v in by_t.items())
                      + f" on {c['latency_machine']}")
@@ -633,6 +633,37 @@ def refresh_card(name: str, *, data_path: str, ferplus: str, ckplus: str, dest: 
         tmp.write_text(_card_markdown(card))
     write_json(d / f"{name}.card.json", card)
     return card
+
+
+def retime_cards(names, *, dest: Path | None = None, threads=(1, 2), min_seconds: float = 2.0) -> dict:
+    """Time the shipped models ``names`` again, one after another on this machine, and write each card's
+    latency and machine: latencies timed on different machines do not compare, and the default model's
+    edge budget compares them. Rewrites NAME.card.json and NAME.md only. Returns {name: latency_ms}."""
+    from ..device_bench.bench import bench_models
+    from . import shipped_models
+
+    d = Path(dest).expanduser() if dest else SHIPPED_DIR
+    found = {m.name: m for m in shipped_models(d)}
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise ConfigError(f"no shipped model {missing[0]!r} in {d}; shipped there: {', '.join(found) or 'none'}")
+    out = {}
+    for name in names:
+        m = found[name]
+        records = bench_models(list(m.files.values()), device="cpu", threads=threads, min_seconds=min_seconds)
+        latency, cpu = {}, None
+        for r in records:
+            if r["status"] == "ok":
+                latency.setdefault(r["format"], {})[str(r["threads"])] = r["latency"]["p50_ms"]
+                cpu = r["machine"].get("cpu", r["machine"]["machine"])
+        card = {**m.card, "latency_ms": latency,
+                "latency_machine": f"{cpu}, timed with {', '.join(n for n in names if n != name)} "
+                                   f"({time.strftime('%Y-%m-%d')})" if len(names) > 1 else cpu}
+        with atomic_path(d / f"{name}.md") as tmp:
+            tmp.write_text(_card_markdown(card))
+        write_json(d / f"{name}.card.json", card)
+        out[name] = latency
+    return out
 
 
 def build(name: str, *, data_path: str, out: Path | None = None, dest: Path | None = None, epochs: int | None = None,
