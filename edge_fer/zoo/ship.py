@@ -55,6 +55,16 @@ def _metrics_row(y, probs) -> dict:
             "confusion_matrix": m["confusion_matrix"]}
 
 
+def latency_of(records: list[dict]) -> tuple[dict, str | None]:
+    """``({format: {threads: p50 ms}}, cpu)`` of a card, from ``edgefer bench`` records (failed ones left out)."""
+    latency, cpu = {}, None
+    for r in records:
+        if r["status"] == "ok":
+            latency.setdefault(r["format"], {})[str(r["threads"])] = r["latency"]["p50_ms"]
+            cpu = r["machine"].get("cpu", r["machine"]["machine"])
+    return latency, cpu
+
+
 def sample_figures(tflite: Path, onnx: Path | None) -> dict:
     """The int8 artefacts' scores on the embedded sample's PrivateTest faces: figures any install can
     re-check offline, exactly (the suite does, for every shipped model)."""
@@ -97,14 +107,10 @@ def measure_card(run_dir: Path, tflite: Path, onnx: Path | None, *, data_path: s
             continue
         p = open_model(path).predict(test.x)
         out[key] = {**_metrics_row(test.y, p), "agreement_with_float": float((p.argmax(1) == p_float.argmax(1)).mean())}
-    latency, cpu = {}, None
     models = [m for m in (tflite, onnx) if m is not None]
     records = bench_models(models, device="cpu", threads=threads, data=data_path or cfg.data, split="test",
                            min_seconds=min_seconds)
-    for r in records:
-        if r["status"] == "ok":
-            latency.setdefault(r["format"], {})[str(r["threads"])] = r["latency"]["p50_ms"]
-            cpu = r["machine"].get("cpu", r["machine"]["machine"])
+    latency, cpu = latency_of(records)
     return {"test": out, "sample": sample_figures(tflite, onnx), "latency_ms": latency, "latency_machine": cpu,
             "bench_records": records}
 
@@ -650,12 +656,8 @@ def retime_cards(names, *, dest: Path | None = None, threads=(1, 2), min_seconds
     out = {}
     for name in names:
         m = found[name]
-        records = bench_models(list(m.files.values()), device="cpu", threads=threads, min_seconds=min_seconds)
-        latency, cpu = {}, None
-        for r in records:
-            if r["status"] == "ok":
-                latency.setdefault(r["format"], {})[str(r["threads"])] = r["latency"]["p50_ms"]
-                cpu = r["machine"].get("cpu", r["machine"]["machine"])
+        latency, cpu = latency_of(bench_models(list(m.files.values()), device="cpu", threads=threads,
+                                               min_seconds=min_seconds))
         card = {**m.card, "latency_ms": latency,
                 "latency_machine": f"{cpu}, timed with {', '.join(n for n in names if n != name)} "
                                    f"({time.strftime('%Y-%m-%d')})" if len(names) > 1 else cpu}
