@@ -129,7 +129,7 @@ def test_cli_bench_json(exported, subset, tmp_path):
     assert json.loads(out.read_text())[0]["status"] == "ok"
     r = CliRunner().invoke(main, ["compare", str(out), "--out", str(tmp_path / "cmp")])
     assert r.exit_code == 0, r.output
-    assert "| cnn | tflite | int8" in r.output and (tmp_path / "cmp" / "pareto_cpu.png").is_file()
+    assert "| cnn_int8 | cnn | tflite | int8" in r.output and (tmp_path / "cmp" / "pareto_cpu.png").is_file()
 
 
 @pytest.mark.slow

@@ -40,7 +40,7 @@ def test_compare_bench_writes_table_csv_and_one_plot_per_device(tmp_path):
                      "pareto_rpi_pi_10.0.0.7.png"]  # no plot for gpu: nothing ran there
     assert (tmp_path / "cmp" / "pareto_cpu.png").read_bytes()[:4] == b"\x89PNG"
     md = result["markdown"]
-    assert "| cnn | tflite | int8 (qat) | cpu | 1 | 0.6200 |" in md
+    assert "| cnn_int8 | cnn | tflite | int8 (qat) | cpu | 1 | 0.6200 |" in md
     assert "unavailable: no Vulkan device" in md and "rpi:pi@10.0.0.7" in md
     rows = list(csv.DictReader((tmp_path / "cmp" / "bench_comparison.csv").open()))
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok", "unavailable: no Vulkan device"}

@@ -105,11 +105,11 @@ def mixed_warning(datas: list[str]) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| architecture | format | precision | device | threads | accuracy | macro-F1 | p50 ms | p90 ms | size KB "
-            "| data | status |")
+    head = ("| model | architecture | format | precision | device | threads | accuracy | macro-F1 | p50 ms | p90 ms "
+            "| size KB | data | status |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        lines.append(f"| {r['architecture']} | {r['format']} | {r['precision']}{' (' + r['source'] + ')' if r['source'] else ''} "
+        lines.append(f"| {Path(str(r['model'])).stem} | {r['architecture']} | {r['format']} | {r['precision']}{' (' + r['source'] + ')' if r['source'] else ''} "
                      f"| {r['device']} | {r['threads'] or '-'} | {_fmt(r['accuracy'], '.4f')} | {_fmt(r['macro_f1'], '.4f')} "
                      f"| {_fmt(r['p50_ms'], '.3f')} | {_fmt(r['p90_ms'], '.3f')} | {_fmt(r['size_kb'], '.0f')} "
                      f"| {r['data'].replace('|', '/')} | {r['status'].replace('|', '/')} |")
@@ -141,7 +141,7 @@ def plot_pareto(rows: list[dict], device: str, path: Path) -> Path:
 
 def compare_bench(paths, out: Path | str = "comparison") -> dict:
     records = load_records(paths)
-    rows = sorted((row(r) for r in records), key=lambda r: (r["device"], r["architecture"], r["format"],
+    rows = sorted((row(r) for r in records), key=lambda r: (r["device"], r["architecture"], str(r["model"]), r["format"],
                                                               r["precision"], str(r["threads"])))
     out = Path(out)
     table = markdown(rows)
