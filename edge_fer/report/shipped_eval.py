@@ -11,6 +11,7 @@ rest of the page (``python -m edge_fer.report.results``) is left as it is, and t
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -37,12 +38,14 @@ def _name(r: dict) -> str:
 
 def learned(model: str) -> str:
     """The labels a shipped model learned, from its card ("FER2013", "FERPlus vote distribution", …)."""
+    return _learned_by_name().get(Path(model).stem, "?")
+
+
+@functools.lru_cache(maxsize=1)
+def _learned_by_name() -> dict:
     from ..runtime.shipped import shipped_models
 
-    for m in shipped_models():
-        if m.name == Path(model).stem:
-            return (m.card.get("labels") or {}).get("learned", "FER2013")
-    return "?"
+    return {m.name: (m.card.get("labels") or {}).get("learned", "FER2013") for m in shipped_models()}
 
 
 def _temperature_text(reports: list[dict]) -> str:

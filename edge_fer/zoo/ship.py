@@ -623,29 +623,18 @@ def refresh_card(name: str, *, data_path: str, ferplus: str, ckplus: str, dest: 
     """Add (or measure again) the labels learned and the FER2013, FERPlus and CK+48 figures of the card of
     model ``name`` shipped in ``dest`` (default: the package's), from its shipped files; every other
     figure of the card stays as it is. Rewrites NAME.card.json and NAME.md, nothing else."""
-    from . import shipped_models
-
-    d = Path(dest).expanduser() if dest else SHIPPED_DIR
-    found = {m.name: m for m in shipped_models(d)}
-    if name not in found:
-        raise ConfigError(f"no shipped model {name!r} in {d}; shipped there: {', '.join(found) or 'none'}")
+    d, found = _shipped_in(dest, [name])
     check_evaluation_files(ferplus, ckplus, fer2013=data_path)
     m = found[name]
-    card = dict(m.card)
-    card["labels"] = learned_labels(card["recipe"]["train"])
-    card["evaluations"] = evaluation_figures(m.files[".tflite"], m.files.get(".onnx"), fer2013=data_path,
-                                             ferplus=ferplus, ckplus=ckplus)
-    with atomic_path(d / f"{name}.md") as tmp:
-        tmp.write_text(_card_markdown(card))
-    write_json(d / f"{name}.card.json", card)
+    card = {**m.card, "labels": learned_labels(m.card["recipe"]["train"]),
+            "evaluations": evaluation_figures(m.files[".tflite"], m.files.get(".onnx"), fer2013=data_path,
+                                              ferplus=ferplus, ckplus=ckplus)}
+    _rewrite_card(d, name, card)
     return card
 
 
-def retime_cards(names, *, dest: Path | None = None, threads=(1, 2), min_seconds: float = 2.0) -> dict:
-    """Time the shipped models ``names`` again, one after another on this machine, and write each card's
-    latency and machine: latencies timed on different machines do not compare, and the default model's
-    edge budget compares them. Rewrites NAME.card.json and NAME.md only. Returns {name: latency_ms}."""
-    from ..device_bench.bench import bench_models
+def _shipped_in(dest: Path | None, names) -> tuple[Path, dict]:
+    """The shipped folder (``dest`` or the package's) and its models by name; one line for a name not there."""
     from . import shipped_models
 
     d = Path(dest).expanduser() if dest else SHIPPED_DIR
@@ -653,6 +642,23 @@ def retime_cards(names, *, dest: Path | None = None, threads=(1, 2), min_seconds
     missing = [n for n in names if n not in found]
     if missing:
         raise ConfigError(f"no shipped model {missing[0]!r} in {d}; shipped there: {', '.join(found) or 'none'}")
+    return d, found
+
+
+def _rewrite_card(d: Path, name: str, card: dict) -> None:
+    """Write a shipped model's card, NAME.md rendered from NAME.card.json's content."""
+    with atomic_path(d / f"{name}.md") as tmp:
+        tmp.write_text(_card_markdown(card))
+    write_json(d / f"{name}.card.json", card)
+
+
+def retime_cards(names, *, dest: Path | None = None, threads=(1, 2), min_seconds: float = 2.0) -> dict:
+    """Time the shipped models ``names`` again, one after another on this machine, and write each card's
+    latency and machine: latencies timed on different machines do not compare, and the default model's
+    edge budget compares them. Rewrites NAME.card.json and NAME.md only. Returns {name: latency_ms}."""
+    from ..device_bench.bench import bench_models
+
+    d, found = _shipped_in(dest, names)
     out = {}
     for name in names:
         m = found[name]
@@ -661,9 +667,7 @@ def retime_cards(names, *, dest: Path | None = None, threads=(1, 2), min_seconds
         card = {**m.card, "latency_ms": latency,
                 "latency_machine": f"{cpu}, timed with {', '.join(n for n in names if n != name)} "
                                    f"({time.strftime('%Y-%m-%d')})" if len(names) > 1 else cpu}
-        with atomic_path(d / f"{name}.md") as tmp:
-            tmp.write_text(_card_markdown(card))
-        write_json(d / f"{name}.card.json", card)
+        _rewrite_card(d, name, card)
         out[name] = latency
     return out
 
