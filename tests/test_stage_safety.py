@@ -63,6 +63,7 @@ def package(tmp_path, monkeypatch):
     monkeypatch.setattr(ship, "measure_card", _fake_measure)
     monkeypatch.setattr(ship, "calibration_figures", lambda model, data: CALIBRATION)  # needs a real model
     monkeypatch.setattr(ship, "evaluation_figures", lambda tflite, onnx, **kw: dict.fromkeys(ship.EVALUATIONS))  # too
+    monkeypatch.setattr(ship, "embed_metadata", lambda model_bytes, suffix, meta: model_bytes)  # placeholder bytes
     return pkg
 
 

@@ -65,14 +65,18 @@ def embed_tflite(model_bytes: bytes, meta: dict) -> bytes:
     from tensorflow.lite.python import util
 
     model = util._convert_model_from_bytearray_to_object(model_bytes)
-    model.metadata = [m for m in (model.metadata or []) if m.name.decode() != METADATA_KEY]
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    model.buffers.append(buf)
-    entry = schema.MetadataT()
-    entry.name = METADATA_KEY
-    entry.buffer = len(model.buffers) - 1
-    model.metadata.append(entry)
+    data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    entry = next((m for m in (model.metadata or []) if m.name.decode() == METADATA_KEY), None)
+    if entry is not None:  # replaced in its own buffer: the old text does not stay behind in the file
+        model.buffers[entry.buffer].data = data
+    else:
+        buf = schema.BufferT()
+        buf.data = data
+        model.buffers.append(buf)
+        entry = schema.MetadataT()
+        entry.name = METADATA_KEY
+        entry.buffer = len(model.buffers) - 1
+        model.metadata = [*(model.metadata or []), entry]
     return bytes(util._convert_model_from_object_to_bytearray(model))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -609,14 +608,21 @@ def _write_shipped(card: dict, run_dir: Path, tflite: Path, onnx: Path | None, d
         side["shipped_as"] = name
         # the Recognizer divides log-probabilities by it (predict, evaluate); see docs/results.md
         side["calibration"] = {k: card["calibration"][k] for k in ("temperature", "fitted_on", "ece_before", "ece_after")}
-        with atomic_path(target) as tmp:
-            shutil.copyfile(src, tmp)
+        with atomic_path(target) as tmp:  # the file carries the sidecar's metadata, no machine paths
+            tmp.write_bytes(embed_metadata(src.read_bytes(), suffix, side))
         write_json(Path(str(target) + ".json"), side)
         written += [target, Path(str(target) + ".json")]
     with atomic_path(dest / f"{name}.md") as tmp:
         tmp.write_text(_card_markdown(card))
     write_json(dest / f"{name}.card.json", card)
     return written + [dest / f"{name}.md", dest / f"{name}.card.json"]
+
+
+def embed_metadata(model_bytes: bytes, suffix: str, meta: dict) -> bytes:
+    """``model_bytes`` (a .tflite or .onnx file) with ``meta`` as its embedded edge_fer metadata."""
+    from ..export.metadata import embed_onnx, embed_tflite
+
+    return (embed_tflite if suffix == ".tflite" else embed_onnx)(model_bytes, meta)
 
 
 def refresh_card(name: str, *, data_path: str, ferplus: str, ckplus: str, dest: Path | None = None) -> dict:
