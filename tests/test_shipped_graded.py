@@ -47,6 +47,12 @@ def test_every_shipped_model_and_format_is_graded():
 
 
 @pytest.mark.parametrize("model, suffix", MODELS, ids=IDS)
+def test_shipped_card_states_the_size_of_the_file_as_shipped(model, suffix):
+    # the file carries its metadata: the card's size is the file's, not the export's before embedding
+    assert model.card["size_bytes"][suffix[1:]] == model.files[suffix].stat().st_size
+
+
+@pytest.mark.parametrize("model, suffix", MODELS, ids=IDS)
 def test_shipped_model_scores_its_card_figure_on_the_embedded_sample(model, suffix, sample_test):
     stated = model.card["sample"]
     assert stated["data"] == "embedded" and stated["split"] == "test" and stated["n"] == len(sample_test) == 600

@@ -610,6 +610,7 @@ def _write_shipped(card: dict, run_dir: Path, tflite: Path, onnx: Path | None, d
         side["calibration"] = {k: card["calibration"][k] for k in ("temperature", "fitted_on", "ece_before", "ece_after")}
         with atomic_path(target) as tmp:  # the file carries the sidecar's metadata, no machine paths
             tmp.write_bytes(embed_metadata(src.read_bytes(), suffix, side))
+        card["size_bytes"][suffix[1:]] = target.stat().st_size  # the file as shipped, metadata included
         write_json(Path(str(target) + ".json"), side)
         written += [target, Path(str(target) + ".json")]
     with atomic_path(dest / f"{name}.md") as tmp:
