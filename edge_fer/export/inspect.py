@@ -28,8 +28,8 @@ import numpy as np
 from .._tf import quiet_native_stderr, tf as _tf
 from ..errors import ConfigError, RunError
 from ..runtime.tensors import dequantize, quantize
-from ..quantization.converter import (calibrated_model, fix_bias_scales, layer_label, quantise, quantised_nodes,
-                                       tflite_converter)
+from ..quantization.converter import (calibrated_model, fix_bias_scales, keras_converter, layer_label, quantise,
+                                       quantised_nodes, tflite_converter, with_signature)
 
 log = logging.getLogger(__name__)
 
@@ -271,11 +271,10 @@ def float_tflite(source) -> bytes:
                           "or float .tflite")
     from ..models import load_model
 
-    tf = _tf()
-    conv = tf.lite.TFLiteConverter.from_keras_model(load_model(p))
+    model = load_model(p)
     with warnings.catch_warnings(), quiet_native_stderr():
         warnings.simplefilter("ignore")
-        return conv.convert()
+        return with_signature(keras_converter(model).convert(), model)
 
 
 def _reference_interpreter(blob: bytes, face_shape):
@@ -497,11 +496,10 @@ def inspect_model_file(path, *, float_source=None, faces: int = 256, out=None, d
             raise ConfigError(f"{path}: which float model is it from? pass --float model.keras|.h5|float .tflite")
         from ..quantization import load_float_model
 
-        tf = _tf()
-        conv = tf.lite.TFLiteConverter.from_keras_model(load_float_model(run_dir)[0])
+        model = load_float_model(run_dir)[0]
         with warnings.catch_warnings(), quiet_native_stderr():
             warnings.simplefilter("ignore")
-            float_source = conv.convert()
+            float_source = with_signature(keras_converter(model).convert(), model)
     else:
         float_source = float_tflite(float_source)
     from ai_edge_litert import interpreter as tfl
