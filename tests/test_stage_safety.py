@@ -160,7 +160,7 @@ def test_zoo_build_refreshes_only_its_own_folder(tmp_path, monkeypatch):
     import edge_fer.training as training
     from edge_fer.zoo import shipped_models
 
-    card = shipped_models()[0].card
+    card = next(m for m in shipped_models() if m.name == "cnn_int8").card  # FER2013 labels: no --ferplus needed
     run_dir = tmp_path / "rebuilt"
     calls = []
     monkeypatch.setattr(ship, "get_shipped", lambda name: type("S", (), {"card": card})())
