@@ -299,8 +299,9 @@ def test_the_wheel_on_an_emulated_raspberry_pi(pi_edgefer, astronaut, tmp_path):
     # `bench` of shipped models on the embedded sample (600 PrivateTest faces): a shipped int8 TFLite model of
     # each architecture (the default among them) gets on the Pi exactly the faces right that its card states for
     # x86; the ONNX twins are unavailable without the [onnx] extra, and say so. One per architecture: two models
-    # of one architecture run the same kernels on the Pi, and under qemu each cnn costs ~2.5 min. --quick: no latency is read here, and under
-    # qemu the full timing (250 single faces and 13 batches of 32 per model) costs more than the 600 faces scored
+    # of one architecture run the same kernels on the Pi, and under qemu each cnn costs minutes. --quick: no
+    # latency is read here, and under qemu the full timing (250 single faces and 13 batches of 32 per model) costs
+    # more than the 600 faces scored
     from edge_fer.zoo import shipped_models
 
     arch = {m.name: m.card["recipe"]["train"]["model"] for m in shipped_models()}

@@ -28,8 +28,8 @@ import numpy as np
 from .._tf import quiet_native_stderr, tf as _tf
 from ..errors import ConfigError, RunError
 from ..runtime.tensors import dequantize, quantize
-from ..quantization.converter import (calibrated_model, fix_bias_scales, keras_converter, layer_label, quantise,
-                                       quantised_nodes, tflite_converter, with_signature)
+from ..quantization.converter import (calibrated_model, fix_bias_scales, layer_label, quantise, quantised_nodes,
+                                       tflite_converter, to_tflite)
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def float_tflite(source) -> bytes:
     model = load_model(p)
     with warnings.catch_warnings(), quiet_native_stderr():
         warnings.simplefilter("ignore")
-        return with_signature(keras_converter(model).convert(), model)
+        return to_tflite(model, "float32")
 
 
 def _reference_interpreter(blob: bytes, face_shape):
@@ -499,7 +499,7 @@ def inspect_model_file(path, *, float_source=None, faces: int = 256, out=None, d
         model = load_float_model(run_dir)[0]
         with warnings.catch_warnings(), quiet_native_stderr():
             warnings.simplefilter("ignore")
-            float_source = with_signature(keras_converter(model).convert(), model)
+            float_source = to_tflite(model, "float32")
     else:
         float_source = float_tflite(float_source)
     from ai_edge_litert import interpreter as tfl

@@ -72,10 +72,10 @@ def resolve_keep_float(nodes: list[str], wanted: list[str]) -> list[str]:
 def keras_converter(model, batch: int | None = None):
     """A TFLiteConverter of ``model``'s inference function with a fixed (or dynamic) batch, frozen.
 
-    It converts the graph ``TFLiteConverter.from_keras_model`` converts, into the same model, without first
-    saving the whole tf_keras model as a SavedModel: that tracing costs ~30× the conversion itself (30 s
-    against 1 s for a quarter-width QAT cnn, 140 s against 5 s for a half-width QAT MobileNetV3-Small on
-    2 cores). The frozen function has no SignatureDef: pass what it converts through :func:`with_signature`."""
+    It converts the graph ``TFLiteConverter.from_keras_model`` converts, into the same model (tests/
+    test_qat_builders.py converts both ways), without first saving the whole tf_keras model as a SavedModel,
+    which is most of that route's time. The frozen function has no SignatureDef: pass what it converts through
+    :func:`with_signature`."""
     return _tf().lite.TFLiteConverter.from_concrete_functions([fixed_batch_function(model, batch)])
 
 
