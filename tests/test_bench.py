@@ -57,6 +57,8 @@ def test_bench_cpu_records(exported, subset):
     # the same predictions whatever the thread count
     assert tfl[0]["accuracy"] == tfl[1]["accuracy"]
     assert "cnn_int8.tflite" in format_table(records)
+    # int8 XNNPACK kernels give 2 threads the raw outputs of 1: the faces were labelled once, and the record says so
+    assert [r.get("scored_with_threads") for r in records if r["model"] == "cnn_int8.tflite"] == [None, 1]
 
 
 @pytest.mark.slow
@@ -191,3 +193,38 @@ def test_device_script_holds_the_runtime_only_and_reports_a_typed_status(tmp_pat
     with pytest.raises(RemoteError) as e:
         read_result(3, json.dumps({"error": "no Vulkan device", "status": "unavailable", "error_type": "X"}), "")
     assert e.value.status == "unavailable" and str(e.value) == "no Vulkan device"
+
+
+def test_the_device_script_labels_again_a_thread_count_whose_outputs_differ(tmp_path):
+    """`runtime.device.run` labels the faces once and reuses the labels for a thread count whose raw outputs on
+    the first 8 faces are the same; where they differ it labels every face again. (A stand-in model whose outputs
+    change with the thread count: no runtime here does that on demand.)"""
+    from edge_fer.runtime import device
+
+    faces = np.arange(20 * 48 * 48, dtype=np.uint8).reshape(20, 48, 48) % 251
+    np.savez(tmp_path / "faces.npz", x=faces, y=np.zeros(20, np.int64))
+    labelled = []
+
+    class Model:
+        runtime, version, init_ms, max_batch = "stand-in", "0", 0.0, None
+
+        def __init__(self, threads):
+            self.threads = threads
+
+        def prepare(self, x):
+            return np.asarray(x, np.float32)
+
+        def invoke(self, x):  # 4 threads add a rounding difference to class 0
+            out = np.stack([x.mean(axis=(1, 2)) % 7 == k for k in range(7)], axis=1).astype(np.float32)
+            out[:, 0] += 1e-3 * (self.threads == 4)
+            return out
+
+        def labels(self, x):
+            labelled.append(self.threads)
+            return self.invoke(self.prepare(x)).argmax(1)
+
+    doc = device.run(tmp_path / "m.tflite", tmp_path / "faces.npz", [1, 2, 4], min_runs=1, min_seconds=0, warmup=0,
+                     throughput_batch=0, opener=lambda path, threads, **_: Model(threads))
+    assert labelled == [1, 4]
+    assert [r.get("scored_with_threads") for r in doc["results"]] == [None, 1, None]
+    assert doc["results"][1]["predictions"] == doc["results"][0]["predictions"]

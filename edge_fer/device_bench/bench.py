@@ -404,6 +404,8 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
                                   sample_outputs=r.get("sample_outputs"), seconds=time.time() - t0)
                     if "runner" in result:  # over SSH: the device's installed edge_fer or the standalone .pyz
                         rec["runner"] = result["runner"]
+                    if "scored_with_threads" in r:  # labels reused from that thread count's identical outputs
+                        rec["scored_with_threads"] = r["scored_with_threads"]
                     if "gpu" in result:
                         rec["gpu"] = result["gpu"]
                         rec["accelerator_label"] = result["gpu"]["label"]
