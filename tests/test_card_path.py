@@ -1,6 +1,7 @@
-"""The model card's path — train, qat, export --int8 — on the full-block MobileNetV3, ONNX included, and
-what it rests on: ORT's exact int8 mode (``EXACT_INT8``, set on x86 CPUs without VNNI) loads every ONNX
-model edge_fer writes, however its DequantizeLinear nodes share their constants.
+"""What the model card's path — train, qat, export --int8, ONNX included — rests on: ORT's exact int8 mode
+(``EXACT_INT8``, set on x86 CPUs without VNNI) loads every ONNX model edge_fer writes, however its
+DequantizeLinear nodes share their constants. The path itself runs on the full-block MobileNetV3 as the
+README's commands (tests/test_readme.py, ``_check_the_card_path``).
 
     .venv/bin/python -m pytest -p no:xdist -q tests/test_card_path.py
 """
@@ -14,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import pick_rows, write_subset_npz
 from edge_fer.runtime import onnx_model as device_runner
 from edge_fer.runtime.onnx_model import EXACT_INT8, exact_int8_needed, ort_session, unshare_initializers
 
@@ -158,45 +158,3 @@ def test_a_runtime_error_is_one_whole_line(tmp_path):
     message = str(e.value)
     assert message.startswith(f"{path}: not a loadable ONNX model (") and message.endswith(")")
     assert "\n" not in message and "NoSuchOperatorAnywhere with domain_version of 17" in message
-
-
-@pytest.mark.slow
-def test_the_cards_three_commands_in_sequence_write_both_formats(fer, run, tmp_path):
-    """`edgefer train --model mobilenetv3 … && edgefer qat … && edgefer export --int8` on the full-block
-    MobileNetV3 (a few hundred faces, one epoch each): both int8 files are written, the ONNX file loads as
-    written in ORT's EXACT_INT8 mode (which refused tf2onnx's shared constants) and agrees with the TFLite
-    file; so does the post-training ONNX. QAT keeps tfmot's min/max ranges so that it converts no TFLite
-    model of its own."""
-    import onnxruntime as ort
-
-    from edge_fer.runtime import open_model
-
-    data = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 100))
-    r = run("train", "--model", "mobilenetv3", "--data", data, "--epochs", "1")
-    assert r.exit_code == 0, r.output
-    run_dir = tmp_path / "runs" / "mobilenetv3_small"
-    assert json.loads((run_dir / "config.json").read_text())["model_options"] == {}  # every block
-    r = run("qat", "--epochs", "1", "--warmup-batches", "2", "--range-percentile", "minmax")
-    assert r.exit_code == 0, r.output
-    r = run("export", "--int8")
-    assert r.exit_code == 0, r.output
-    export = run_dir / "export"
-    tflite, onnx_file = export / "mobilenetv3_small_int8_qat.tflite", export / "mobilenetv3_small_int8_qat.onnx"
-    for f in (tflite, onnx_file):
-        assert f.is_file() and Path(f"{f}.json").is_file(), r.output
-        assert f.name in r.output
-
-    so = ort.SessionOptions()
-    so.add_session_config_entry(EXACT_INT8, "1")
-    session = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
-    with np.load(data) as d:
-        faces = d["pixels"][d["usage"] == "PrivateTest"]
-    name = session.get_inputs()[0].name
-    by_onnx = session.run(None, {name: faces.astype(np.float32)[..., None]})[0].argmax(1)
-    by_tflite = open_model(tflite).predict(faces).argmax(1)
-    assert (by_onnx == by_tflite).mean() >= 0.98
-
-    # the post-training route: ORT's own quantiser shares constants between DequantizeLinear nodes too
-    r = run("export", "--int8", "--from", "ptq", "--formats", "onnx", "--force", "--out", tmp_path / "ptq")
-    assert r.exit_code == 0, r.output
-    ort.InferenceSession(str(tmp_path / "ptq" / "mobilenetv3_small_int8.onnx"), so, providers=["CPUExecutionProvider"])

@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import pick_rows, write_csv
@@ -44,13 +45,15 @@ COMMANDS = {
     "edgefer predict photos/ clip.mp4": (None, None),
     "edgefer data check fer2013.csv": (None, None),
     "edgefer train --model mobilenetv3 --data fer2013.csv": (
-        "edgefer train --model mobilenetv3 --data fer2013.csv --epochs 1 -o width=0.25",
-        "45 epochs on FER2013 take hours: 1 epoch of a quarter-width model"),
+        "edgefer train --model mobilenetv3 --data fer2013.csv --epochs 1",
+        "45 epochs on FER2013 take hours: 1 epoch (every block, full width: the model card's path, whose files "
+        "_check_the_card_path checks)"),
     "edgefer evaluate": (None, None),
     "edgefer qat && edgefer export --int8": (
-        "edgefer qat --epochs 1 --range-percentile minmax && edgefer export --int8 --force",
-        "a 1-epoch model is far from the 98% agreement gate and no range clipping finds it: 1 QAT epoch, "
-        "min/max ranges, export --force (the gate is tested in tests/test_export.py)"),
+        "edgefer qat --epochs 1 --warmup-batches 2 --range-percentile minmax && edgefer export --int8 --force",
+        "a 1-epoch model is far from the 98% agreement gate and no range clipping finds it: 1 QAT epoch after 2 "
+        "range warm-up batches (each runs the QAT model eagerly), min/max ranges, export --force (the gate is "
+        "tested in tests/test_export.py)"),
     "edgefer bench": (f"edgefer bench {QUICK}", "latency timing only"),
     "edgefer compare runs/cnn runs/mobilenetv3_small": (None, None),
     "edgefer models": (None, None),
@@ -68,7 +71,10 @@ COMMANDS = {
     "edgefer predict photos/ --boxes my_boxes.csv": (None, None),
     "edgefer bench --shipped --threads 1,2,4": (f"edgefer bench --shipped --threads 1,2,4 {QUICK}",
                                                 "latency timing only"),
-    "edgefer qat runs/cnn --epochs 3": ("edgefer qat runs/cnn --epochs 1", "1 QAT epoch instead of 3"),
+    "edgefer qat runs/cnn --epochs 3": (
+        "edgefer qat runs/cnn --epochs 0",
+        "the range warm-up and the automatic range choice in int8 without fine-tuning epochs (each is a pass over "
+        "the run's 6,000 training faces; tests/test_export.py fine-tunes)"),
     "edgefer export runs/cnn --formats tflite": (None, None),
     "edgefer calibrate runs/cnn --sizes 64,256,1024 --methods minmax,entropy,percentile": (
         "edgefer calibrate runs/cnn --sizes 64 --methods minmax",
@@ -161,6 +167,35 @@ def workspace(tmp_path, fer, trained):
     return ws
 
 
+def _check_the_card_path(ws: Path, env: dict, said: str) -> None:
+    """After the card's `train --model mobilenetv3`, `qat`, `export --int8` on the full-block MobileNetV3: both
+    int8 files and their sidecars are written and named; the ONNX file loads as written in ORT's EXACT_INT8 mode
+    (which refused tf2onnx's shared constants) and agrees with the TFLite file; so does the post-training ONNX
+    file (ORT's own quantiser shares constants between DequantizeLinear nodes too)."""
+    import onnxruntime as ort
+
+    from edge_fer.runtime import open_model
+    from edge_fer.runtime.onnx_model import EXACT_INT8
+
+    run_dir = ws / "runs" / "mobilenetv3_small"
+    assert json.loads((run_dir / "config.json").read_text())["model_options"] == {}  # every block, full width
+    export = run_dir / "export"
+    tflite, onnx_file = export / "mobilenetv3_small_int8_qat.tflite", export / "mobilenetv3_small_int8_qat.onnx"
+    for f in (tflite, onnx_file):
+        assert f.is_file() and Path(f"{f}.json").is_file() and f.name in said, said
+    so = ort.SessionOptions()
+    so.add_session_config_entry(EXACT_INT8, "1")
+    session = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
+    from edge_fer.data import load_fer
+
+    faces = load_fer(ws / "fer2013.csv")["test"].x
+    by_onnx = session.run(None, {session.get_inputs()[0].name: faces.astype(np.float32)[..., None]})[0].argmax(1)
+    assert (by_onnx == open_model(tflite).predict(faces).argmax(1)).mean() >= 0.98
+    p = _sh("edgefer export runs/mobilenetv3_small --int8 --from ptq --formats onnx --force --out ptq", ws, env)
+    assert p.returncode == 0, p.stderr[-3000:]
+    ort.InferenceSession(str(ws / "ptq" / "mobilenetv3_small_int8.onnx"), so, providers=["CPUExecutionProvider"])
+
+
 def _sh(line: str, ws: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", line], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
 
@@ -194,6 +229,8 @@ def test_every_readme_command_runs_as_written(workspace, sshd):
             assert p.returncode == 0 and "Traceback" not in p.stderr, (
                 f"README command failed: {readme}\nran: {shell_line}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}\n"
                 "before it:\n" + "\n".join(ran))
+            if readme == "edgefer qat && edgefer export --int8":
+                _check_the_card_path(ws, env, p.stdout + p.stderr)
             if readme == "edgefer bench runs/cnn/best.keras runs/cnn/export/*":
                 # the glob brings the .json sidecars and export_report.json along: skipped, every model measured
                 assert "skipped" in p.stderr and "metadata file(s)" in p.stderr, p.stderr
