@@ -148,6 +148,36 @@ def test_int16x8_export_has_16_bit_activations_and_passes(run, trained, tmp_path
     assert meta["precision"] == "int16x8" and meta["verification"]["agreement"] >= 0.98
 
 
+def test_int16x8_keeps_ops_without_a_16x8_kernel_in_float():
+    """TFLite has no 16x8 HARD_SWISH (a post-training MobileNetV3's activations): the conversion keeps those ops
+    in float (the converter's TFLITE_BUILTINS fallback), quantises the rest to 16-bit activations, and the
+    file computes what the float model does."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_fer._tf import keras
+    from edge_fer.calibration import CalibrationSet
+    from edge_fer.models.layers import HardSwish
+    from edge_fer.quantization.converter import to_tflite
+
+    K = keras()
+    x = inputs = K.Input((48, 48, 1), name="image")
+    x = K.layers.Rescaling(1 / 127.5, offset=-1)(x)
+    x = HardSwish(name="hswish")(K.layers.Conv2D(8, 3, strides=2, name="conv")(x))
+    x = K.layers.Dense(7, name="logits")(K.layers.GlobalAveragePooling2D()(x))
+    model = K.Model(inputs, K.layers.Softmax(name="predictions")(x))
+    faces = np.random.default_rng(0).uniform(0, 255, (64, 48, 48, 1)).astype(np.float32)
+    interp = Interpreter(model_content=to_tflite(model, "int16x8", calib=CalibrationSet(faces, "random faces")))
+    ops = {op["op_name"]: op for op in interp._get_ops_details()}
+    dtype = {t["index"]: np.dtype(t["dtype"]).name for t in interp.get_tensor_details()}
+    assert {dtype[i] for i in ops["HARD_SWISH"]["inputs"]} == {"float32"}  # the op without a 16x8 kernel
+    assert dtype[ops["CONV_2D"]["outputs"][0]] == "int16"  # the rest: 16-bit activations
+    interp.allocate_tensors()
+    interp.set_tensor(interp.get_input_details()[0]["index"], faces[:1])
+    interp.invoke()
+    got = interp.get_tensor(interp.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, model.predict(faces[:1], verbose=0), atol=2e-3)
+
+
 def test_onnx_report_ranks_the_broken_layer_first_and_keep_float_repairs_it(run, broken, tmp_path):
     r = run("inspect", broken, "--format", "onnx", "--faces", 100, "--calib-size", 64, "--out", tmp_path / "i")
     assert r.exit_code == 0, r.output

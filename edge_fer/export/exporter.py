@@ -67,7 +67,7 @@ class ExportResult:
 
 
 def float_ops(model) -> list[str]:
-    """Ops of an int8 TFLite graph that still compute in float (beyond input/output conversion)."""
+    """Ops of an int8 (or int16x8) TFLite graph that still compute in float (beyond input/output conversion)."""
     from ..runtime.tflite import TFLiteModel
 
     out = []  # read without XNNPACK: its DELEGATE node would stand for the ops it took, int8 or not
@@ -261,7 +261,7 @@ def _convert_and_verify(tmp: Path, out_dir: Path, run_dir: Path, ec: ExportConfi
             meta["input"]["quantization"] = list(map(float, loaded.input_quantization))
             meta["output_quantization"] = list(map(float, loaded.output_quantization))
         verification = _verify(path, ref.x, ref.y, ref.p_qat if origin == "qat" else ref.p_float)
-        ops = float_ops(loaded) if fmt.format == "tflite" and fmt.precision == "int8" else []
+        ops = float_ops(loaded) if fmt.format == "tflite" and fmt.precision in ("int8", "int16x8") else []
         meta["verification"] = verification
         blob = embed_tflite(blob, meta) if fmt.format == "tflite" else embed_onnx(blob, meta)
         path.write_bytes(blob)

@@ -13,6 +13,7 @@ Returns bytes; nothing here writes a file.
 from __future__ import annotations
 
 import difflib
+import re
 import logging
 import warnings
 from typing import TYPE_CHECKING
@@ -160,6 +161,22 @@ def fixed_batch_function(model, batch: int | None):
     return fn.get_concrete_function()
 
 
+def _convert_16x8(conv) -> bytes:
+    """int16x8, or — where ops have no 16x8 kernel (TFLite has none for HARD_SWISH, for one) — int16x8
+    with those ops in float, the converter's documented fallback (``TFLITE_BUILTINS`` beside the 16x8 set)."""
+    tf = _tf()
+    try:
+        return conv.convert()
+    except Exception as e:  # noqa: BLE001 - the converter raises ConverterError / RuntimeError here
+        ops = sorted(set(re.findall(r"16x8-bit not yet supported for op: '(\w+)'", str(e))))
+        if not ops:
+            raise
+    log.info("int16x8 TFLite: no 16x8 kernel for %s; those ops compute in float", ", ".join(ops))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                      tf.lite.OpsSet.TFLITE_BUILTINS]
+    return conv.convert()
+
+
 def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io: str = "int8",
               batch: int | None = None, per_tensor: bool = False, keep_float=()) -> bytes:
     """Convert a Keras (float or QAT) model. ``io`` applies to int8 models: their input/output type.
@@ -207,7 +224,10 @@ def to_tflite(model, precision: str, *, calib: CalibrationSet | None = None, io:
         conv._experimental_disable_per_channel = per_tensor
     elif precision != "float32":
         raise ConfigError(f"unknown TFLite precision {precision!r}")
-    blob = conv.convert()
+    if precision == "int16x8":
+        blob = _convert_16x8(conv)
+    else:
+        blob = conv.convert()
     if precision == "int8":
         blob, fixed = fix_bias_scales(blob)
         if fixed:
