@@ -174,6 +174,7 @@ def _check_the_card_path(ws: Path, env: dict, said: str) -> None:
     file (ORT's own quantiser shares constants between DequantizeLinear nodes too)."""
     import onnxruntime as ort
 
+    from edge_fer.data import load_fer
     from edge_fer.runtime import open_model
     from edge_fer.runtime.onnx_model import EXACT_INT8
 
@@ -186,8 +187,6 @@ def _check_the_card_path(ws: Path, env: dict, said: str) -> None:
     so = ort.SessionOptions()
     so.add_session_config_entry(EXACT_INT8, "1")
     session = ort.InferenceSession(str(onnx_file), so, providers=["CPUExecutionProvider"])
-    from edge_fer.data import load_fer
-
     faces = load_fer(ws / "fer2013.csv")["test"].x
     by_onnx = session.run(None, {session.get_inputs()[0].name: faces.astype(np.float32)[..., None]})[0].argmax(1)
     assert (by_onnx == open_model(tflite).predict(faces).argmax(1)).mean() >= 0.98

@@ -13,8 +13,8 @@ Returns bytes; nothing here writes a file.
 from __future__ import annotations
 
 import difflib
-import re
 import logging
+import re
 import warnings
 from typing import TYPE_CHECKING
 

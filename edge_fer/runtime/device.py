@@ -9,9 +9,9 @@ bundles it with the rest of :mod:`edge_fer.runtime` into one file that is copied
 object: runtime, versions, machine, and per thread count the predicted labels, the latency statistics,
 init time, throughput at a larger batch and peak memory. The faces are labelled once: a further thread
 count whose raw outputs on the first 8 faces equal those already labelled reuses the labels and says
-so (``scored_with_threads``); one whose outputs differ labels every face again. Without ``--data`` (a model nobody has said how
-to feed) it times random inputs of the model's own shape and type: latency, throughput and memory, no
-labels. ``--input-scale``/``--input-offset`` map pixels (0–255) to what a model without edge_fer's
+so (``scored_with_threads``); one whose outputs differ labels every face again. Without ``--data`` (a
+model nobody has said how to feed) it times random inputs of the model's own shape and type: latency,
+throughput and memory, no labels. ``--input-scale``/``--input-offset`` map pixels (0–255) to what a model without edge_fer's
 in-graph preprocessing expects. A run that cannot finish prints ``{"error": MESSAGE, "status":
 "unavailable" | "failed", "error_type": CLASS}`` instead and exits with code 3.
 """
