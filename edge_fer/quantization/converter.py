@@ -242,6 +242,17 @@ _BIAS_OPS = {3: (0, 1, 2), 4: (0, 1, 2), 9: (0, 1, 2),  # CONV_2D, DEPTHWISE_CON
 _INT32 = 2  # TensorType.INT32
 
 
+def bias_operands(model):
+    """(input, weights, bias) tensors of each op with a bias (conv, depthwise, dense, transpose conv) of a
+    flatbuffer model object (``flatbuffer_utils.convert_bytearray_to_object``), in graph order."""
+    for sg in model.subgraphs:
+        for op in sg.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            at = _BIAS_OPS.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+            if at is not None and len(op.inputs) > at[2] and op.inputs[at[2]] >= 0:
+                yield tuple(sg.tensors[op.inputs[i]] for i in at)
+
+
 def fix_bias_scales(blob: bytes) -> tuple[bytes, int]:
     """Requantise each int32 bias whose scale is not input scale × weight scale; returns (model, how many).
 
@@ -257,29 +268,23 @@ def fix_bias_scales(blob: bytes) -> tuple[bytes, int]:
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
     fixed = 0
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            at = _BIAS_OPS.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-            if at is None or len(op.inputs) <= at[2] or op.inputs[at[2]] < 0:
-                continue
-            x, w, b = (sg.tensors[op.inputs[i]] for i in at)
-            buf = model.buffers[b.buffer]
-            if b.type != _INT32 or None in (b.quantization, x.quantization, w.quantization) or buf.data is None:
-                continue
-            s_x, s_w, s_b = (np.asarray(t.quantization.scale, np.float64) for t in (x, w, b))
-            q = np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4")
-            want = s_x * s_w
-            # One scale for the whole tensor or one per channel; anything else is left to the converter.
-            if q.size == 0 or s_x.size != 1 or s_b.size not in (1, q.size) or want.size not in (1, q.size):
-                continue
-            if np.allclose(s_b, want, rtol=1e-6, atol=0):
-                continue
-            requant = np.clip(np.round(q * s_b / want), -(2**31), 2**31 - 1).astype("<i4")
-            buf.data = np.frombuffer(requant.tobytes(), dtype=np.uint8)
-            b.quantization.scale = want.astype(np.float32)
-            b.quantization.zeroPoint = np.zeros(want.size, np.int64)
-            fixed += 1
+    for x, w, b in bias_operands(model):
+        buf = model.buffers[b.buffer]
+        if b.type != _INT32 or None in (b.quantization, x.quantization, w.quantization) or buf.data is None:
+            continue
+        s_x, s_w, s_b = (np.asarray(t.quantization.scale, np.float64) for t in (x, w, b))
+        q = np.frombuffer(bytes(bytearray(buf.data)), dtype="<i4")
+        want = s_x * s_w
+        # One scale for the whole tensor or one per channel; anything else is left to the converter.
+        if q.size == 0 or s_x.size != 1 or s_b.size not in (1, q.size) or want.size not in (1, q.size):
+            continue
+        if np.allclose(s_b, want, rtol=1e-6, atol=0):
+            continue
+        requant = np.clip(np.round(q * s_b / want), -(2**31), 2**31 - 1).astype("<i4")
+        buf.data = np.frombuffer(requant.tobytes(), dtype=np.uint8)
+        b.quantization.scale = want.astype(np.float32)
+        b.quantization.zeroPoint = np.zeros(want.size, np.int64)
+        fixed += 1
     if not fixed:
         return blob, 0
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), fixed

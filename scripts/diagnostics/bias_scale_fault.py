@@ -15,25 +15,19 @@ import sys
 import numpy as np
 from tensorflow.lite.tools import flatbuffer_utils
 
-from edge_fer.quantization.converter import _BIAS_OPS
+from edge_fer.quantization.converter import bias_operands
 
 
 def with_bias_scale_fault(blob: bytes) -> tuple[bytes, int]:
     """The model with every int32 bias declared at the faulty scale; returns (model, how many biases)."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(blob))
     n = 0
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            at = _BIAS_OPS.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-            if at is None or len(op.inputs) <= at[2] or op.inputs[at[2]] < 0:
-                continue
-            b = sg.tensors[op.inputs[at[2]]]
-            k = 241 / 255 if n == 0 else 254 / 255
-            q = np.frombuffer(bytes(bytearray(model.buffers[b.buffer].data)), "<i4")
-            b.quantization.scale = (np.asarray(b.quantization.scale, np.float64) * k).astype(np.float32)
-            model.buffers[b.buffer].data = np.frombuffer(np.round(q / k).astype("<i4").tobytes(), np.uint8)
-            n += 1
+    for _, _, b in bias_operands(model):
+        k = 241 / 255 if n == 0 else 254 / 255
+        q = np.frombuffer(bytes(bytearray(model.buffers[b.buffer].data)), "<i4")
+        b.quantization.scale = (np.asarray(b.quantization.scale, np.float64) * k).astype(np.float32)
+        model.buffers[b.buffer].data = np.frombuffer(np.round(q / k).astype("<i4").tobytes(), np.uint8)
+        n += 1
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), n
 
 
