@@ -44,64 +44,69 @@ def val_batch(data):
     return data["validation"].x[:64]
 
 
-def test_tflite_float32_parity(trained, float_model, val_batch, tmp_path):
-    export_run(trained.run_dir, formats=["tflite"], precisions=["float32"], out=tmp_path)
-    got = open_model(tmp_path / "cnn_float32.tflite").predict(val_batch)
+@pytest.fixture(scope="module")
+def every(trained, tmp_path_factory) -> tuple[Path, list]:
+    """Every format and precision, post-training, below a 0.9 gate: (folder, export results). The tests below
+    read what this one export wrote."""
+    out = tmp_path_factory.mktemp("every")
+    return out, export_run(trained.run_dir, source="ptq", threshold=0.9, out=out)
+
+
+def test_tflite_float32_parity(every, float_model, val_batch):
+    got = open_model(every[0] / "cnn_float32.tflite").predict(val_batch)
     want = float_model.predict(val_batch[..., None].astype(np.float32), verbose=0)
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
-def test_onnx_float32_parity(trained, float_model, val_batch, tmp_path):
-    export_run(trained.run_dir, formats=["onnx"], precisions=["float32"], out=tmp_path)
-    got = open_model(tmp_path / "cnn_float32.onnx").predict(val_batch)
+def test_onnx_float32_parity(every, float_model, val_batch):
+    got = open_model(every[0] / "cnn_float32.onnx").predict(val_batch)
     want = float_model.predict(val_batch[..., None].astype(np.float32), verbose=0)
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
-def test_every_format_and_precision(trained, tmp_path):
-    results = export_run(trained.run_dir, source="ptq", threshold=0.9, out=tmp_path)
+def test_every_format_and_precision(every):
+    out, results = every
     by_name = {r.file.split("/")[-1]: r for r in results}
     assert set(by_name) == {"cnn_float32.tflite", "cnn_float16.tflite", "cnn_dynamic.tflite", "cnn_int8.tflite",
                             "cnn_float32.onnx", "cnn_int8.onnx"}
     for name, r in by_name.items():
         floor = 0.999 if "float32" in name else (0.98 if name.endswith(("float16.tflite", "dynamic.tflite")) else 0.9)
         assert r.verification["agreement"] >= floor, (name, r.verification)
-        assert (tmp_path / name).stat().st_size == r.size_bytes
+        assert (out / name).stat().st_size == r.size_bytes
     size = lambda n: by_name[n].size_bytes
     assert size("cnn_int8.tflite") < 0.3 * size("cnn_float32.tflite")
     assert size("cnn_float16.tflite") < 0.55 * size("cnn_float32.tflite")
     # int8 TFLite with int8 I/O: raw 0–255 pixels map onto int8 with scale 1, zero point -128
-    model = open_model(tmp_path / "cnn_int8.tflite")
+    model = open_model(out / "cnn_int8.tflite")
     assert model.input_dtype == np.int8
     scale, zp = model.input_quantization
     assert scale == pytest.approx(1.0) and zp == -128
-    report = json.loads((tmp_path / "export_report.json").read_text())
+    report = json.loads((out / "export_report.json").read_text())
     assert set(report["artefacts"]) == set(by_name)
     # the resolved ExportConfig, saved beside what it wrote
     assert (report["config"]["source"], report["config"]["threshold"], report["config"]["calib_size"]) == ("ptq", 0.9, 256)
     assert report["artefacts"]["cnn_int8.onnx"]["config"] == report["config"]
 
 
-def test_metadata_sidecar_and_embedded(trained, float_model, data, tmp_path):
-    results = export_run(trained.run_dir, formats=["tflite", "onnx"], precisions=["int8"], source="ptq", threshold=0.9,
-                         out=tmp_path)
+def test_metadata_sidecar_and_embedded(every, float_model, data):
+    out, results = every
+    results = {r.file.split("/")[-1]: r for r in results}
     val = data["validation"]
     want = float_model.predict(val.x[..., None].astype(np.float32), verbose=0).argmax(1)
-    for result, (name, reader) in zip(results, (("cnn_int8.tflite", read_tflite_metadata),
-                                                ("cnn_int8.onnx", read_onnx_metadata))):
-        side = json.loads((tmp_path / f"{name}.json").read_text())
+    for name, reader in (("cnn_int8.tflite", read_tflite_metadata), ("cnn_int8.onnx", read_onnx_metadata)):
+        side = json.loads((out / f"{name}.json").read_text())
         assert side["classes"] == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
         assert side["input"]["shape"] == [-1, 48, 48, 1] and side["input"]["color"] == "grey"
-        assert side["sha256"] == sha256(tmp_path / name)
+        assert side["sha256"] == sha256(out / name)
         assert side["source"] == "ptq" and side["calibration"]["size"] == 256
         assert side["train_config"]["model"] == "cnn" and "tensorflow" in side["tools"]
         # the agreement recorded is the one measured here on the validation split, and it passed the 0.9 gate
-        agreement = float((open_model(tmp_path / name).predict(val.x).argmax(1) == want).mean())
-        assert side["verification"]["n"] == len(val) and result.status == "ok" and result.file.endswith(name)
+        agreement = float((open_model(out / name).predict(val.x).argmax(1) == want).mean())
+        assert side["verification"]["n"] == len(val) and results[name].status == "ok"
         assert side["verification"]["agreement"] == pytest.approx(agreement, abs=2 / len(val)) and agreement >= 0.9
-        embedded = reader(tmp_path / name)
+        embedded = reader(out / name)
         assert embedded["classes"] == side["classes"] and embedded["precision"] == "int8"
-    side = json.loads((tmp_path / "cnn_int8.tflite.json").read_text())
+    side = json.loads((out / "cnn_int8.tflite.json").read_text())
     assert side["input"]["io_type"] == "int8" and side["input"]["quantization"][1] == -128
 
 

@@ -129,9 +129,9 @@ def test_gpu_only_refuses_an_unsupported_op(bucketize_model, swiftshader):
 
 
 def test_bench_gpu_records_software_emulation(exported_b1, subset, swiftshader, tmp_path):
-    out = tmp_path / "gpu.json"
+    out = tmp_path / "gpu.json"  # --quick: no latency is read, and the software GPU's timing loops are slow
     r = CliRunner().invoke(main, ["bench", str(exported_b1 / "cnn_int8.tflite"), "--device", "gpu", "--data",
-                                  str(subset), "--min-seconds", "0.1", "--json", str(out)])
+                                  str(subset), "--min-seconds", "0", "--quick", "--json", str(out)])
     assert r.exit_code == 0, r.output
     assert "[software GPU emulation]" in r.output and "SwiftShader" in r.output
     import json

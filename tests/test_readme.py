@@ -38,7 +38,7 @@ QUICK = f"{FAST} --quick"  # bench: 10 timed runs, no throughput batch (tests/te
 COMMANDS = {
     "make demo": ("<the Makefile's demo recipe>",
                   f"the recipe's lines run (with this venv's edgefer) with latency timing {QUICK} instead of "
-                  "--min-seconds 1 (tests/test_zoo.py checks what the recipe's bench writes); its `setup` "
+                  "--min-seconds 1 (_check_the_main_job checks what its bench writes); its `setup` "
                   "prerequisite installs the venv the test already runs in"),
     "make test": (None, "not run: it is this test suite"),
     "source .venv/bin/activate": (None, "not run: every command runs with this venv's bin/ first on PATH"),
@@ -195,6 +195,20 @@ def _check_the_card_path(ws: Path, env: dict, said: str) -> None:
     ort.InferenceSession(str(ws / "ptq" / "mobilenetv3_small_int8.onnx"), so, providers=["CPUExecutionProvider"])
 
 
+def _check_the_main_job(out: Path) -> None:
+    """`make demo`'s bench: one record per shipped file and thread count, each measured on the embedded sample's
+    600 PrivateTest faces, the table naming every shipped model apart (two share an architecture), a plot."""
+    from edge_fer.zoo import shipped_models
+
+    records = json.loads((out / "bench.json").read_text())
+    files = sorted(f"{m.name}{suffix}" for m in shipped_models() for suffix in m.files)
+    assert sorted({r["model"] for r in records}) == files and len(records) == 2 * len(files), records
+    assert all(r["status"] == "ok" and "sample" in r["data"] and r["n"] == 600 for r in records), records
+    assert (out / "pareto_cpu.png").stat().st_size > 10_000
+    table = (out / "bench_comparison.md").read_text()
+    assert all(f"| {m.name} | " in table for m in shipped_models()), table
+
+
 def _sh(line: str, ws: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", line], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
 
@@ -236,9 +250,10 @@ def test_every_readme_command_runs_as_written(workspace, sshd):
                 models = sorted(f.name for f in (ws / "runs" / "cnn" / "export").iterdir() if f.suffix == ".tflite")
                 for name in ["best.keras", *models]:
                     assert f"{name} × 1 thread(s)" in p.stdout, (name, p.stdout)
-    # what the README says these commands write
+    # what the README says these commands write; `make demo`: every shipped file, on the embedded sample
     for f in ("bench.json", "bench_comparison.md", "bench_comparison.csv", "bench_comparison.json", "pareto_cpu.png"):
         assert (ws / "runs" / "demo-bench" / f).is_file(), f
+    _check_the_main_job(ws / "runs" / "demo-bench")
     fleet = json.loads((ws / "fleet.json").read_text())
     assert {r["host"] for r in fleet} == {f"{user}@127.0.0.1", f"{user}@localhost"}
     assert all(r["status"] == "ok" for r in fleet)
