@@ -202,8 +202,9 @@ def _check_the_main_job(out: Path) -> None:
 
     records = json.loads((out / "bench.json").read_text())
     files = sorted(f"{m.name}{suffix}" for m in shipped_models() for suffix in m.files)
-    assert sorted({r["model"] for r in records}) == files and len(records) == 2 * len(files), records
-    assert all(r["status"] == "ok" and "sample" in r["data"] and r["n"] == 600 for r in records), records
+    said = [(r["model"], r["status"], r.get("threads"), r.get("data"), r.get("n")) for r in records]
+    assert sorted({r["model"] for r in records}) == files and len(records) == 2 * len(files), said
+    assert all(r["status"] == "ok" and "sample" in r["data"] and r["n"] == 600 for r in records), said
     assert (out / "pareto_cpu.png").stat().st_size > 10_000
     table = (out / "bench_comparison.md").read_text()
     assert all(f"| {m.name} | " in table for m in shipped_models()), table
