@@ -143,8 +143,20 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def qat(trained):
-    return qat_run(trained.run_dir, epochs=1, range_percentile="minmax", verbose=0)
+def qat_data(data):
+    """The run's data with 1,500 of its 6,000 training faces (validation whole): what a QAT test fine-tunes on
+    when how well it learns is not what it checks; a fine-tuning epoch is a pass over the training faces."""
+    import dataclasses
+
+    train = data["train"]
+    few = dataclasses.replace(train, x=train.x[:1500], y=train.y[:1500], targets=train.targets[:1500],
+                              rows=train.rows[:1500])
+    return dataclasses.replace(data, splits={**data.splits, "train": few})
+
+
+@pytest.fixture(scope="module")
+def qat(trained, qat_data):
+    return qat_run(trained.run_dir, epochs=1, range_percentile="minmax", data=qat_data, verbose=0)
 
 
 def test_qat_warm_up_and_fine_tune(qat, trained):
@@ -378,12 +390,12 @@ def test_qat_range_percentile_auto_chooses_on_validation_in_int8(trained, tmp_pa
         export_run(run, formats=["tflite"], precisions=["int8"], source="qat", threshold=1.0, out=tmp_path / "y")
 
 
-def test_qat_auto_keeps_the_best_epoch_even_when_it_is_the_warm_up(trained, tmp_path):
+def test_qat_auto_keeps_the_best_epoch_even_when_it_is_the_warm_up(trained, qat_data, tmp_path):
     """A fine-tune that only makes the model worse: the ranges are chosen for, and saved on, the epoch-0
     (warm-up) model that best.h5 holds, not the last epoch left in memory."""
     run = tmp_path / "cnn"
     shutil.copytree(trained.run_dir, run, ignore=shutil.ignore_patterns("qat", "export", "tb", "bench"))
-    r = qat_run(run, epochs=1, lr=0.5, verbose=0)  # Adam at 0.5 wrecks the weights in one epoch
+    r = qat_run(run, epochs=1, lr=0.5, data=qat_data, verbose=0)  # Adam at 0.5 wrecks the weights in one epoch
     q = json.loads((run / "qat" / "qat.json").read_text())
     assert q["history"][0]["val_accuracy"] < q["qat_val_accuracy_before"] - 0.05, q["history"]
     assert r.best_epoch == 0
