@@ -46,24 +46,6 @@ def fer(fer_npz):
         return {k: d[k] for k in ("pixels", "labels", "usage")}
 
 
-# The longest test, which runs alone for ~9 minutes: started first, so it does not end the run with one worker idle.
-LONGEST = "tests/test_readme.py::test_every_readme_command_runs_as_written"
-
-
-def pytest_collection_modifyitems(config, items):
-    """Run order for the two workers (pytest-xdist hands out tests in this order): the longest test first; then
-    every test that needs neither the shared trained run nor its exports; then those that need the run; then those
-    that need its exports. A worker builds a shared fixture while the other runs tests that do not need it,
-    instead of both waiting for it (``built_once``). Files keep their order within each group."""
-    def group(item) -> int:
-        names = set(getattr(item, "fixturenames", ()))
-        if item.nodeid == LONGEST:
-            return 0
-        return 3 if "exported" in names else 2 if "trained" in names else 1
-
-    items.sort(key=group)
-
-
 def pick_rows(fer, per_usage: int | tuple[int, int, int], seed: int = 0) -> np.ndarray:
     """Row indices: ``per_usage`` random rows of each Usage (one count, or one for Training, PublicTest and
     PrivateTest in that order), in file order."""
