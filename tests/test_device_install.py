@@ -303,6 +303,7 @@ def test_the_wheel_on_an_emulated_raspberry_pi(pi_edgefer, astronaut, tmp_path):
     # faces and 13 batches of 32 per model) costs more than the faces scored. The edge models get exactly the
     # faces right that their cards state for x86 on all 600; the cnn (118 M MACs a face, 4.5× ferlite's: 2.5 min
     # of qemu for 600 faces) is held to x86's confusion matrix on the first 100 of them.
+    from edge_fer.data import sample_path
     from edge_fer.device_bench.bench import bench_models
     from edge_fer.zoo import shipped_models
 
@@ -318,7 +319,7 @@ def test_the_wheel_on_an_emulated_raspberry_pi(pi_edgefer, astronaut, tmp_path):
         assert rec["status"] == "ok" and rec["machine"]["machine"] == "aarch64" and rec["n"] == 600, rec
         assert round(rec["accuracy"] * rec["n"]) == model.card["sample"]["int8"]["correct"], (model.name, rec)
     assert all(benched[f"{n}.onnx"]["status"] == "unavailable" for n in [*graded, heavy]), benched
-    with np.load(ROOT / "edge_fer" / "data" / "sample" / "fer2013_sample.npz") as sample:
+    with np.load(sample_path()) as sample:
         rows = np.flatnonzero(sample["usage"] == "PrivateTest")[:100]
         write_subset_npz(tmp_path / "first100.npz", {k: sample[k] for k in ("pixels", "labels", "usage")}, rows)
     r = run("bench", heavy, "--data", tmp_path / "first100.npz", "--threads", "1", "--min-seconds", "0", "--quick",

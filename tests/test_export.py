@@ -561,7 +561,7 @@ def test_onnx_int8_is_exact_on_x86_without_vnni(exported, data, tmp_path):
     plain, exact, exact_shipped = np.load(out)
     here = open_model(model).predict(x).argmax(1)
     agreement = (plain == here).mean()
-    assert agreement < 0.95, f"a default ORT session agrees {agreement:.1%} on the emulated Haswell: it did not saturate"
+    assert agreement < 0.95, f"a default ORT session agrees {agreement:.1%} on the emulated Haswell: no saturation"
     assert (exact == here).mean() >= 0.99
     # a shipped model from the QAT route (tf2onnx from TFLite)
     assert (exact_shipped == open_model(shipped).predict(x).argmax(1)).mean() >= 0.99

@@ -11,9 +11,10 @@ init time, throughput at a larger batch and peak memory. The faces are labelled 
 count whose raw outputs on the first 8 faces equal those already labelled reuses the labels and says
 so (``scored_with_threads``); one whose outputs differ labels every face again. Without ``--data`` (a
 model nobody has said how to feed) it times random inputs of the model's own shape and type: latency,
-throughput and memory, no labels. ``--input-scale``/``--input-offset`` map pixels (0–255) to what a model without edge_fer's
-in-graph preprocessing expects. A run that cannot finish prints ``{"error": MESSAGE, "status":
-"unavailable" | "failed", "error_type": CLASS}`` instead and exits with code 3.
+throughput and memory, no labels. ``--input-scale``/``--input-offset`` map pixels (0–255) to what a
+model without edge_fer's in-graph preprocessing expects. A run that cannot finish prints
+``{"error": MESSAGE, "status": "unavailable" | "failed", "error_type": CLASS}`` instead and exits with
+code 3.
 """
 
 from __future__ import annotations
