@@ -100,12 +100,15 @@ def test_resume_after_kill_9(tmp_path, fer):
     assert not (runs / "cnn-2").exists()
 
 
-def test_cosine_schedule_and_builder_options(tmp_path, subset):
+def test_cosine_schedule_and_builder_options(tmp_path, fer):
     """--schedule cosine follows lr_at epoch by epoch; -o passes builder options into the run's config."""
     from click.testing import CliRunner
 
+    from conftest import pick_rows, write_subset_npz
     from edge_fer.cli import main
 
+    # 300 faces a split: what is tested is the schedule and the options, not the learning
+    subset = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 300))
     cfg = TrainConfig(model="ferlite", data=str(subset), epochs=3, lr=2e-3, schedule="cosine", warmup_epochs=1)
     assert [round(cfg.lr_at(e), 6) for e in range(3)] == [1e-3, 2e-3, round(1e-6 + 0.5 * (2e-3 - 1e-6), 6)]
     out = tmp_path / "fl"
@@ -174,7 +177,7 @@ def test_training_metrics_score_soft_targets_by_their_dominant_class(tmp_path):
     assert again.evaluate(x, soft, verbose=0, return_dict=True)["auc"] == pytest.approx(by_hard["auc"], abs=1e-6)
 
 
-def test_distillation_targets_and_training(trained, tmp_path, subset):
+def test_distillation_targets_and_training(trained, tmp_path, subset, fer):
     """--teacher: targets = (1-w)·labels + w·softmax(teacher logits / T) on the same augmented faces;
     the run records the teacher; a wrong teacher is one clear line."""
     import numpy as np
@@ -199,8 +202,11 @@ def test_distillation_targets_and_training(trained, tmp_path, subset):
     soft = np.exp(z / 2) / np.exp(z / 2).sum(1, keepdims=True)
     assert np.allclose(t.numpy(), 0.7 * y + 0.3 * soft, atol=1e-5)
 
+    from conftest import pick_rows, write_subset_npz
+
+    small = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 300))  # the wiring, not the learning
     out = tmp_path / "student"
-    r = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(subset), "--epochs", "1", "-o", "width=0.5",
+    r = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(small), "--epochs", "1", "-o", "width=0.5",
                                   "--teacher", str(trained.run_dir), "--mixup", "0.2", "--out", str(out)],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
