@@ -567,7 +567,7 @@ def test_onnx_int8_is_exact_on_x86_without_vnni(exported, data, tmp_path):
     assert (exact_shipped == open_model(shipped).predict(x).argmax(1)).mean() >= 0.99
 
 
-def test_qat_distils_from_a_teacher_and_the_card_replays_it(trained, tmp_path, monkeypatch):
+def test_qat_distils_from_a_teacher_and_the_card_replays_it(trained, fer, tmp_path, monkeypatch):
     """qat --teacher: fine-tuning batches carry (1-w)·labels + w·softmax(log p / T) of the teacher on the
     same augmented faces; qat.json records the teacher; the shipped card's recipe and commands repeat it
     and zoo build passes it back to qat; bad combinations are one clear line with nothing written."""
@@ -597,8 +597,12 @@ def test_qat_distils_from_a_teacher_and_the_card_replays_it(trained, tmp_path, m
         return real(*a, **kw)
 
     monkeypatch.setattr(pipeline, "make_dataset", spy)
-    r = CliRunner().invoke(main, ["qat", str(run_dir), "--epochs", "1", "--range-percentile", "minmax",
-                                  "--teacher", "cnn_int8", "--distill-weight", "0.3"], catch_exceptions=False)
+    # 1,000 training faces: the teacher runs on each (what is tested is what reaches the batches, not the learning)
+    from conftest import pick_rows, write_subset_npz
+
+    few = write_subset_npz(tmp_path / "few.npz", fer, pick_rows(fer, (1000, 400, 100)))
+    r = CliRunner().invoke(main, ["qat", str(run_dir), "--epochs", "1", "--range-percentile", "minmax", "--data",
+                                  str(few), "--teacher", "cnn_int8", "--distill-weight", "0.3"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert len(seen) == 1 and seen[0] is not None
     saved = json.loads((run_dir / "qat" / "qat.json").read_text())
