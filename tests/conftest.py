@@ -24,6 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EDGEFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+# The longest test (about 6 min: the README's ~30 commands, some 20 of which start TensorFlow) runs first.
+# pytest-xdist hands tests to its workers in collection order; in its place in that order (test_readme.py),
+# it started 15 min into a 23-min run, and one worker ran it alone for the last 3 min.
+LONGEST_FIRST = ("tests/test_readme.py::test_every_readme_command_runs_as_written",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.nodeid not in LONGEST_FIRST)  # stable: the rest keep their order
+
+
 @pytest.fixture(scope="session")
 def fer_npz() -> Path:
     p = SHARED_DATA / "fer2013.npz"
