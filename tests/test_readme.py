@@ -6,7 +6,8 @@ A command runs exactly as written unless COMMANDS below gives the line that runs
 fails `test_every_readme_command_is_in_the_table`, so the table cannot fall behind the README.
 
 The folder: `fer2013.csv` (450 real FER2013 faces, 150 per usage), `runs/cnn` (the suite's trained
-half-width CNN), `photos/`, `clip.mp4`, `shots/*.jpg`, `my_boxes.csv`, `m_int8.tflite`, and a
+half-width CNN, copied in before the first command that names it, so that the commands before it run while
+another worker trains it), `photos/`, `clip.mp4`, `shots/*.jpg`, `my_boxes.csv`, `m_int8.tflite`, and a
 HOME whose `~/.ssh` holds a key and known_hosts for an OpenSSH server on loopback (the "Pi":
 conftest's `sshd`, the server tests/test_rpi_ssh.py uses) and whose `~/edgefer-runs` is the folder's
 `runs/`.
@@ -146,14 +147,14 @@ def test_readme_says_what_make_demo_runs():
 
 
 @pytest.fixture
-def workspace(tmp_path, fer, trained):
+def workspace(tmp_path, fer):
     from test_predict import _astronaut, _grace, _video
     from PIL import Image
 
     ws = tmp_path / "ws"
     (ws / "photos").mkdir(parents=True)
+    (ws / "runs").mkdir()
     write_csv(ws / "fer2013.csv", fer, pick_rows(fer, 150))
-    shutil.copytree(trained.run_dir, ws / "runs" / "cnn", ignore=shutil.ignore_patterns("qat", "export", "tb"))
     Image.fromarray(_astronaut()).save(ws / "photos" / "astronaut.png")
     Image.fromarray(_grace()).save(ws / "photos" / "grace.jpg", quality=92)
     _video(ws / "clip.mp4", frames=8)
@@ -214,8 +215,14 @@ def _sh(line: str, ws: Path, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", line], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
 
 
+def _add_the_trained_cnn(ws: Path, request) -> None:
+    """`runs/cnn`: the suite's trained run (the `trained` fixture, built once per test run), as trained."""
+    trained = request.getfixturevalue("trained")
+    shutil.copytree(trained.run_dir, ws / "runs" / "cnn", ignore=shutil.ignore_patterns("qat", "export", "tb"))
+
+
 @pytest.mark.slow
-def test_every_readme_command_runs_as_written(workspace, sshd):
+def test_every_readme_command_runs_as_written(workspace, sshd, request):
     ws = workspace
     home = ws / "home"
     shutil.copy(sshd.key, home / ".ssh" / "id_ed25519")
@@ -237,6 +244,8 @@ def test_every_readme_command_runs_as_written(workspace, sshd):
             for suffix in ("", ".json"):
                 shutil.copy(ws / "runs" / "cnn" / "export" / f"cnn_int8_qat.tflite{suffix}", ws / f"m_int8.tflite{suffix}")
         for shell_line in lines:
+            if re.search(r"runs/cnn\b", shell_line) and not (ws / "runs" / "cnn").exists():
+                _add_the_trained_cnn(ws, request)
             t0 = time.monotonic()
             p = _sh(shell_line, ws, env)
             ran.append(f"{time.monotonic() - t0:6.1f} s  {shell_line}")
