@@ -158,6 +158,28 @@ def test_qat_model_computes_what_the_int8_graph_computes(faces, tmp_path):
     keras().backend.clear_session()
 
 
+def test_warm_up_traced_from_ten_batches_sets_the_ranges_eager_passes_set(faces, monkeypatch):
+    """From TRACED_FROM batches on, the warm-up runs as one traced function: the same ranges as eager passes
+    (no dropout here: it would draw other masks), weights and BatchNorm statistics untouched either way."""
+    from edge_fer.quantization import ranges
+
+    batches = [faces[i % 3 * 32:(i % 3 + 1) * 32] for i in range(ranges.TRACED_FROM)]
+    float_model = create_model("cnn", width=0.25, dropout=0.0)
+    got = []
+    for traced_from in (len(batches) + 1, len(batches)):  # eager, then traced
+        qat = quantize_model(float_model)
+        start = {v.name: v.numpy().copy() for v in qat.variables}
+        monkeypatch.setattr(ranges, "TRACED_FROM", traced_from)
+        assert warm_up_ranges(qat, iter(batches)) == len(batches)
+        range_vars = {v.name for v in ranges._range_vars(qat)}
+        assert all(np.array_equal(v.numpy(), start[v.name]) for v in qat.variables if v.name not in range_vars)
+        got.append([v.numpy() for v in ranges._range_vars(qat)])
+    eager, traced = got
+    assert len(eager) > 10 and any(abs(float(np.max(r)) - 6.0) > 1e-3 for r in traced)
+    for a, b in zip(eager, traced):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
 def test_clip_activation_ranges_shrinks_data_ranges_only(faces):
     """Percentile ranges (`edgefer qat --range-percentile`): data-driven activation ranges shrink,
     fixed ones (hard-sigmoid's [0, 6]) and weight ranges do not move, and the model still runs."""
