@@ -25,8 +25,9 @@ SHARED_DATA = Path(os.environ.get("EDGEFER_SHARED_DATA", ROOT.parent / "shared" 
 
 
 # The longest test (about 6 min: the README's ~30 commands, some 20 of which start TensorFlow) runs first.
-# pytest-xdist hands tests to its workers in collection order; in its place in that order (test_readme.py),
-# it started 15 min into a 23-min run, and one worker ran it alone for the last 3 min.
+# pytest-xdist hands tests to its workers in collection order: in its own place (test_readme.py) it starts
+# about 15 min into a 22-min run and one worker ends up running it alone. First, it needs no shared fixture
+# before its eighth command, so its worker starts at once while the other trains the suite's cnn.
 LONGEST_FIRST = ("tests/test_readme.py::test_every_readme_command_runs_as_written",)
 
 
