@@ -14,8 +14,8 @@ def load_model(path: str | Path, *, compile: bool = False):
     Without ``compile`` (inference, export, QAT), the weights are read from a copy of the archive's
     ``model.weights.h5`` on disk: tf_keras reads them through the zip member, and on Python 3.11 every
     backward seek there re-reads the member from its start, so loading grows with the square of the file
-    (ResNet-50's 95 MB best.keras: 16.6 s that way, 2.0 s this way). ``compile=True`` (resuming
-    training, which needs the optimizer's state) goes through tf_keras.
+    (a saved ResNet-50, 95 MB: 18.5 s that way, 2.4 s this way; docs/benchmarks.md). ``compile=True``
+    (resuming training, which needs the optimizer's state) goes through tf_keras.
     """
     from .layers import CUSTOM_OBJECTS
     from .keras_metrics import METRIC_OBJECTS

@@ -37,7 +37,8 @@ def warm_up_ranges(qat_model, batches, *, decay: float = 0.9) -> int:
     """Set the fake-quant ranges from data: forward passes in training mode, weights untouched.
 
     From :data:`TRACED_FROM` batches on, the passes run as one traced function: the default 50 batches of
-    64 through the full MobileNetV3-Small take 13 s that way and 40 s eagerly. Fewer run eagerly.
+    64 through the full MobileNetV3-Small take 9.9 s that way and 33.4 s eagerly (docs/benchmarks.md).
+    Fewer run eagerly.
     """
     batches = list(batches)
     range_ids = {id(v) for v in _range_vars(qat_model)}
