@@ -24,11 +24,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EDGEFER_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-# The longest test (about 6 min: the README's ~30 commands, some 20 of which start TensorFlow) runs first.
-# pytest-xdist hands tests to its workers in collection order: in its own place (test_readme.py) it starts
-# about 15 min into a 22-min run and one worker ends up running it alone. First, it needs no shared fixture
-# before its eighth command, so its worker starts at once while the other trains the suite's cnn.
-LONGEST_FIRST = ("tests/test_readme.py::test_every_readme_command_runs_as_written",)
+# The longest tests run first: the README test (about 6 min: ~30 commands, some 20 of which start TensorFlow)
+# and the FERPlus ship (about 2 min: a ferlite trained an epoch on all of FER2013, then shipped). pytest-xdist
+# hands tests to its workers in collection order: left in place, each starts late in the run and its worker
+# ends up running it alone. The README test needs no shared fixture before its eighth command, so its worker
+# starts at once while the other trains the suite's cnn.
+LONGEST_FIRST = ("tests/test_readme.py::test_every_readme_command_runs_as_written",
+                 "tests/test_zoo_ferplus.py::test_ship_a_ferplus_run_with_three_evaluations")
 
 
 def pytest_collection_modifyitems(config, items):
