@@ -24,7 +24,7 @@ from edge_fer.quantization import load_float_model, load_qat_model, qat_run
 from edge_fer.quantization.config import AUTO_PERCENTILES, parse_range_percentile
 from edge_fer.runs import atomic_path
 
-from conftest import assert_user_error
+from conftest import assert_user_error, pick_rows, write_subset_npz
 
 pytestmark = pytest.mark.slow
 
@@ -598,8 +598,6 @@ def test_qat_distils_from_a_teacher_and_the_card_replays_it(trained, fer, tmp_pa
 
     monkeypatch.setattr(pipeline, "make_dataset", spy)
     # 1,000 training faces: the teacher runs on each (what is tested is what reaches the batches, not the learning)
-    from conftest import pick_rows, write_subset_npz
-
     few = write_subset_npz(tmp_path / "few.npz", fer, pick_rows(fer, (1000, 400, 100)))
     r = CliRunner().invoke(main, ["qat", str(run_dir), "--epochs", "1", "--range-percentile", "minmax", "--data",
                                   str(few), "--teacher", "cnn_int8", "--distill-weight", "0.3"], catch_exceptions=False)

@@ -14,7 +14,7 @@ from edge_fer.errors import RunError
 from edge_fer.report import compare_runs, evaluate_run
 from edge_fer.training import TrainConfig, train
 
-from conftest import assert_user_error
+from conftest import assert_user_error, pick_rows, write_subset_npz
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +68,6 @@ def test_resume_with_other_settings_is_refused(tmp_path, subset):
 
 def test_resume_after_kill_9(tmp_path, fer):
     """Kill -9 the CLI after epoch 2, run the same command again: it goes on from where it was killed."""
-    from conftest import pick_rows, write_subset_npz
-
     # small on purpose (a quarter-width cnn on 600 faces a split): what is tested is the resume, not the learning
     data = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 600))
     runs = tmp_path / "runs"
@@ -104,7 +102,6 @@ def test_cosine_schedule_and_builder_options(tmp_path, fer):
     """--schedule cosine follows lr_at epoch by epoch; -o passes builder options into the run's config."""
     from click.testing import CliRunner
 
-    from conftest import pick_rows, write_subset_npz
     from edge_fer.cli import main
 
     # 300 faces a split: what is tested is the schedule and the options, not the learning
@@ -202,8 +199,6 @@ def test_distillation_targets_and_training(trained, tmp_path, subset, fer):
     soft = np.exp(z / 2) / np.exp(z / 2).sum(1, keepdims=True)
     assert np.allclose(t.numpy(), 0.7 * y + 0.3 * soft, atol=1e-5)
 
-    from conftest import pick_rows, write_subset_npz
-
     small = write_subset_npz(tmp_path / "small.npz", fer, pick_rows(fer, 300))  # the wiring, not the learning
     out = tmp_path / "student"
     r = CliRunner().invoke(main, ["train", "--model", "ferlite", "--data", str(small), "--epochs", "1", "-o", "width=0.5",
@@ -238,8 +233,6 @@ def test_distillation_from_a_shipped_tflite_model(fer, tmp_path, caplog):
     from edge_fer.runtime.tflite import TFLiteModel
     from edge_fer.training.train import TFLiteTeacher, load_teacher
     from edge_fer.zoo import resolve_model
-
-    from conftest import pick_rows, write_subset_npz
 
     teacher = load_teacher(TrainConfig(model="ferlite", data="x", teacher="cnn_int8"))
     assert isinstance(teacher, TFLiteTeacher) and teacher.input_shape == (None, 48, 48, 1)
