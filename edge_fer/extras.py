@@ -5,7 +5,7 @@
 numpy, Pillow and a TFLite runtime. The rest comes with an extra:
 
     pip install 'edge_fer[onnx]'     onnxruntime: .onnx models
-    pip install 'edge_fer[train]'    TensorFlow, tf_keras, tfmot, tf2onnx, onnx, scikit-learn, matplotlib
+    pip install 'edge_fer[train]'    TensorFlow, tf_keras, tfmot, tf2onnx, onnx, matplotlib
     pip install 'edge_fer[remote]'   paramiko: edgefer bench --device rpi
     pip install 'edge_fer[camera]'   OpenCV: cameras, video files, the Haar detector
     pip install 'edge_fer[all]'      all four
@@ -22,8 +22,7 @@ from .errors import MissingExtraError
 
 # extra -> the top-level modules it brings (pyproject's [project.optional-dependencies] lists the packages)
 EXTRAS = {
-    "train": ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx", "sklearn", "matplotlib",
-              "tensorboard"),
+    "train": ("tensorflow", "tf_keras", "tensorflow_model_optimization", "tf2onnx", "onnx", "matplotlib", "tensorboard"),
     "onnx": ("onnxruntime",),
     "remote": ("paramiko",),
     "camera": ("cv2",),

@@ -35,6 +35,19 @@ def _roc_auc(positives: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def roc_curve(positives: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rates, true positive rates) of one class against the rest: a point per distinct score
+    taken as the threshold, highest first, after (0, 0); scikit-learn's ``roc_curve`` with
+    ``drop_intermediate=False``. Its trapezoid area is ``_roc_auc``."""
+    positives = np.asarray(positives, dtype=bool)
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    sorted_scores, hits = np.asarray(scores, dtype=np.float64)[order], positives[order]
+    last = np.r_[np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]), len(hits) - 1]  # end of each score's run
+    tps = np.cumsum(hits)[last]
+    fps = last + 1 - tps
+    return np.r_[0.0, fps / max(len(hits) - positives.sum(), 1)], np.r_[0.0, tps / max(positives.sum(), 1)]
+
+
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray | None = None, *,
                            y_pred: np.ndarray | None = None, classes=CLASSES) -> dict:
     """Accuracy, macro/weighted P/R/F1, per-class P/R/F1/support, confusion matrix, one-vs-rest ROC-AUC."""

@@ -54,15 +54,15 @@ def plot_confusion(cm, classes, path: Path, title: str = "") -> Path:
 
 
 def plot_roc(y_true, probs, classes, path: Path, title: str = "") -> Path:
-    from sklearn.metrics import auc, roc_curve
+    from .metrics import _roc_auc, roc_curve
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     for i, c in enumerate(classes):
         pos = y_true == i
         if 0 < pos.sum() < len(y_true):
-            fpr, tpr, _ = roc_curve(pos, probs[:, i])
-            ax.plot(fpr, tpr, label=f"{c} (AUC {auc(fpr, tpr):.3f})")
+            fpr, tpr = roc_curve(pos, probs[:, i])
+            ax.plot(fpr, tpr, label=f"{c} (AUC {_roc_auc(pos, probs[:, i]):.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
