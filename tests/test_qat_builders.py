@@ -62,9 +62,10 @@ def _settle_batchnorm(model, faces: np.ndarray) -> None:
 # How far the int8 graph's logits may be from the QAT model's, in int8 steps of the logits (whose range spans
 # 255). Both compute the same quantised function, but each int8 kernel rounds where the QAT model computes in
 # float (HARD_SWISH, MEAN, requantised ADD and MUL), and the differences add up with depth. Measured on these
-# faces, two to four runs of each builder: largest distance 1-5 steps for the cnns and VGG-16s, 8-12 for
-# ResNet-50 and the MobileNetV3s; mean 0.2-2.6 steps; the same top class on 84-100% of the 32 faces.
-LOGIT_STEPS, MEAN_STEPS, AGREEMENT = 20, 4, 0.7
+# faces, five or six runs of each builder: largest distance 1-5 steps for the cnns and VGG-16s, 6-21 for
+# ResNet-50 and the MobileNetV3s; mean 0.2-3.9 steps; the same top class on 75-100% of the 32 faces. With every
+# bias requantised at 1.25x its scale, six or seven of the eight builds fail (largest distances 27-159 steps).
+LOGIT_STEPS, MEAN_STEPS, AGREEMENT = 40, 6, 0.5
 BUILDS = [(name, {}) for name in model_names()] + [
     ("vgg16", {"batch_norm": True}), ("mobilenetv3_small", {"minimalistic": True, "stem_stride": 1})]
 
