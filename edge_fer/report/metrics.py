@@ -39,13 +39,13 @@ def roc_curve(positives: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np
     """(false positive rates, true positive rates) of one class against the rest: a point per distinct score
     taken as the threshold, highest first, after (0, 0); scikit-learn's ``roc_curve`` with
     ``drop_intermediate=False``. Its trapezoid area is ``_roc_auc``."""
-    positives = np.asarray(positives, dtype=bool)
-    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
-    sorted_scores, hits = np.asarray(scores, dtype=np.float64)[order], positives[order]
+    scores = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, hits = scores[order], np.asarray(positives, dtype=bool)[order]
     last = np.r_[np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1]), len(hits) - 1]  # end of each score's run
     tps = np.cumsum(hits)[last]
     fps = last + 1 - tps
-    return np.r_[0.0, fps / max(len(hits) - positives.sum(), 1)], np.r_[0.0, tps / max(positives.sum(), 1)]
+    return np.r_[0.0, fps / max(fps[-1], 1)], np.r_[0.0, tps / max(tps[-1], 1)]
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray | None = None, *,
