@@ -569,11 +569,12 @@ def calibrate_cmd(run, sizes, methods, calib_data, data_path) -> None:
               help="--data of another dataset: leave out its faces of this class, e.g. contempt (repeatable).")
 @click.option("--no-xnnpack", is_flag=True, help="TFLite without the XNNPACK delegate, for comparison.")
 @click.option("--min-seconds", type=click.FloatRange(min=0), callback=lambda c, p, v: _finite(v, "--min-seconds"),
-              default=_d(BenchConfig, "min_seconds"), show_default=True,
-              help="Minimum timed duration (s, ≥ 0) per model and thread count (after 50 warm-up runs, ≥ 200 runs).")
+              default=_d(BenchConfig, "min_seconds"),
+              help="Minimum timed duration (s, ≥ 0) per model and thread count (after 50 warm-up runs, ≥ 200 runs). "
+                   "Default 2, or 0 with --quick.")
 @click.option("--quick", is_flag=True, default=_d(BenchConfig, "quick"),
-              help="A rough latency (≥ 10 runs after 1 warm-up run, no throughput batch), accuracy as usual: for a "
-                   "slow device whose answers are what you check.")
+              help="A rough latency (10 runs after 1 warm-up run, no throughput batch, no minimum duration unless "
+                   "--min-seconds is given), accuracy as usual: for a slow device whose answers are what you check.")
 @click.option("--input-scale", default=None, metavar="SCALE[,OFFSET]",
               help="Models without edge_fer metadata: input = pixel (0–255) × SCALE + OFFSET, e.g. 1/255 or "
                    "1/127.5,-1. With --classes, their accuracy is measured; without, they are timed only.")

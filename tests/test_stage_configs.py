@@ -55,6 +55,12 @@ def test_cli_defaults_are_the_configs(command, option, config, field):
     assert _option(command, option).default == config.__dataclass_fields__[field].default
 
 
+def test_quick_bench_has_no_minimum_duration_unless_one_is_given():
+    assert (BenchConfig().min_seconds, BenchConfig(quick=True).min_seconds) == (2.0, 0.0)
+    assert BenchConfig(quick=True, min_seconds=1.5).min_seconds == 1.5 and BenchConfig(min_seconds=0).min_seconds == 0
+    assert "≥ 0 s and ≥ 10 runs" in BenchConfig(quick=True).describe()
+
+
 def test_list_defaults_are_the_configs():
     assert _option("export", "precisions").default.split(",") == list(ExportConfig().precisions)
     assert _option("export", "formats").default.split(",") == list(ExportConfig().formats)

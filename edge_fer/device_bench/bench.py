@@ -25,6 +25,7 @@ from ..labels import CLASSES
 from ..runs import EXPORT_REPORT
 from ..runtime import MODEL_SUFFIXES, read_metadata
 from .script import run_local
+from .suite import resolve_min_seconds
 
 log = logging.getLogger("edge_fer")
 
@@ -297,7 +298,7 @@ QUICK_TIMING = ("--min-runs", "10", "--warmup", "1", "--throughput-batch", "0")
 
 
 def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split: str = "test",
-                 xnnpack: bool = True, min_seconds: float = 2.0, quick: bool = False, timeout: float = 900.0,
+                 xnnpack: bool = True, min_seconds: float | None = None, quick: bool = False, timeout: float = 900.0,
                  target=None, allow_cpu_fallback: bool = False, delegate: str | None = None, on_record=None,
                  input_scale=None, input_size: int | None = None, classes=None, class_map=None,
                  drop_classes=()) -> list[dict]:
@@ -306,7 +307,7 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
     ``target``: a connected RemoteTarget for ``rpi``. ``gpu``: LiteRT's GPU accelerator for .tflite
     (or the TFLite ``delegate`` library given), ONNX Runtime's GPU providers for .onnx; GPU only
     unless ``allow_cpu_fallback``. ``quick``: a rough latency (:data:`QUICK_TIMING`), for a slow device whose
-    accuracy is what matters. ``data`` None: each model's faces are those of the data its run was
+    accuracy is what matters. ``min_seconds`` None: 2 s, or 0 with ``quick``. ``data`` None: each model's faces are those of the data its run was
     trained on (else the embedded sample); every record names its ``data``, ``split`` and ``n``.
     ``input_scale``, ``input_size``, ``classes``: how to feed faces to models without edge_fer metadata
     (see :func:`foreign_info`); without them such a model is timed only. ``class_map``, ``drop_classes``:
@@ -321,6 +322,7 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
         raise ConfigError("--allow-cpu-fallback and --delegate apply to --device gpu only")
     if device == "rpi" and target is None:
         raise ConfigError("--device rpi needs a target (a connected RemoteTarget)")
+    min_seconds = resolve_min_seconds(min_seconds, quick)
     check_bench_settings(threads, min_seconds, timeout)
     from ..zoo import resolve_model
 

@@ -21,6 +21,14 @@ from ..errors import ConfigError
 DEVICES = ("cpu", "gpu", "rpi")
 QUICK = "≥ 10 runs after 1 warm-up run, no throughput batch"  # --quick's timing (bench.QUICK_TIMING)
 SPLITS = ("train", "validation", "test")
+DEFAULT_MIN_SECONDS = 2.0
+
+
+def resolve_min_seconds(min_seconds: float | None, quick: bool) -> float:
+    """``--min-seconds`` as given, else 2 s, or 0 with ``--quick`` (a quick bench times its 10 runs only)."""
+    if min_seconds is None:
+        return 0.0 if quick else DEFAULT_MIN_SECONDS
+    return min_seconds
 
 
 def _ints(value, option: str) -> tuple[int, ...]:
@@ -39,7 +47,8 @@ class BenchConfig:
     data: str | None = None  # labelled faces; None: each model's own training data, else the embedded sample
     split: str = "test"
     xnnpack: bool = True  # TFLite's XNNPACK delegate on the CPU
-    min_seconds: float = 2.0  # minimum timed duration per model and thread count (after the warm-up runs)
+    min_seconds: float | None = None  # minimum timed duration per model and thread count (after the warm-up
+    # runs); None: DEFAULT_MIN_SECONDS, or 0 with quick (its 10 runs are the timing)
     quick: bool = False  # a rough latency (QUICK), accuracy as usual: for a slow device
     input_scale: tuple[float, float] | None = None  # models without edge_fer metadata: pixel × scale + offset
     input_size: int | None = None
@@ -68,6 +77,7 @@ class BenchConfig:
             raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.split not in SPLITS:
             raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        object.__setattr__(self, "min_seconds", resolve_min_seconds(self.min_seconds, self.quick))
         if not (math.isfinite(self.min_seconds) and self.min_seconds >= 0):
             raise ConfigError(f"--min-seconds: {self.min_seconds} is not a finite number ≥ 0")
         if self.input_scale is not None and not isinstance(self.input_scale, tuple):
