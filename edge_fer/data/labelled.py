@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..labels import CLASSES, IMAGE_SIZE, OFFICIAL_SPLITS
-from .loaders import _FOLDER_USAGE, IMAGE_SUFFIXES
+from .loaders import _FOLDER_USAGE, IMAGE_SUFFIXES, read_face_image
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def _read_csv(p: Path):
 
 
 def _read_folder(root: Path):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     subdirs = sorted(d for d in root.iterdir() if d.is_dir())
     split_dirs = [d for d in subdirs if d.name.lower() in _FOLDER_USAGE]
@@ -248,11 +248,7 @@ def _read_folder(root: Path):
                 if not f.is_file() or f.name.startswith(".") or f.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
                 try:
-                    with Image.open(f) as im:
-                        im = im.convert("L")
-                        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-                        pixels.append(np.asarray(im, dtype=np.uint8))
+                    pixels.append(read_face_image(f))
                 except (UnidentifiedImageError, OSError, ValueError) as e:
                     raise DataError(f"{f}: unreadable image ({type(e).__name__}); replace or remove it") from None
                 names.append(class_dir.name)

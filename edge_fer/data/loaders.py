@@ -176,9 +176,21 @@ _FOLDER_USAGE = {
 }
 
 
+def read_face_image(path: Path) -> np.ndarray:
+    """One image file as a 48×48 uint8 grey face (converted to grey, resized bilinearly when not 48×48).
+    An unreadable file raises PIL's ``UnidentifiedImageError``, ``OSError`` or ``ValueError``."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("L")
+        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
+            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
+        return np.asarray(im, dtype=np.uint8)
+
+
 def read_folder(root: Path, *, skip_bad: bool = False) -> RawFER:
     """``root/{train,test}/<class>/<image>``; class folders named as in :data:`CLASSES`."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     split_dirs = sorted(d for d in root.iterdir() if d.is_dir() and d.name.lower() in _FOLDER_USAGE)
     if not split_dirs:
@@ -205,11 +217,7 @@ def read_folder(root: Path, *, skip_bad: bool = False) -> RawFER:
                     skipped.append(msg)
                     continue
                 try:
-                    with Image.open(f) as im:
-                        im = im.convert("L")
-                        if im.size != (IMAGE_SIZE, IMAGE_SIZE):
-                            im = im.resize((IMAGE_SIZE, IMAGE_SIZE), Image.BILINEAR)
-                        x = np.asarray(im, dtype=np.uint8)
+                    x = read_face_image(f)
                 except (UnidentifiedImageError, OSError, ValueError) as e:
                     msg = f"{f}: unreadable image ({type(e).__name__})"
                     if not skip_bad:
