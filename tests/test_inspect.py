@@ -126,6 +126,19 @@ def test_keep_float_auto_adds_the_worst_layer_and_reports_its_cost(run, broken, 
     assert keep["steps"][0]["agreement"] < float(THRESHOLD) <= keep["steps"][-1]["agreement"]
     assert keep["size_bytes"] > keep["size_bytes_all_int8"] and keep["latency_ms"] > 0
     assert meta["verification"]["agreement"] >= float(THRESHOLD)
+    from edge_fer.quantization.converter import layer_labels
+
+    assert keep["nodes"] and layer_labels(keep["nodes"]) == keep["layers"], keep  # the exact nodes chosen
+
+
+def test_keep_float_labels_name_a_layer_once():
+    """A convolution and its activation are two converter nodes of one Keras layer: the labels list it once,
+    and the label keeps both nodes (the exact nodes the search chose are recorded apart)."""
+    from edge_fer.quantization.converter import layer_labels, resolve_keep_float
+
+    nodes = ["model/conv_1/Conv2D", "model/conv_1/HardSwish;model/conv_1/mul", "model/logits/MatMul"]
+    assert layer_labels(nodes[:2] + nodes[2:] + nodes[:1]) == ["conv_1", "logits"]
+    assert resolve_keep_float(nodes, ["conv_1"]) == nodes[:2] and resolve_keep_float(nodes, nodes[1:2]) == nodes[1:2]
 
 
 def test_keep_float_unknown_layer_is_one_line_with_the_close_name(run, broken, tmp_path):

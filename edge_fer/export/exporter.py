@@ -201,14 +201,15 @@ def _keep_float(ec: ExportConfig, chosen, src: _Sources, calib, ref: _References
         return keep_float, ({"layers": keep_float, "mode": "named"} if keep_float else None)
     if not any(f.format == "tflite" and f.precision == "int8" for f in chosen):
         raise ConfigError("--keep-float auto searches TFLite int8 layers; add --formats tflite or name the layers")
-    from .inspect import auto_keep_float, layer_label
+    from .inspect import auto_keep_float, layer_labels
 
     with warnings.catch_warnings(), quiet_native_stderr():
         warnings.simplefilter("ignore")
         nodes, keep_info = auto_keep_float(src.float_model, calib, ref.x, ref.p_float.argmax(1),
                                            threshold=ec.threshold, io=ec.io, per_tensor=src.per_tensor,
                                            batch=ec.batch)
-    keep_info["layers"] = [layer_label(n) for n in nodes]
+    keep_info["layers"] = layer_labels(nodes)  # a label keeps every node of its layer; "nodes" are the exact choice
+    keep_info["nodes"] = list(nodes)
     log.info("keep-float auto: %s in float; size %+.1f KB, latency %+.3f ms per face vs all-int8",
              ", ".join(keep_info["layers"]) or "nothing",
              (keep_info["size_bytes"] - keep_info["size_bytes_all_int8"]) / 1024,

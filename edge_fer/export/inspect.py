@@ -28,8 +28,8 @@ import numpy as np
 from .._tf import quiet_native_stderr, tf as _tf
 from ..errors import ConfigError, RunError
 from ..runtime.tensors import dequantize, quantize
-from ..quantization.converter import (calibrated_model, fix_bias_scales, layer_label, quantise, quantised_nodes,
-                                       tflite_converter, to_tflite)
+from ..quantization.converter import (calibrated_model, fix_bias_scales, layer_label, layer_labels, quantise,
+                                      quantised_nodes, tflite_converter, to_tflite)
 
 log = logging.getLogger(__name__)
 
@@ -636,7 +636,7 @@ def auto_keep_float(model, calib, x: np.ndarray, top1_float: np.ndarray, *, thre
         for node in sorted(nodes, key=lambda n: alone[n]):  # stable: graph order among equals
             keep.append(node)
             blob = build(keep)
-            steps.append({"keep_float": [layer_label(n) for n in keep], "agreement": agree(blob),
+            steps.append({"keep_float": layer_labels(keep), "agreement": agree(blob),
                           "size_bytes": len(blob)})
             log.info("keep-float auto: %s in float → agreement %.2f%%", layer_label(node), 100 * steps[-1]["agreement"])
             if steps[-1]["agreement"] >= threshold:

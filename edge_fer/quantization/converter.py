@@ -51,6 +51,11 @@ def layer_label(node: str) -> str:
     return "+".join(keras_layers(node)) or node
 
 
+def layer_labels(nodes) -> list[str]:
+    """The labels of ``nodes``, each once, in order: two nodes of one layer (a convolution and its
+    activation) read as that layer once."""
+    return list(dict.fromkeys(layer_label(n) for n in nodes))
+
 
 def unknown_layer(name: str, choices: list[str], what: str) -> ConfigError:
     """The error for a --keep-float name that matches nothing: the close matches and where names are listed."""
