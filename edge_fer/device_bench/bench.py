@@ -307,8 +307,9 @@ def bench_models(models, *, device: str = "cpu", threads=(1,), data=None, split:
     ``target``: a connected RemoteTarget for ``rpi``. ``gpu``: LiteRT's GPU accelerator for .tflite
     (or the TFLite ``delegate`` library given), ONNX Runtime's GPU providers for .onnx; GPU only
     unless ``allow_cpu_fallback``. ``quick``: a rough latency (:data:`QUICK_TIMING`), for a slow device whose
-    accuracy is what matters. ``min_seconds`` None: 2 s, or 0 with ``quick``. ``data`` None: each model's faces are those of the data its run was
-    trained on (else the embedded sample); every record names its ``data``, ``split`` and ``n``.
+    accuracy is what matters; ``min_seconds`` None: 2 s, or 0 with ``quick``. ``data`` None: each model's
+    faces are those of the data its run was trained on (else the embedded sample); every record names its
+    ``data``, ``split`` and ``n``.
     ``input_scale``, ``input_size``, ``classes``: how to feed faces to models without edge_fer metadata
     (see :func:`foreign_info`); without them such a model is timed only. ``class_map``, ``drop_classes``:
     another labelled dataset's class names mapped to ours (:mod:`edge_fer.data.labelled`). Ctrl-C raises
