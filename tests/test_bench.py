@@ -95,7 +95,8 @@ def test_quick_bench_times_briefly_and_scores_as_usual(run, tmp_path):
     assert quick["throughput_img_s"] is None and full["throughput_img_s"] > 0
     assert full["latency"]["runs"] >= 200 and full["latency"]["warmup_runs"] == 50
     assert quick["n"] == full["n"] == 600 and quick["confusion_matrix"] == full["confusion_matrix"]
-    assert "≥ 0 s and ≥ 10 runs after 1 warm-up run, no throughput batch" in said["quick"].splitlines()[0], said["quick"]
+    quick_line = said["quick"].splitlines()[0]
+    assert "≥ 0 s and ≥ 10 runs after 1 warm-up run, no throughput batch" in quick_line, quick_line
     assert "≥ 200 runs after 50 warm-up runs" in said["full"].splitlines()[0], said["full"]
 
 
