@@ -24,8 +24,7 @@ from ..errors import ConfigError, EdgeFerError, ModelError, RemoteError, RunErro
 from ..labels import CLASSES
 from ..runs import EXPORT_REPORT
 from ..runtime import MODEL_SUFFIXES, read_metadata
-from .script import run_local
-from .suite import resolve_min_seconds
+from .script import resolve_min_seconds, run_local
 
 log = logging.getLogger("edge_fer")
 

@@ -22,6 +22,14 @@ from ..errors import RemoteError
 from ..runtime.standalone import build_device_script
 
 PIP_FIX = "pip install ai-edge-litert numpy (64-bit OS) or pip install tflite-runtime 'numpy<2' (older systems)"
+DEFAULT_MIN_SECONDS = 2.0  # the script's minimum timed duration per model and thread count
+
+
+def resolve_min_seconds(min_seconds: float | None, quick: bool) -> float:
+    """``--min-seconds`` as given, else 2 s, or 0 with ``--quick`` (a quick bench times its 10 runs only)."""
+    if min_seconds is None:
+        return 0.0 if quick else DEFAULT_MIN_SECONDS
+    return min_seconds
 
 
 def script_args(model: str, faces: str | None, threads, *, min_seconds: float, xnnpack: bool = True,

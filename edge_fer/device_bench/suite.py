@@ -17,18 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from .script import resolve_min_seconds
 
 DEVICES = ("cpu", "gpu", "rpi")
 QUICK = "≥ 10 runs after 1 warm-up run, no throughput batch"  # --quick's timing (bench.QUICK_TIMING)
 SPLITS = ("train", "validation", "test")
-DEFAULT_MIN_SECONDS = 2.0
-
-
-def resolve_min_seconds(min_seconds: float | None, quick: bool) -> float:
-    """``--min-seconds`` as given, else 2 s, or 0 with ``--quick`` (a quick bench times its 10 runs only)."""
-    if min_seconds is None:
-        return 0.0 if quick else DEFAULT_MIN_SECONDS
-    return min_seconds
 
 
 def _ints(value, option: str) -> tuple[int, ...]:
@@ -48,7 +41,7 @@ class BenchConfig:
     split: str = "test"
     xnnpack: bool = True  # TFLite's XNNPACK delegate on the CPU
     min_seconds: float | None = None  # minimum timed duration per model and thread count (after the warm-up
-    # runs); None: DEFAULT_MIN_SECONDS, or 0 with quick (its 10 runs are the timing)
+    # runs); None: 2 s, or 0 with quick (its 10 runs are the timing)
     quick: bool = False  # a rough latency (QUICK), accuracy as usual: for a slow device
     input_scale: tuple[float, float] | None = None  # models without edge_fer metadata: pixel × scale + offset
     input_size: int | None = None
