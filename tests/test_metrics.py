@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.metrics import auc
 from sklearn.metrics import roc_curve as sklearn_roc_curve
 
-from edge_fer.report.metrics import _roc_auc, roc_curve
+from edge_fer.report.metrics import roc_auc, roc_curve
 
 
 def test_roc_curve_equals_scikit_learns_with_ties():
@@ -18,7 +18,7 @@ def test_roc_curve_equals_scikit_learns_with_ties():
             want_fpr, want_tpr, _ = sklearn_roc_curve(positives, scores, drop_intermediate=False)
             np.testing.assert_allclose(fpr, want_fpr, atol=1e-12)
             np.testing.assert_allclose(tpr, want_tpr, atol=1e-12)
-            assert abs(auc(fpr, tpr) - _roc_auc(positives, scores)) < 1e-12
+            assert abs(auc(fpr, tpr) - roc_auc(positives, scores)) < 1e-12
 
 
 def test_roc_curve_of_a_perfect_and_a_reversed_score():

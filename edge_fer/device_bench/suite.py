@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from .script import resolve_min_seconds
 
 DEVICES = ("cpu", "gpu", "rpi")
 QUICK = "≥ 10 runs after 1 warm-up run, no throughput batch"  # --quick's timing (bench.QUICK_TIMING)
@@ -70,6 +69,8 @@ class BenchConfig:
             raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.split not in SPLITS:
             raise ConfigError(f"--split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        from .script import resolve_min_seconds  # here, not at the top: every edgefer command imports this module
+
         object.__setattr__(self, "min_seconds", resolve_min_seconds(self.min_seconds, self.quick))
         if not (math.isfinite(self.min_seconds) and self.min_seconds >= 0):
             raise ConfigError(f"--min-seconds: {self.min_seconds} is not a finite number ≥ 0")

@@ -21,7 +21,7 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den != 0)
 
 
-def _roc_auc(positives: np.ndarray, scores: np.ndarray) -> float:
+def roc_auc(positives: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve: the Mann-Whitney statistic, ties counted half (= the trapezoid area)."""
     order = np.argsort(scores, kind="mergesort")
     sorted_scores = scores[order]
@@ -38,7 +38,7 @@ def _roc_auc(positives: np.ndarray, scores: np.ndarray) -> float:
 def roc_curve(positives: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rates, true positive rates) of one class against the rest: a point per distinct score
     taken as the threshold, highest first, after (0, 0); scikit-learn's ``roc_curve`` with
-    ``drop_intermediate=False``. Its trapezoid area is ``_roc_auc``."""
+    ``drop_intermediate=False``. Its trapezoid area is ``roc_auc``."""
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="mergesort")
     sorted_scores, hits = scores[order], np.asarray(positives, dtype=bool)[order]
@@ -81,7 +81,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray | None = None, 
         aucs = {}
         for i, c in enumerate(classes):
             positives = y_true == i
-            aucs[c] = _roc_auc(positives, probs[:, i]) if 0 < positives.sum() < len(y_true) else None
+            aucs[c] = roc_auc(positives, probs[:, i]) if 0 < positives.sum() < len(y_true) else None
         out["roc_auc"] = aucs
         present = [v for v in aucs.values() if v is not None]
         out["roc_auc_macro"] = float(np.mean(present)) if present else None

@@ -54,7 +54,7 @@ def plot_confusion(cm, classes, path: Path, title: str = "") -> Path:
 
 
 def plot_roc(y_true, probs, classes, path: Path, title: str = "") -> Path:
-    from .metrics import _roc_auc, roc_curve
+    from .metrics import roc_auc, roc_curve
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
@@ -62,7 +62,7 @@ def plot_roc(y_true, probs, classes, path: Path, title: str = "") -> Path:
         pos = y_true == i
         if 0 < pos.sum() < len(y_true):
             fpr, tpr = roc_curve(pos, probs[:, i])
-            ax.plot(fpr, tpr, label=f"{c} (AUC {_roc_auc(pos, probs[:, i]):.3f})")
+            ax.plot(fpr, tpr, label=f"{c} (AUC {roc_auc(pos, probs[:, i]):.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
